@@ -1,0 +1,14 @@
+"""raywalk: distributed rendering of Stable Diffusion latent-space walks on Ray.
+
+The public API for notebooks and scripts::
+
+    from raywalk import load_job
+    job = load_job("jobs/dog-to-fruit-150.yaml")
+    traj = job.trajectory(keyframes)        # (K, 77, D), prompts in job order
+    enc, noise = traj.frames(start, stop)
+"""
+from raywalk.spec import Job, JobError, job_from_dict, load_job
+from raywalk.trajectory import Trajectory
+
+__version__ = "0.1.0"
+__all__ = ["Job", "JobError", "Trajectory", "job_from_dict", "load_job", "__version__"]

@@ -1,0 +1,73 @@
+"""What a job will cost: frames, chunks, batches, UNet evaluations, files, time.
+
+Pure arithmetic over a `Job`; nothing is loaded and nothing runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from raywalk.spec import Job
+
+GUIDANCE_PASSES = 2  # classifier-free guidance: a conditional and an unconditional pass
+
+
+@dataclass(frozen=True)
+class Plan:
+    frames: int
+    chunks: int
+    chunk_size: int
+    batch_size: int
+    batches: int  # renderer calls of batch_size frames, the last of each chunk padded
+    steps: int
+
+    @property
+    def padded_frames(self) -> int:
+        return self.batches * self.batch_size
+
+    @property
+    def unet_evaluations(self) -> int:
+        """Per-image UNet evaluations, padding and both guidance passes included."""
+        return self.padded_frames * self.steps * GUIDANCE_PASSES
+
+
+@dataclass(frozen=True)
+class Estimate:
+    workers: int
+    seconds_per_step: float  # one denoising step of one batch on one worker
+    wall_seconds: float
+    gpu_hours: float
+
+
+def make_plan(job: Job) -> Plan:
+    """Count the work of a job as the driver will split it."""
+    batch = job.model.batch_size
+    batches = sum(math.ceil(len(job.chunk_frames(c)) / batch) for c in range(job.num_chunks))
+    return Plan(
+        frames=job.num_frames,
+        chunks=job.num_chunks,
+        chunk_size=job.chunking.chunk_size,
+        batch_size=batch,
+        batches=batches,
+        steps=job.model.steps,
+    )
+
+
+def estimate(job: Job, plan: Plan, seconds_per_step: float, workers: int) -> Estimate:
+    """Expected wall time and GPU-hours with `workers` renderers of `seconds_per_step`.
+
+    Chunks are the unit handed to workers, so the wall time is that of the
+    busiest worker when whole chunks are dealt out; GPU-hours count every
+    worker's reserved GPUs for that long.
+    """
+    if seconds_per_step <= 0 or workers < 1:
+        raise ValueError("seconds per step must be > 0 and workers >= 1")
+    chunk_batches = sorted(
+        (math.ceil(len(job.chunk_frames(c)) / plan.batch_size) for c in range(plan.chunks)), reverse=True
+    )
+    loads = [0] * workers
+    for batches in chunk_batches:  # longest first onto the least loaded worker
+        loads[loads.index(min(loads))] += batches
+    wall = max(loads) * plan.steps * seconds_per_step
+    gpus = job.workers.gpus if job.workers.gpus > 0 else 0.0
+    return Estimate(workers, seconds_per_step, wall, wall * workers * gpus / 3600.0)

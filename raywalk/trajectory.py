@@ -1,0 +1,168 @@
+"""Trajectories: frame index -> (text encoding, diffusion noise), pure numpy.
+
+Every frame is a function of the job and its index alone: any range of frames
+is computed on its own, in time proportional to the range, and is identical in
+every process and on every machine. Random draws come from numpy generators
+keyed by (seed, stream, index) — never by batch, chunk, worker or attempt.
+
+The maths follows the keras.io tutorial "Walking through latent space with
+Stable Diffusion"; configured like the tutorial, each walk gives its frames.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from raywalk.spec import Job
+
+# Independent random streams under one seed (the second element of every key).
+FIXED_NOISE, FRAME_NOISE, KEYFRAME_NOISE, CIRCLE_NOISE, WALK_DIRECTION = range(5)
+
+EASINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "linear": lambda t: t,
+    "ease_in_out": lambda t: t * t * (3.0 - 2.0 * t),  # smoothstep: still at both ends
+    "cosine": lambda t: (1.0 - np.cos(np.pi * t)) / 2.0,
+}
+
+
+def normal(shape: tuple[int, ...], seed: int, stream: int, index: int = 0) -> np.ndarray:
+    """A standard-normal float64 draw keyed by (seed, stream, index), the same everywhere."""
+    return np.random.default_rng([seed, stream, index]).standard_normal(shape)
+
+
+def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """a + t (b - a), with one t per leading row."""
+    t = _per_row(t, a)
+    return a + t * (b - a)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray, parallel: float = 0.9995) -> np.ndarray:
+    """Spherical interpolation per leading row; falls back to lerp for nearly parallel rows."""
+    flat_a = a.reshape(len(a), int(np.prod(a.shape[1:])))
+    flat_b = b.reshape(len(b), int(np.prod(b.shape[1:])))
+    dot = np.sum(flat_a * flat_b, axis=1) / (
+        np.linalg.norm(flat_a, axis=1) * np.linalg.norm(flat_b, axis=1)
+    )
+    theta = np.arccos(np.clip(dot, -1.0, 1.0))
+    t = np.broadcast_to(np.asarray(t, dtype=np.float64), dot.shape)
+    near = np.abs(dot) > parallel
+    sin_theta = np.where(near, 1.0, np.sin(theta))
+    wa = np.where(near, 1.0 - t, np.sin((1.0 - t) * theta) / sin_theta)
+    wb = np.where(near, t, np.sin(t * theta) / sin_theta)
+    return _per_row(wa, a) * a + _per_row(wb, b) * b
+
+
+def _grid(corners: np.ndarray, p: dict[str, np.ndarray], mix: Callable) -> np.ndarray:
+    """Bilinear path: top row corners[0] -> corners[1], bottom row corners[2] -> corners[3]."""
+    n = len(p["row"])
+    top = mix(np.repeat(corners[:1], n, 0), np.repeat(corners[1:2], n, 0), p["t_col"])
+    bottom = mix(np.repeat(corners[2:3], n, 0), np.repeat(corners[3:4], n, 0), p["t_col"])
+    return mix(top, bottom, p["t_row"])
+
+
+def _per_row(t: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return np.asarray(t, dtype=np.float64).reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+class Trajectory:
+    """The frames of one job, given the text encodings of its prompts."""
+
+    def __init__(self, job: Job, keyframes: np.ndarray):
+        keyframes = np.asarray(keyframes)
+        if keyframes.ndim != 3 or len(keyframes) != len(job.prompts):
+            raise ValueError(
+                f"keyframes must be (K, 77, D) with K = {len(job.prompts)} prompts, got {keyframes.shape}"
+            )
+        self.job = job
+        self.num_frames = job.num_frames
+        self._keys = keyframes.astype(np.float64)
+        self._mix = lerp if job.walk.method == "lerp" else slerp
+        self._ease = EASINGS[job.walk.easing]
+        noise, shape = job.noise, job.latent_shape
+        if noise.kind == "fixed":
+            self._fixed_noise = normal(shape, noise.seed, FIXED_NOISE)
+        elif noise.kind == "slerp":
+            self._key_noise = np.stack([normal(shape, s, KEYFRAME_NOISE) for s in noise.seeds])
+        elif noise.kind == "circle":
+            self._circle = normal(shape, noise.seed, CIRCLE_NOISE, 0), normal(shape, noise.seed, CIRCLE_NOISE, 1)
+        if job.walk.kind == "text_walk":
+            e0 = self._keys[0]
+            self._direction = (
+                np.ones_like(e0) if job.walk.direction == "ones"
+                else normal(e0.shape, job.walk.direction_seed, WALK_DIRECTION)
+            )
+
+    def frames(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Encodings (n, 77, D) and noise (n, H/8, W/8, 4), float32, for frames [start, stop)."""
+        index = self._range(start, stop)
+        params = self._walk_params(index)
+        encodings = self._encodings(index, params)
+        noise = self._noise(index, params)
+        return encodings.astype(np.float32), noise.astype(np.float32)
+
+    def params(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Per-frame walk parameters (for the run index: how each frame was made)."""
+        return self._walk_params(self._range(start, stop))
+
+    # -- the walk --------------------------------------------------------------
+
+    def _range(self, start: int, stop: int) -> np.ndarray:
+        if not 0 <= start <= stop <= self.num_frames:
+            raise IndexError(f"frames [{start}, {stop}) outside the walk's {self.num_frames} frames")
+        return np.arange(start, stop)
+
+    def _walk_params(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        walk, n = self.job.walk, self.num_frames
+        if walk.kind == "interpolate":
+            # Global parameter u runs over the segments between consecutive prompts;
+            # a path that ends on its last prompt includes it, a loop stops one step short
+            # of its first, so joints and the loop's seam are never repeated.
+            segments = len(self._keys) if walk.loop else len(self._keys) - 1
+            span = n if walk.loop else max(n - 1, 1)
+            segment = np.minimum(index * segments // span, segments - 1)
+            t = index * segments / span - segment
+            return {"segment": segment.astype(np.int32), "t": self._ease(t)}
+        if walk.kind == "grid":
+            side = walk.size
+            row, col = index // side, index % side
+            span = max(side - 1, 1)
+            return {"row": row.astype(np.int32), "col": col.astype(np.int32),
+                    "t_row": self._ease(row / span), "t_col": self._ease(col / span)}
+        if walk.kind == "text_walk":
+            return {"offset": index * walk.step_size}
+        if walk.mode == "tutorial":  # noise_circle: pi * linspace(0, 2, N), first frame = last
+            theta = np.pi * 2.0 * index / max(n - 1, 1)
+        else:
+            theta = 2.0 * np.pi * index / n
+        return {"theta": theta}
+
+    def _encodings(self, index: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+        keys, kind = self._keys, self.job.walk.kind
+        if kind == "interpolate":
+            seg = p["segment"]
+            return self._mix(keys[seg], keys[(seg + 1) % len(keys)], p["t"])
+        if kind == "grid":
+            return _grid(keys, p, self._mix)
+        if kind == "text_walk":
+            return keys[0] + _per_row(p["offset"], keys[:1]) * self._direction
+        return np.repeat(keys[:1], len(index), axis=0)
+
+    # -- the noise ------------------------------------------------------------
+
+    def _noise(self, index: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+        noise, shape = self.job.noise, self.job.latent_shape
+        if noise.kind == "fixed":
+            return np.repeat(self._fixed_noise[None], len(index), axis=0)
+        if noise.kind == "per_frame":
+            draws = [normal(shape, noise.seed, FRAME_NOISE, int(i)) for i in index]
+            return np.array(draws, dtype=np.float64).reshape((len(index),) + shape)
+        if noise.kind == "slerp":  # along the same path as the encodings, always spherically
+            keys = self._key_noise
+            if self.job.walk.kind == "grid":
+                return _grid(keys, p, slerp)
+            seg = p["segment"]
+            return slerp(keys[seg], keys[(seg + 1) % len(keys)], p["t"])
+        x, y = self._circle
+        theta = _per_row(p["theta"], x[None])
+        return np.cos(theta) * x + np.sin(theta) * y

@@ -1,0 +1,242 @@
+"""Trajectories against straightforward whole-walk implementations of the tutorial's formulas."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from raywalk import job_from_dict
+from raywalk.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, normal
+
+D = 16  # a small encoding width keeps these tests in milliseconds
+SIZE = 64  # 64x64 images: (8, 8, 4) latents
+
+
+def make_job(walk: dict, prompts: int, noise: dict | None = None):
+    return job_from_dict({
+        "prompts": [f"prompt {k}" for k in range(prompts)],
+        "walk": walk,
+        "noise": noise or {},
+        "model": {"width": SIZE, "height": SIZE},
+    })
+
+
+def keyframes(k: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((k, 77, D)).astype(np.float32)
+
+
+def whole(job, keys):
+    return job.trajectory(keys).frames(0, job.num_frames)
+
+
+def reference_slerp(a, b, t):
+    """Textbook slerp of two vectors (the stable-diffusion-videos form)."""
+    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    dot = a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64))
+    if abs(dot) > 0.9995:
+        return (1 - t) * a + t * b
+    theta = np.arccos(dot)
+    return (np.sin((1 - t) * theta) * a + np.sin(t * theta) * b) / np.sin(theta)
+
+
+def test_two_prompt_lerp_is_the_tutorials_linspace():
+    keys = keyframes(2)
+    job = make_job({"kind": "interpolate", "frames": 5}, 2)
+    enc, noise = whole(job, keys)
+    np.testing.assert_allclose(enc, np.linspace(keys[0], keys[1], 5), rtol=1e-6, atol=1e-6)
+    assert enc.dtype == np.float32 and noise.dtype == np.float32
+    assert noise.shape == (5, SIZE // 8, SIZE // 8, 4)
+    # Fixed noise: one draw for every frame.
+    expected = normal((8, 8, 4), 12345, FIXED_NOISE).astype(np.float32)
+    assert all(np.array_equal(n, expected) for n in noise)
+
+
+def test_multi_prompt_path_repeats_no_joint():
+    keys = keyframes(3)
+    job = make_job({"kind": "interpolate", "frames": 7}, 3)
+    enc, _ = whole(job, keys)
+    expected = np.concatenate([np.linspace(keys[0], keys[1], 4)[:-1], np.linspace(keys[1], keys[2], 4)])
+    np.testing.assert_allclose(enc, expected, rtol=1e-6, atol=1e-6)
+    assert all(not np.array_equal(enc[i], enc[i + 1]) for i in range(6))
+
+
+def test_loop_returns_towards_the_first_prompt_without_repeating_it():
+    keys = keyframes(3)
+    job = make_job({"kind": "interpolate", "frames": 6, "loop": True}, 3)
+    enc, _ = whole(job, keys)
+    pairs = [(0, 1), (1, 2), (2, 0)]
+    expected = np.concatenate([np.linspace(keys[a], keys[b], 3)[:-1] for a, b in pairs])
+    np.testing.assert_allclose(enc, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_slerp_interpolation():
+    keys = keyframes(2)
+    job = make_job({"kind": "interpolate", "frames": 9, "method": "slerp"}, 2)
+    enc, _ = whole(job, keys)
+    for i in range(9):
+        np.testing.assert_allclose(enc[i], reference_slerp(keys[0], keys[1], i / 8), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("easing", ["ease_in_out", "cosine"])
+def test_easing_changes_pace_not_ends(easing):
+    keys = keyframes(2)
+    job = make_job({"kind": "interpolate", "frames": 11, "easing": easing}, 2)
+    enc, _ = whole(job, keys)
+    t = np.linspace(0, 1, 11)
+    eased = {"ease_in_out": 3 * t**2 - 2 * t**3, "cosine": 0.5 - 0.5 * np.cos(np.pi * t)}[easing]
+    expected = keys[0] + eased[:, None, None] * (keys[1] - keys[0])
+    np.testing.assert_allclose(enc, expected, rtol=1e-5, atol=1e-5)
+    steps = np.abs(np.diff(eased))
+    assert steps[0] < steps[5] and steps[-1] < steps[5]  # slow at both ends
+    assert EASINGS[easing](np.array([0.0, 0.5, 1.0])).tolist() == pytest.approx([0, 0.5, 1])
+
+
+def test_grid_is_the_tutorials_nested_linspace():
+    n = 6
+    keys = keyframes(4)
+    job = make_job({"kind": "grid", "size": n}, 4)
+    enc, _ = whole(job, keys)
+    tutorial = np.linspace(np.linspace(keys[0], keys[1], n), np.linspace(keys[2], keys[3], n), n)
+    np.testing.assert_allclose(enc, tutorial.reshape(n * n, 77, D), rtol=1e-5, atol=1e-5)
+    assert job.num_frames == 36
+    params = job.trajectory(keys).params(7, 8)
+    assert params["row"].tolist() == [1] and params["col"].tolist() == [1]
+
+
+def test_grid_varying_noise_is_fresh_per_frame_and_keyed_by_frame():
+    job = make_job({"kind": "grid", "size": 3}, 4, {"kind": "per_frame", "seed": 7})
+    traj = job.trajectory(keyframes(4))
+    _, noise = traj.frames(0, 9)
+    assert len({n.tobytes() for n in noise}) == 9
+    _, again = traj.frames(4, 5)
+    np.testing.assert_array_equal(again[0], noise[4])
+
+
+def test_text_walk_with_ones_is_the_tutorials_constant_step():
+    keys = keyframes(1)
+    job = make_job({"kind": "text_walk", "frames": 150, "step_size": 0.005}, 1)
+    enc, _ = whole(job, keys)
+    encoding = keys[0].astype(np.float64)
+    delta = np.ones_like(encoding) * 0.005
+    walked = []
+    for _ in range(150):
+        walked.append(encoding.copy())
+        encoding += delta
+    np.testing.assert_allclose(enc, np.stack(walked), rtol=1e-5, atol=1e-5)
+
+
+def test_text_walk_random_direction_is_seeded():
+    keys = keyframes(1)
+    a = whole(make_job({"kind": "text_walk", "frames": 4, "direction": "random", "direction_seed": 3}, 1), keys)[0]
+    b = whole(make_job({"kind": "text_walk", "frames": 4, "direction": "random", "direction_seed": 3}, 1), keys)[0]
+    c = whole(make_job({"kind": "text_walk", "frames": 4, "direction": "random", "direction_seed": 4}, 1), keys)[0]
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[1], c[1])
+    step = a[1] - a[0]
+    assert not np.allclose(step, step.flat[0])  # not the constant ones direction
+
+
+def circle_reference(x, y, thetas):
+    """The tutorial's tensordot form of the noise circle."""
+    return np.tensordot(np.cos(thetas), x, axes=0) + np.tensordot(np.sin(thetas), y, axes=0)
+
+
+def test_noise_circle_tutorial_mode():
+    n = 150
+    job = make_job({"kind": "noise_circle", "frames": n, "mode": "tutorial"}, 1, {"seed": 99})
+    keys = keyframes(1)
+    enc, noise = whole(job, keys)
+    x, y = (normal((8, 8, 4), 99, CIRCLE_NOISE, k) for k in (0, 1))
+    expected = circle_reference(x, y, np.linspace(0, 2, n) * np.pi)
+    np.testing.assert_allclose(noise, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(noise[0], noise[-1], atol=1e-5)  # the tutorial repeats its first frame
+    assert all(np.array_equal(e, keys[0]) for e in enc)
+
+
+def test_noise_circle_seamless_mode_is_the_default():
+    n = 12
+    job = make_job({"kind": "noise_circle", "frames": n}, 1, {"seed": 5})
+    _, noise = whole(job, keyframes(1))
+    x, y = (normal((8, 8, 4), 5, CIRCLE_NOISE, k) for k in (0, 1))
+    np.testing.assert_allclose(noise, circle_reference(x, y, 2 * np.pi * np.arange(n) / n), rtol=1e-5, atol=1e-5)
+    # The step from the last frame back to the first is an ordinary step: a seamless loop.
+    gap = np.linalg.norm(noise[0] - noise[-1])
+    assert gap == pytest.approx(np.linalg.norm(noise[1] - noise[0]), rel=0.3)
+
+
+def test_slerp_noise_between_seeded_keyframe_noises():
+    job = make_job({"kind": "interpolate", "frames": 5}, 2, {"kind": "slerp", "seeds": [11, 22]})
+    _, noise = whole(job, keyframes(2))
+    a, b = (normal((8, 8, 4), s, KEYFRAME_NOISE) for s in (11, 22))
+    for i in range(5):
+        np.testing.assert_allclose(noise[i], reference_slerp(a, b, i / 4), rtol=1e-5, atol=1e-5)
+
+
+def test_slerp_noise_on_a_grid_reaches_the_corner_noises():
+    job = make_job({"kind": "grid", "size": 3}, 4, {"kind": "slerp", "seed": 40})
+    _, noise = whole(job, keyframes(4))
+    for frame, k in ((0, 0), (2, 1), (6, 2), (8, 3)):
+        np.testing.assert_allclose(noise[frame], normal((8, 8, 4), 40 + k, KEYFRAME_NOISE), rtol=1e-5, atol=1e-5)
+
+
+ALL_KINDS = [
+    ({"kind": "interpolate", "frames": 23, "method": "slerp", "easing": "cosine"}, 3, {"kind": "slerp"}),
+    ({"kind": "interpolate", "frames": 17, "loop": True}, 2, {"kind": "per_frame"}),
+    ({"kind": "grid", "size": 4}, 4, {"kind": "per_frame"}),
+    ({"kind": "text_walk", "frames": 19, "direction": "random"}, 1, {}),
+    ({"kind": "noise_circle", "frames": 21}, 1, {}),
+]
+
+
+@pytest.mark.parametrize("walk,prompts,noise", ALL_KINDS)
+def test_a_range_alone_equals_the_same_frames_of_the_whole_walk(walk, prompts, noise):
+    job = make_job(walk, prompts, noise)
+    keys = keyframes(prompts)
+    enc, noi = whole(job, keys)
+    for start, stop in ((0, 1), (3, 10), (job.num_frames - 2, job.num_frames), (5, 5)):
+        e, n = job.trajectory(keys).frames(start, stop)
+        np.testing.assert_array_equal(e, enc[start:stop])
+        np.testing.assert_array_equal(n, noi[start:stop])
+
+
+def test_out_of_range_frames_are_refused():
+    job = make_job({"kind": "interpolate", "frames": 4}, 2)
+    with pytest.raises(IndexError, match="outside the walk's 4 frames"):
+        job.trajectory(keyframes(2)).frames(2, 5)
+
+
+def test_keyframes_must_match_the_prompts():
+    job = make_job({"kind": "interpolate", "frames": 4}, 2)
+    with pytest.raises(ValueError, match="K = 2 prompts"):
+        job.trajectory(keyframes(3))
+
+
+FRAME_DIGEST = textwrap.dedent("""
+    import hashlib, sys
+    import numpy as np
+    from raywalk import job_from_dict
+    job = job_from_dict({"prompts": ["a", "b", "c"], "walk": {"kind": "interpolate", "frames": 40,
+        "method": "slerp"}, "noise": {"kind": "per_frame", "seed": 3}, "model": {"width": 64, "height": 64}})
+    keys = np.random.default_rng(0).standard_normal((3, 77, 16)).astype(np.float32)
+    enc, noise = job.trajectory(keys).frames(int(sys.argv[1]), int(sys.argv[2]))
+    print(hashlib.sha256(enc.tobytes() + noise.tobytes()).hexdigest())
+""")
+
+
+def test_the_same_frames_in_two_separate_processes():
+    digests = [
+        subprocess.run([sys.executable, "-c", FRAME_DIGEST, "10", "30"], capture_output=True, text=True,
+                       check=True).stdout.strip()
+        for _ in range(2)
+    ]
+    job = job_from_dict({"prompts": ["a", "b", "c"], "walk": {"kind": "interpolate", "frames": 40,
+                         "method": "slerp"}, "noise": {"kind": "per_frame", "seed": 3},
+                         "model": {"width": 64, "height": 64}})
+    keys = np.random.default_rng(0).standard_normal((3, 77, 16)).astype(np.float32)
+    enc, noise = job.trajectory(keys).frames(10, 30)
+    here = hashlib.sha256(enc.tobytes() + noise.tobytes()).hexdigest()
+    assert digests == [here, here]
