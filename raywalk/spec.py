@@ -154,7 +154,10 @@ class Job:
         data.pop("source")
         data["prompts"] = list(self.prompts)
         data["walk"] = {k: v for k, v in data["walk"].items() if k in WALK_KEYS[self.walk.kind]}
-        data["noise"]["seeds"] = list(self.noise.seeds)
+        if self.noise.kind == "slerp":
+            data["noise"]["seeds"] = list(self.noise.seeds)
+        else:
+            del data["noise"]["seeds"]
         data["model"]["options"] = dict(self.model.options)
         data["outputs"] = {
             "preview_every": self.outputs.preview_every,
