@@ -8,8 +8,10 @@ import click
 
 from raywalk.plan import estimate, make_plan
 from raywalk.spec import Job, JobError, load_job
+from raywalk.store import StoreError, frame_name, frame_ranges
 
 BAD_INPUT = 2  # a job, path or option that cannot be used: nothing was written
+INCOMPLETE = 1  # the run stopped with frames missing
 
 
 class _Group(click.Group):
@@ -18,9 +20,12 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (JobError, ValueError, FileNotFoundError) as exc:
+        except (JobError, StoreError, ValueError, FileNotFoundError) as exc:
             click.echo(f"raywalk: error: {exc}", err=True)
             sys.exit(BAD_INPUT)
+        except RuntimeError as exc:  # RunError, MissingFramesError, a renderer that cannot be built
+            click.echo(f"raywalk: error: {exc}", err=True)
+            sys.exit(INCOMPLETE)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,7 +75,7 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
         f"batches           {p.batches} of {p.batch_size} ({p.padded_frames - p.frames} padding frames)",
         f"UNet evaluations  {p.unet_evaluations} ({p.padded_frames} frames x {p.steps} steps x 2 guidance passes)",
         "files             manifest.json, keyframes.npy, "
-        f"frames/{_frame_name(0)} .. frames/{_frame_name(last)}, "
+        f"frames/{frame_name(0)} .. frames/{frame_name(last)}, "
         f"index/chunk-000000.parquet .. index/chunk-{p.chunks - 1:06d}.parquet",
     ]
     if job.outputs.files:
@@ -84,12 +89,105 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
     return "\n".join(lines)
 
 
-def _frame_name(frame: int) -> str:
-    from raywalk.store import frame_name
-
-    return frame_name(frame)
-
-
 def _duration(seconds: float) -> str:
     h, rest = divmod(int(round(seconds)), 3600)
     return f"{h}h{rest // 60:02d}m{rest % 60:02d}s"
+
+
+_render_options = [
+    click.option("--address", help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a local Ray."),
+    click.option("--workers", type=click.IntRange(min=1), help="Renderer actors (default: one per GPU)."),
+    click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="GPUs each worker reserves (0.5 shares one)."),
+    click.option("--cpus-per-worker", type=click.FloatRange(min=0), help="CPUs each worker reserves."),
+    click.option("--verify", is_flag=True, help="Rehash every stored frame instead of trusting file sizes."),
+]
+
+
+def render_options(command):
+    for option in reversed(_render_options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "uri", required=True, help="Run directory: a path, s3://bucket/prefix or gs://bucket/prefix.")
+@click.option("--force", is_flag=True, help="Render over an output that holds a run of another job.")
+@render_options
+def render(job_file: Path, uri: str, force: bool, **options) -> None:
+    """Render JOB_FILE into the run directory --out; run again (or `resume`) to finish what is missing.
+
+    S3-compatible stores take their endpoint in the URI, e.g.
+    s3://bucket/run?endpoint_override=host:9000&scheme=http.
+    """
+    job = load_job(job_file)
+    _finish(_run("render", job, uri, force=force, **options))
+
+
+@main.command()
+@click.argument("uri")
+@render_options
+def resume(uri: str, **options) -> None:
+    """Finish the run at URI: render only the frames it lacks, then assemble its outputs."""
+    _finish(_run("resume", None, uri, **options))
+
+
+def _run(kind: str, job: Job | None, uri: str, address, workers, gpus_per_worker, cpus_per_worker, verify,
+         force: bool = False):
+    from raywalk import driver
+
+    spec = driver.WorkerSpec(count=workers, gpus=gpus_per_worker, cpus=cpus_per_worker)
+    options = dict(address=address, workers=spec, verify=verify)
+    if kind == "resume":
+        return driver.resume(uri, **options)
+    return driver.render(job, uri, force=force, **options)
+
+
+def _finish(outcome) -> None:
+    if outcome.complete:
+        click.echo(f"raywalk: {outcome.num_frames} frames in {outcome.uri}"
+                   + (f"; outputs: {', '.join(outcome.outputs)}" if outcome.outputs else ""))
+        return
+    click.echo(f"raywalk: {len(outcome.missing)} of {outcome.num_frames} frames missing "
+               f"({frame_ranges(outcome.missing)}); finish with: {outcome.resume_command()}", err=True)
+    sys.exit(INCOMPLETE)
+
+
+@main.command()
+@click.argument("uri")
+def status(uri: str) -> None:
+    """Frames done, missing and failed in the run at URI, and seconds per frame per worker."""
+    from raywalk.status import run_status
+
+    click.echo(run_status(uri))
+
+
+@main.command()
+@click.argument("uri")
+@click.option("--partial", is_flag=True, help="Build the outputs from the frames done so far.")
+def assemble(uri: str, partial: bool) -> None:
+    """Build the job's outputs (GIF, MP4, grid, contact sheet) from the run at URI, in frame order."""
+    from raywalk.assemble import assemble_run
+
+    for line in assemble_run(uri, partial=partial):
+        click.echo(line)
+
+
+@main.group()
+def weights() -> None:
+    """Model weights for clusters without internet."""
+
+
+@weights.command("stage")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--version", "version", type=click.Choice(["v1.4", "v2.1"]), default="v1.4", show_default=True)
+def stage(directory: Path, version: str) -> None:
+    """Download and verify the KerasCV weights and CLIP vocabulary into DIRECTORY (then set weights: DIRECTORY)."""
+    from raywalk.kerascv import stage_weights
+
+    stage_weights(directory, version)
+    click.echo(f"raywalk: {version} weights staged in {directory}")
+
+
+if __name__ == "__main__":
+    main()

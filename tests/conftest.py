@@ -37,3 +37,53 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from s3server import s3_endpoint  # noqa: E402,F401  (session fixture)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_head(s3_endpoint):
+    """One local Ray head for the whole session, started as `ray start --head` so that
+    drivers in other processes and `ray job submit` can join it. Fake GPUs let GPU
+    workers be scheduled on this CPU-only machine. The S3 server starts first so that
+    Ray's workers inherit its credentials."""
+    import subprocess
+
+    port, dashboard = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="rw-ray-", dir="/tmp")
+    subprocess.run(
+        ["ray", "start", "--head", f"--port={port}", "--num-cpus=4", "--num-gpus=3",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--temp-dir={temp}", "--disable-usage-stats"],
+        check=True, capture_output=True,
+    )
+    head = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}"}
+    yield head
+    import ray
+
+    ray.shutdown()
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def ray_connected(ray_head):
+    """This process connected to the session's Ray head."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_head["address"], logging_level="warning")
+    return ray_head
+
+
+@pytest.fixture(scope="session")
+def sd_models():
+    """KerasCV Stable Diffusion v1.4 sub-models at 128x128 with random weights, built once (~1 min, 3.5 GB)."""
+    from raywalk.kerascv import build_models
+
+    return build_models("v1.4", 128, 128, "random")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -50,21 +51,54 @@ class S3Endpoint(str):
         return f"s3://{self.bucket}/{prefix.strip('/')}?endpoint_override={self.endpoint}&scheme=http"
 
 
+def _s3_app():
+    """Moto's S3 WSGI app, with one fix so that pyarrow accepts multipart uploads.
+
+    Moto 5 answers CompleteMultipartUpload with a <CompleteMultipartUploadResponse>
+    root; S3 (and the AWS docs) use <CompleteMultipartUploadResult>, and Arrow's
+    S3 client treats any other root as an error embedded in a 200 OK, retrying
+    until it fails. RunStore sends small files as single PUTs, which never get
+    here; files over pyarrow's part size (GIF/MP4 uploads) do.
+    """
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        if environ["REQUEST_METHOD"] != "POST" or "uploadId=" not in environ.get("QUERY_STRING", ""):
+            return moto_app(environ, start_response)
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        body = b"".join(moto_app(environ, capture)).replace(
+            b"CompleteMultipartUploadResponse", b"CompleteMultipartUploadResult"
+        )
+        headers = [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in captured["headers"]]
+        start_response(captured["status"], headers)
+        return [body]
+
+    return app
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[S3Endpoint]:
-    """Start moto's server on a free loopback port, create the bucket, stop at the end."""
+    """Start moto's S3 server on a free loopback port, create the bucket, stop at the end."""
     import boto3
-    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"{host}:{port}"
+    server = make_server("127.0.0.1", 0, _s3_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="moto-s3", daemon=True)
+    thread.start()
+    endpoint = f"127.0.0.1:{server.server_port}"
     boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name="us-east-1").create_bucket(
         Bucket=BUCKET
     )
     try:
         yield S3Endpoint(BUCKET, endpoint)
     finally:
-        server.stop()
+        server.shutdown()
+        thread.join()

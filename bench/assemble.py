@@ -1,0 +1,132 @@
+"""Benchmark: raywalk's streamed GIF/MP4 assembly against the tutorial's `export_as_gif`.
+
+Writes one synthetic run (512×512 frames with gradients, moving shapes and
+noise, so that palettes and compression have work to do) and assembles its
+first N frames for each N. Every case runs in a fresh subprocess, so its peak
+resident memory (getrusage maxrss, which includes the ~100 MB of imported
+libraries) is its own; the MP4 case also reports ffmpeg's peak.
+
+    python bench/assemble.py                       # 200 and 2,000 frames, 512×512
+    python bench/assemble.py --frames 50 100 --size 128 --skip-tutorial
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+from raywalk.assemble import write_gif, write_mp4
+from raywalk.store import RunStore, frame_name
+
+CHUNK = 50
+
+
+def export_as_gif(filename, images, frames_per_second=10, rubber_band=False):
+    # Verbatim from the keras.io tutorial.
+    if rubber_band:
+        images += images[2:-1][::-1]
+    images[0].save(
+        filename,
+        save_all=True,
+        append_images=images[1:],
+        duration=1000 // frames_per_second,
+        loop=0,
+    )
+
+
+def synthetic_frame(frame: int, size: int) -> np.ndarray:
+    """A frame that changes smoothly with its number, like a latent walk, with some grain."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    t = frame / 60
+    r = 0.5 + 0.5 * np.sin(2 * np.pi * (x * 3 + t))
+    g = 0.5 + 0.5 * np.sin(2 * np.pi * (y * 2 - t * 0.7) + x * 4)
+    b = 0.5 + 0.5 * np.cos(2 * np.pi * np.hypot(x - 0.5 - 0.3 * np.sin(t), y - 0.5) * 5)
+    img = np.stack([r, g, b], axis=-1) * 230
+    img += np.random.default_rng(frame).normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_run(path: str, frames: int, size: int) -> None:
+    store = RunStore(path)
+    for chunk, start in enumerate(range(0, frames, CHUNK)):
+        rows = []
+        for frame in range(start, min(start + CHUNK, frames)):
+            buf = io.BytesIO()
+            Image.fromarray(synthetic_frame(frame, size)).save(buf, "PNG")
+            rows.append({"frame": frame, **store.write_frame(frame, buf.getvalue())})
+        n = len(rows)
+        store.write_chunk_index(chunk, {
+            **{k: [r[k] for r in rows] for k in ("frame", "file", "sha256", "bytes")},
+            "width": [size] * n, "height": [size] * n, "chunk": [chunk] * n, "attempt": [0] * n,
+            "node": ["bench"] * n, "worker": ["bench"] * n, "seconds": [0.0] * n,
+        })
+
+
+def run_case(case: str, run: str, frames: int) -> dict[str, float]:
+    """One measurement, in this (fresh) process."""
+    store = RunStore(run)
+    start = time.perf_counter()
+    if case == "raywalk-gif":
+        out = write_gif(store, frames, f"bench-{frames}.gif", fps=10)
+    elif case == "raywalk-mp4":
+        out = write_mp4(store, frames, f"bench-{frames}.mp4", fps=24, quality=8)
+    else:
+        arrays = [np.asarray(Image.open(os.path.join(run, "frames", frame_name(f))).convert("RGB"))
+                  for f in range(frames)]
+        out = os.path.join(run, f"tutorial-{frames}.gif")
+        export_as_gif(out, [Image.fromarray(img) for img in arrays], frames_per_second=10)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "child_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "output_mb": os.path.getsize(out) / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, nargs="+", default=[200, 2000])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--skip-tutorial", action="store_true", help="leave out export_as_gif (needs GBs)")
+    parser.add_argument("--run", help="reuse or keep the synthetic run here (default: a temp dir)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.case:
+        print(json.dumps(run_case(args.case, args.run, args.frames[0])))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="raywalk-bench-") as tmp:
+        run = args.run or os.path.join(tmp, "run")
+        needed = max(args.frames)
+        if RunStore(run).missing_frames(needed):
+            start = time.perf_counter()
+            make_run(run, needed, args.size)
+            print(f"wrote {needed} frames of {args.size}x{args.size} in {time.perf_counter() - start:.0f} s")
+        cases = ["raywalk-gif", "raywalk-mp4"] + ([] if args.skip_tutorial else ["tutorial-gif"])
+        print(f"{'frames':>6}  {'case':<13} {'seconds':>8} {'frames/s':>8} {'peak RSS MB':>11} "
+              f"{'ffmpeg MB':>9} {'output MB':>9}")
+        for frames in args.frames:
+            for case in cases:
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--case", case, "--run", run, "--frames", str(frames)],
+                    check=True, capture_output=True, text=True,
+                )
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                ffmpeg = f"{r['child_peak_rss_mb']:9.0f}" if case == "raywalk-mp4" else f"{'-':>9}"
+                print(f"{frames:>6}  {case:<13} {r['seconds']:8.1f} {frames / r['seconds']:8.1f} "
+                      f"{r['peak_rss_mb']:11.0f} {ffmpeg} {r['output_mb']:9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""Outputs of a run (GIF, MP4, grid image, contact sheet), streamed in frame order.
+
+Frames are read from the run one at a time, in index order whatever order
+they were rendered in, by a small pool of threads that decodes a few frames
+ahead; nothing holds more than a handful of images, so a 20,000-frame run
+assembles in the memory of a 20-frame one. Outputs are written through the
+store (temp name + move locally, one upload to object stores), so a reader
+never sees half an animation.
+"""
+from __future__ import annotations
+
+import inspect
+import io
+import logging
+import os
+import shlex
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import GifImagePlugin, Image, ImageDraw, ImageFont
+
+from raywalk.spec import OUTPUT_SUFFIXES
+from raywalk.store import FRAMES, RunStore, frame_name, frame_ranges
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_THREADS = min(4, os.cpu_count() or 1)
+_AHEAD = 2 * _THREADS  # frames in flight: the memory bound
+
+
+class AssembleError(Exception):
+    """A run whose outputs cannot be built; the message is one line naming the culprit."""
+
+
+class MissingFramesError(AssembleError):
+    """The run lacks frames and partial assembly was not asked for."""
+
+    def __init__(self, message: str, missing: list[int], num_frames: int):
+        super().__init__(message)
+        self.missing = missing
+        self.num_frames = num_frames
+
+
+def ping_pong(frames: list[int]) -> list[int]:
+    """Forward, then backward repeating neither end: 0..N-1, N-2..1."""
+    return frames + frames[-2:0:-1]
+
+
+def available_frames(store: RunStore, num_frames: int, partial: bool = False) -> list[int]:
+    """Done frames of 0..num_frames-1 in order; MissingFramesError if any lack, unless `partial`."""
+    done = store.done_frames()
+    frames = [f for f in range(num_frames) if f in done]
+    if len(frames) < num_frames:
+        missing = [f for f in range(num_frames) if f not in done]
+        message = (
+            f"missing frames {frame_ranges(missing)} of {num_frames}: "
+            f"run `raywalk resume {shlex.quote(store.uri)}`"
+        )
+        if not partial:
+            raise MissingFramesError(message, missing, num_frames)
+        log.warning("partial outputs, %s", message)
+    if not frames:
+        raise AssembleError(f"{store.uri}: no frames rendered yet")
+    return frames
+
+
+def _load(store: RunStore, frame: int) -> Image.Image:
+    where = store.url(f"{FRAMES}/{frame_name(frame)}")
+    try:
+        data = store.read_frame(frame)
+    except FileNotFoundError:
+        raise AssembleError(f"frame {frame}: {where} has disappeared") from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise AssembleError(f"frame {frame}: cannot read {where}: {exc}") from None
+
+
+def _ordered(fn: Callable[[int], T], items: Iterable[int]) -> Iterator[T]:
+    """`map(fn, items)` on a thread pool, in order, with at most _AHEAD results pending."""
+    pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="raywalk-assemble")
+    pending: deque[Future[T]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= _AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fit(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return im if im.size == size else im.resize(size, Image.Resampling.LANCZOS)
+
+
+# ---------------------------------------------------------------------------- GIF
+#
+# Pillow's `save(save_all=True, append_images=...)` needs every frame at once
+# (it collects them all to diff neighbours before writing), which is the
+# tutorial's memory problem. A GIF is a header, then self-contained frames,
+# then a trailer, so the writer below emits each frame as soon as it is
+# encoded: Pillow quantises it (the same adaptive palette `save` uses) and
+# `GifImagePlugin.getdata` LZW-encodes it with its own local colour table and
+# a graphic control extension carrying the duration.
+
+
+def _gif_header(size: tuple[int, int]) -> bytes:
+    """GIF89a, no global colour table, NETSCAPE2.0 extension looping forever."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", size[0], size[1], 0, 0, 0)
+    loop = b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", 0) + b"\x00"
+    return screen + loop
+
+
+def _gif_frame(im: Image.Image, duration_ms: int) -> bytes:
+    paletted = im.convert("P", palette=Image.Palette.ADAPTIVE)
+    return b"".join(GifImagePlugin.getdata(paletted, duration=duration_ms, include_color_table=True))
+
+
+def _gif(
+    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, resize: Any
+) -> str:
+    size: tuple[int, int] | None = tuple(resize) if resize else None  # type: ignore[assignment]
+    duration = 1000 // fps
+
+    def encode(frame: int) -> tuple[tuple[int, int], bytes]:
+        im = _load(store, frame)
+        target = size or im.size
+        return target, _gif_frame(_fit(im, target), duration)
+
+    with store.local_output(name) as path, open(path, "wb") as out:
+        for i, (frame_size, data) in enumerate(_ordered(encode, ping_pong(frames) if rubber_band else frames)):
+            if i == 0:
+                size = size or frame_size
+                out.write(_gif_header(size))
+            elif frame_size != size:
+                raise AssembleError(f"{store.url(name)}: frames differ in size ({frame_size} vs {size})")
+            out.write(data)
+        out.write(b";")
+    return store.url(name)
+
+
+def write_gif(
+    store: RunStore,
+    num_frames: int,
+    name: str,
+    fps: int = 10,
+    rubber_band: bool = False,
+    resize: tuple[int, int] | list[int] | None = None,
+    partial: bool = False,
+) -> str:
+    """Animated GIF `name` of frames 0..num_frames-1, looping forever, `1000 // fps` ms a frame.
+
+    `resize` is [width, height]. Returns where it was written.
+    """
+    frames = available_frames(store, num_frames, partial)
+    return _gif(store, frames, name, fps=fps, rubber_band=rubber_band, resize=resize)
+
+
+# ---------------------------------------------------------------------------- MP4
+
+
+def _mp4(
+    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, quality: float
+) -> str:
+    # quality 0..10 as imageio-ffmpeg means it (10 best), mapped to x264's CRF
+    # here because imageio-ffmpeg refuses 0.
+    crf = round((1 - quality / 10) * 51)
+    with store.local_output(name) as path:
+        writer = None
+        size = None
+        try:
+            for im in _ordered(lambda f: _load(store, f), ping_pong(frames) if rubber_band else frames):
+                if writer is None:
+                    size = im.size
+                    writer = imageio_ffmpeg.write_frames(
+                        path,
+                        size,
+                        fps=fps,
+                        codec="libx264",
+                        quality=None,
+                        macro_block_size=2,  # yuv420p needs even sides; x264 needs no more
+                        output_params=["-crf", str(crf), "-movflags", "+faststart"],
+                    )
+                    writer.send(None)
+                writer.send(np.asarray(_fit(im, size)))
+        finally:
+            if writer is not None:
+                writer.close()
+    return store.url(name)
+
+
+def write_mp4(
+    store: RunStore,
+    num_frames: int,
+    name: str,
+    fps: int = 24,
+    rubber_band: bool = False,
+    quality: float = 8,
+    partial: bool = False,
+) -> str:
+    """H.264 MP4 `name` (imageio-ffmpeg's bundled ffmpeg); `quality` 0..10, 10 best."""
+    frames = available_frames(store, num_frames, partial)
+    return _mp4(store, frames, name, fps=fps, rubber_band=rubber_band, quality=quality)
+
+
+# ---------------------------------------------------------------------------- grid, contact sheet
+
+
+def _grid(store: RunStore, frames: list[int], name: str, *, n: int) -> str:
+    canvas: Image.Image | None = None
+    tiles = [f for f in frames if f < n * n]
+    for frame, im in zip(tiles, _ordered(lambda f: _load(store, f), tiles)):
+        if canvas is None:
+            w, h = im.size
+            canvas = Image.new("RGB", (n * w, n * h))
+        row, col = divmod(frame, n)
+        canvas.paste(_fit(im, (w, h)), (col * w, row * h))
+    assert canvas is not None  # available_frames never returns an empty list
+    return _save_png(store, canvas, name)
+
+
+def write_grid(store: RunStore, n: int, name: str, partial: bool = False) -> str:
+    """n×n image of frames 0..n²-1, row-major like the tutorial's plot_grid (frame k at row k//n)."""
+    return _grid(store, available_frames(store, n * n, partial), name, n=n)
+
+
+def _contact_sheet(
+    store: RunStore, frames: list[int], name: str, *, every: int, columns: int, tile: int
+) -> str:
+    picked = [f for f in frames if f % every == 0]
+    rows = -(-len(picked) // columns)
+    font = ImageFont.load_default(size=max(12, tile // 8))
+    canvas: Image.Image | None = None
+    for i, (frame, im) in enumerate(zip(picked, _ordered(lambda f: _load(store, f), picked))):
+        if canvas is None:
+            size = (tile, max(1, round(tile * im.height / im.width)))
+            canvas = Image.new("RGB", (columns * size[0], rows * size[1]))
+        thumb = _fit(im, size)
+        draw = ImageDraw.Draw(thumb)
+        box = draw.textbbox((3, 2), str(frame), font=font)
+        draw.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=(0, 0, 0))
+        draw.text((3, 2), str(frame), font=font, fill=(255, 255, 255))
+        row, col = divmod(i, columns)
+        canvas.paste(thumb, (col * size[0], row * size[1]))
+    assert canvas is not None  # frame 0's multiple is always picked when frames exist
+    return _save_png(store, canvas, name)
+
+
+def write_contact_sheet(
+    store: RunStore,
+    num_frames: int,
+    name: str,
+    every: int = 10,
+    columns: int = 8,
+    tile: int = 128,
+    partial: bool = False,
+) -> str:
+    """Every `every`-th frame as a `tile`-pixel-wide thumbnail labelled with its number."""
+    frames = available_frames(store, num_frames, partial)
+    return _contact_sheet(store, frames, name, every=every, columns=columns, tile=tile)
+
+
+def _save_png(store: RunStore, image: Image.Image, name: str) -> str:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    store.write_bytes(name, buf.getbuffer())
+    return store.url(name)
+
+
+# ---------------------------------------------------------------------------- entry point
+
+# kind -> (the public function, whose signature holds the option defaults; the builder)
+_KINDS: dict[str, tuple[Callable[..., str], Callable[..., str]]] = {
+    "gif": (write_gif, _gif),
+    "mp4": (write_mp4, _mp4),
+    "grid": (write_grid, _grid),
+    "contact_sheet": (write_contact_sheet, _contact_sheet),
+}
+
+
+def _options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    parameters = inspect.signature(_KINDS[kind][0]).parameters.items()
+    defaults = {p: v.default for p, v in parameters if v.default is not v.empty and p != "partial"}
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise ValueError(f"outputs.{kind}: unknown options {', '.join(sorted(unknown))}")
+    return {**defaults, **options}
+
+
+def assemble(
+    store: RunStore,
+    num_frames: int,
+    outputs: Mapping[str, Mapping[str, Any]],
+    job_name: str,
+    grid_size: int | None = None,
+    partial: bool = False,
+) -> list[str]:
+    """Build the outputs a job asks for (kind -> options) as `{job_name}.gif` etc.; returns where.
+
+    The run is checked once, before anything is written: missing frames raise
+    MissingFramesError naming them, unless `partial`, which builds previews
+    from the frames done so far (and logs which are missing).
+    """
+    unknown = set(outputs) - set(_KINDS)
+    if unknown:
+        raise ValueError(f"unknown output kinds: {', '.join(sorted(unknown))}")
+    if "grid" in outputs and not grid_size:
+        raise ValueError("a grid output needs grid_size")
+    options = {kind: _options(kind, opts) for kind, opts in outputs.items()}
+    if "grid" in options:
+        options["grid"]["n"] = grid_size
+    frames = available_frames(store, num_frames, partial)
+    return [
+        _KINDS[kind][1](store, frames, f"{job_name}{OUTPUT_SUFFIXES[kind]}", **opts)
+        for kind, opts in options.items()
+    ]

@@ -1,0 +1,288 @@
+"""The driver: split a walk into chunks and keep Ray renderer actors busy until it is done.
+
+The driver holds no model and no image, and never imports TensorFlow; its
+memory is the list of chunks still to do. Storage is the source of truth: what
+is missing is read from the run's index, so a killed driver loses nothing and
+`resume` finishes only what is missing.
+
+Failures are never silent. Each chunk call is tracked by its ObjectRef (Ray's
+"limit pending tasks" pattern rather than ActorPool, which loses the input of a
+call whose actor died); a chunk whose actor or node died is queued again, and a
+chunk that fails `max_attempts` times is recorded as failed while the rest of
+the run goes on.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import os
+import platform
+import time
+from typing import Any, Iterable
+
+import ray
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayError, RayTaskError
+
+from raywalk import __version__
+from raywalk.progress import Progress
+from raywalk.spec import Job, job_from_dict
+from raywalk.store import RunStore, frame_ranges
+
+HEARTBEAT_SECONDS = 10.0
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or go on (wrong output, no workers); one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """How many renderer actors, and what each reserves (None: from the job)."""
+
+    count: int | None = None
+    gpus: float | None = None
+    cpus: float | None = None
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a render left in storage."""
+
+    uri: str
+    num_frames: int
+    missing: list[int]
+    failed_chunks: dict[int, str]
+    rendered: int
+    outputs: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def resume_command(self) -> str:
+        return f"raywalk resume {self.uri}"
+
+
+def render(
+    job: Job,
+    uri: str,
+    *,
+    address: str | None = None,
+    workers: WorkerSpec = WorkerSpec(),
+    force: bool = False,
+    verify: bool = False,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Render every frame of `job` that `uri` lacks, then assemble the job's outputs."""
+    store = RunStore(uri)
+    manifest = store.read_manifest()
+    fresh = manifest is None or manifest.get("fingerprint") != job.fingerprint()
+    if manifest is not None and fresh and not force:
+        raise RunError(
+            f"{uri} holds a run of another job ({manifest.get('job', {}).get('name')!r}, fingerprint "
+            f"{str(manifest.get('fingerprint'))[:12]}); use a new output or --force to render over it"
+        )
+    store.acquire_lock({"host": platform.node(), "pid": os.getpid(), "job": job.name})
+    try:
+        missing = list(range(job.num_frames)) if fresh else store.missing_frames(job.num_frames, verify=verify)
+        progress = progress or Progress(job.num_frames, job.num_frames - len(missing))
+        failed: dict[int, str] = {}
+        if missing:
+            if fresh:
+                store.delete("keyframes.npy")
+            failed = _render_missing(job, store, missing, address, workers, force, progress)
+    finally:
+        store.release_lock()
+    missing = store.missing_frames(job.num_frames)
+    outputs: list[str] = []
+    if missing:
+        progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing),
+                       resume=f"raywalk resume {uri}")
+    elif job.outputs.files:
+        from raywalk.assemble import assemble
+
+        outputs = assemble(store, job)
+        progress.event("assembled", outputs=outputs)
+    progress.close()
+    return Outcome(uri, job.num_frames, missing, failed, progress.rendered, outputs)
+
+
+def resume(uri: str, **options: Any) -> Outcome:
+    """Finish the run at `uri` with the job stored in its manifest."""
+    manifest = RunStore(uri, create=False).read_manifest()
+    if manifest is None:
+        raise RunError(f"{uri} holds no raywalk run (no manifest.json)")
+    return render(job_from_dict(manifest["job"], source=f"{uri}/manifest.json"), uri, **options)
+
+
+def _render_missing(job: Job, store: RunStore, missing: list[int], address: str | None,
+                    spec: WorkerSpec, force: bool, progress: Progress) -> dict[int, str]:
+    _connect(address)
+    _check_renderer(job)
+    pool = _WorkerPool(job, store.uri, spec)
+    try:
+        info = pool.start()
+        if store.read_keyframes() is None:
+            ray.get(pool.actors[0].encode_keyframes.remote())
+        store.write_manifest(_manifest(job, info))
+        progress.event("start", job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
+                       random_weights=info["random_weights"], output=store.url())
+        if info["random_weights"]:
+            progress.event("warning", message="RANDOM WEIGHTS: these frames are noise from an untrained model")
+        return _Dispatcher(job, store, pool, progress).run(_chunks_of(job, missing))
+    finally:
+        pool.stop()
+
+
+def _connect(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(address=address, logging_level="warning", log_to_driver=True)
+
+
+def _check_renderer(job: Job) -> None:
+    """Renderer path, options and prompts, checked in a Ray task: the renderer's module may
+    import TensorFlow, which the driver never does. Fails in seconds, before any model loads."""
+    from raywalk.renderer import check_renderer
+
+    try:
+        ray.get(ray.remote(check_renderer).options(num_cpus=0).remote(job.model, list(job.prompts)))
+    except RayTaskError as exc:
+        raise RunError(f"{job.source}: {_cause(exc)}") from None
+
+
+def _chunks_of(job: Job, frames: Iterable[int]) -> list[tuple[int, list[int]]]:
+    by_chunk: dict[int, list[int]] = collections.defaultdict(list)
+    for frame in frames:
+        by_chunk[frame // job.chunking.chunk_size].append(frame)
+    return sorted(by_chunk.items())
+
+
+def _manifest(job: Job, worker_info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "raywalk": __version__,
+        "job": job.to_dict(),
+        "fingerprint": job.fingerprint(),
+        "num_frames": job.num_frames,
+        "random_weights": worker_info["random_weights"],
+        "versions": worker_info["versions"],
+        "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class _WorkerPool:
+    """Renderer actors with explicit resources; each restarts on another node if its own dies."""
+
+    def __init__(self, job: Job, uri: str, spec: WorkerSpec):
+        from raywalk.worker import RenderWorker
+
+        gpus = job.workers.gpus if spec.gpus is None else spec.gpus
+        cpus = job.workers.cpus if spec.cpus is None else spec.cpus
+        count = spec.count if spec.count is not None else job.workers.count
+        cluster_gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus > 0 and cluster_gpus == 0:
+            gpus = 0.0  # CPU-only cluster: CPU workers
+        if count == 0:
+            count = max(1, int(cluster_gpus // gpus)) if gpus > 0 else 1
+        actor = ray.remote(RenderWorker).options(
+            num_gpus=gpus, num_cpus=cpus, max_restarts=-1, max_task_retries=0, max_concurrency=1
+        )
+        self.actors = [actor.remote(job.to_dict(), uri) for _ in range(count)]
+
+    def start(self) -> dict[str, Any]:
+        """Wait for every renderer to be built; a renderer that cannot be built stops the run here."""
+        try:
+            infos = ray.get([a.describe.remote() for a in self.actors])
+        except RayActorError as exc:
+            raise RunError(f"a renderer could not be built: {_cause(exc)}") from None
+        return infos[0]
+
+    def stop(self) -> None:
+        for a in self.actors:
+            ray.kill(a, no_restart=True)
+
+
+class _Dispatcher:
+    """The ray.wait loop: bounded chunks in flight per actor, re-queue on failure."""
+
+    def __init__(self, job: Job, store: RunStore, pool: _WorkerPool, progress: Progress):
+        self.job, self.store, self.pool, self.progress = job, store, pool, progress
+        self.in_flight: dict[ray.ObjectRef, tuple[int, list[int], int, int]] = {}
+        self.load = [0] * len(pool.actors)
+        self.probes: dict[ray.ObjectRef, int] = {}  # actor index -> readiness check after a failure
+        self.usable = set(range(len(pool.actors)))
+        self.recorded_failures = set(store.read_failures())
+
+    def run(self, chunks: list[tuple[int, list[int]]]) -> dict[int, str]:
+        queue = collections.deque((chunk, frames, 1) for chunk, frames in chunks)
+        failed: dict[int, str] = {}
+        beat = time.monotonic()
+        while queue or self.in_flight:
+            self._submit(queue)
+            if not self.in_flight and not self.probes:
+                raise RunError("every renderer actor died; nothing can render the remaining chunks")
+            waiting = list(self.in_flight) + list(self.probes)
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=HEARTBEAT_SECONDS / 2)
+            if time.monotonic() - beat > HEARTBEAT_SECONDS:
+                self.store.heartbeat()
+                beat = time.monotonic()
+            for ref in ready:
+                if ref in self.probes:
+                    self._probed(ref)
+                else:
+                    self._finished(ref, queue, failed)
+        return failed
+
+    def _submit(self, queue: collections.deque) -> None:
+        for i in sorted(self.usable, key=lambda i: self.load[i]):
+            while queue and self.load[i] < self.job.chunking.in_flight:
+                chunk, frames, attempt = queue.popleft()
+                ref = self.pool.actors[i].render_chunk.remote(chunk, frames, attempt)
+                self.in_flight[ref] = (chunk, frames, attempt, i)
+                self.load[i] += 1
+
+    def _finished(self, ref: ray.ObjectRef, queue: collections.deque, failed: dict[int, str]) -> None:
+        chunk, frames, attempt, i = self.in_flight.pop(ref)
+        self.load[i] -= 1
+        try:
+            summary = ray.get(ref)
+        except (RayActorError, RayTaskError) as exc:
+            reason = _cause(exc)
+            if isinstance(exc, RayActorError) and i in self.usable:
+                self.usable.discard(i)  # send it nothing until it answers again
+                self.probes[self.pool.actors[i].describe.remote()] = i
+            if attempt < self.job.chunking.max_attempts:
+                queue.append((chunk, frames, attempt + 1))
+                self.progress.event("retry", chunk=chunk, attempt=attempt + 1, reason=reason)
+            else:
+                failed[chunk] = reason
+                self.store.write_failure(chunk, {"attempts": attempt, "error": reason, "frames": frame_ranges(frames)})
+                self.progress.event("failed", chunk=chunk, attempts=attempt, reason=reason)
+            return
+        if chunk in self.recorded_failures:
+            self.store.clear_failure(chunk)
+        self.progress.chunk_done(chunk, summary["frames"], summary["seconds"], summary["worker"])
+
+    def _probed(self, ref: ray.ObjectRef) -> None:
+        i = self.probes.pop(ref)
+        try:
+            ray.get(ref)
+        except ActorDiedError as exc:
+            self.progress.event("worker_lost", worker=i, reason=_cause(exc))
+            return
+        except (RayActorError, GetTimeoutError):
+            time.sleep(1.0)  # restarting: ask again shortly
+            self.probes[self.pool.actors[i].describe.remote()] = i
+            return
+        self.usable.add(i)
+
+
+def _cause(exc: RayError) -> str:
+    """The first line of what went wrong, without Ray's traceback."""
+    cause = getattr(exc, "cause", None) or exc
+    if isinstance(cause, RayTaskError):
+        cause = cause.cause or cause
+    text = str(cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__

@@ -1,0 +1,124 @@
+"""The renderer contract, and loading a renderer named by a job's model section.
+
+A renderer is any class named by import path ``package.module:Class``; a worker
+builds it once with the model section's settings as keyword arguments and then
+turns batches of (text encoding, noise) into images. Everything here that the
+driver calls (`check_renderer`) imports the class but never builds a model, so a
+bad path, a class without the contract, an option it does not take or a prompt it
+cannot encode fails in one line when the job is planned, not hours into a run.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+STANDARD_KWARGS = ("width", "height", "steps", "guidance_scale", "weights", "precision", "batch_size")
+CONTRACT = ("encode_text", "render")
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """What a worker needs from a model: text encodings in, uint8 images out.
+
+    The class is built as ``Class(width=, height=, steps=, guidance_scale=,
+    weights=, precision=, batch_size=, **options)``. It may define a classmethod
+    ``check_prompts(prompts, **kwargs)`` (same kwargs) that raises
+    `RendererError` for prompts it cannot encode; it must not build a model.
+    """
+
+    latent_shape: tuple[int, int, int]
+    """(height // 8, width // 8, 4): the shape of one frame's noise."""
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray:
+        """(K, 77, D) float32, one row per prompt, in the given order."""
+        ...
+
+    def render(self, encodings: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Encodings (B, 77, D) float32 and noise (B, h, w, 4) float32 -> uint8 (B, H, W, 3).
+
+        Any B: the renderer splits and pads batches itself.
+        """
+        ...
+
+
+class RendererError(ValueError):
+    """A renderer cannot be loaded or cannot do what the job asks; the message is one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+def renderer_kwargs(model: Any) -> dict[str, Any]:
+    """The constructor keyword arguments for a job's model section (standard fields + options)."""
+    kwargs = {name: getattr(model, name) for name in STANDARD_KWARGS}
+    clash = sorted(set(model.options) & set(kwargs))
+    if clash:
+        raise RendererError(f"model.options.{clash[0]} duplicates model.{clash[0]}; set it once, outside options")
+    kwargs.update(model.options)
+    return kwargs
+
+
+def renderer_class(path: str) -> type:
+    """Import the renderer class named ``package.module:Class`` and check it has the contract."""
+    module_name, sep, class_name = path.partition(":")
+    if not sep or not module_name or not class_name:
+        raise RendererError(f"renderer {path!r} is not an import path 'package.module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise RendererError(f"renderer module {module_name!r} not found") from e
+        raise RendererError(f"renderer module {module_name!r} failed to import: {e}") from e
+    except Exception as e:
+        raise RendererError(f"renderer module {module_name!r} failed to import: {type(e).__name__}: {e}") from e
+    cls: Any = module
+    for part in class_name.split("."):
+        cls = getattr(cls, part, None)
+        if cls is None:
+            raise RendererError(f"renderer module {module_name!r} has no class {class_name!r}")
+    if not inspect.isclass(cls):
+        raise RendererError(f"renderer {path!r} is not a class")
+    missing = [name for name in CONTRACT if not callable(getattr(cls, name, None))]
+    if missing:
+        raise RendererError(
+            f"renderer {path!r} lacks {' and '.join(missing)}; a renderer needs latent_shape, encode_text and render"
+        )
+    return cls
+
+
+def _checked_class(model: Any) -> tuple[type, dict[str, Any]]:
+    """The renderer class and its kwargs, once the kwargs are known to bind to its constructor."""
+    cls = renderer_class(model.renderer)
+    kwargs = renderer_kwargs(model)
+    params = inspect.signature(cls).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        accepted = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            extra = sorted(accepted - set(STANDARD_KWARGS))
+            raise RendererError(
+                f"renderer {model.renderer!r} does not take option {unknown[0]!r}"
+                f" (its options: {', '.join(extra) or 'none'})"
+            )
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as e:
+        raise RendererError(f"renderer {model.renderer!r} cannot be built with this model section: {e}") from e
+    return cls, kwargs
+
+
+def check_renderer(model: Any, prompts: list[str]) -> None:
+    """Check, without building a model, that the job's renderer can be loaded and can encode its prompts."""
+    cls, kwargs = _checked_class(model)
+    check_prompts = getattr(cls, "check_prompts", None)
+    if callable(check_prompts):
+        check_prompts(list(prompts), **kwargs)
+
+
+def load_renderer(model: Any) -> Renderer:
+    """Build the job's renderer (in a worker: this loads the model)."""
+    cls, kwargs = _checked_class(model)
+    return cls(**kwargs)

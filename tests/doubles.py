@@ -1,0 +1,61 @@
+"""A fast, deterministic stand-in for a Stable Diffusion renderer (tests and Ray tests).
+
+Import path for job files: ``doubles:FakeRenderer`` (conftest puts tests/ on
+PYTHONPATH, so Ray workers find it too).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+
+from raywalk.renderer import RendererError
+
+
+class FakeRenderer:
+    """Renderer contract without a model: images are a fixed projection of encodings and noise.
+
+    A frame's pixels depend only on its own encoding and noise (never on the batch
+    it is rendered in), so re-rendering a frame gives the same bytes.
+    """
+
+    def __init__(
+        self,
+        width: int = 64,
+        height: int = 64,
+        steps: int = 1,
+        guidance_scale: float = 7.5,
+        weights: str = "random",
+        precision: str = "auto",
+        batch_size: int = 1,
+        dim: int = 768,
+        seconds_per_frame: float = 0.0,
+    ) -> None:
+        self.width, self.height, self.batch_size, self.dim = width, height, batch_size, dim
+        self.seconds_per_frame = seconds_per_frame
+        self.latent_shape = (height // 8, width // 8, 4)
+        self.random_weights = True
+        self.calls = 0  # render calls, for tests that count work
+        # A fixed projection: 4 noise channels + 1 encoding mean -> 3 colour channels.
+        self._projection = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray:
+        """(K, 77, dim) float32 seeded by a hash of each prompt."""
+        rows = []
+        for prompt in prompts:
+            seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "little")
+            rows.append(np.random.default_rng(seed).standard_normal((77, self.dim), dtype=np.float32))
+        return np.stack(rows) if rows else np.zeros((0, 77, self.dim), np.float32)
+
+    def render(self, encodings: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """uint8 (B, H, W, 3): noise upsampled 8x, mixed with each frame's mean encoding."""
+        encodings, noise = np.asarray(encodings, np.float32), np.asarray(noise, np.float32)
+        if encodings.shape[1:] != (77, self.dim) or noise.shape[1:] != self.latent_shape:
+            raise RendererError(f"FakeRenderer got encodings {encodings.shape} and noise {noise.shape}")
+        self.calls += 1
+        time.sleep(self.seconds_per_frame * len(noise))
+        level = np.broadcast_to(encodings.mean(axis=(1, 2))[:, None, None, None], (*noise.shape[:3], 1))
+        features = np.concatenate([noise, level * 10], axis=-1)
+        pixels = np.tanh(features @ self._projection) * 127.5 + 127.5
+        return np.clip(pixels, 0, 255).astype(np.uint8).repeat(8, axis=1).repeat(8, axis=2)

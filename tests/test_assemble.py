@@ -1,0 +1,218 @@
+"""Outputs from a run: order, rubber band, GIF/MP4 timing, grid placement, missing frames."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+from test_store import write_chunk
+
+from raywalk.assemble import (
+    AssembleError,
+    MissingFramesError,
+    assemble,
+    ping_pong,
+    write_contact_sheet,
+    write_gif,
+    write_grid,
+    write_mp4,
+)
+from raywalk.store import RunStore
+
+SIZE = 32
+
+
+def colour(frame: int) -> tuple[int, int, int]:
+    """A distinct solid colour per frame (exact through PNG and GIF)."""
+    return ((frame * 67 + 20) % 256, (frame * 131 + 90) % 256, (frame * 29 + 160) % 256)
+
+
+def grey(frame: int, n: int) -> int:
+    """A grey level rising with the frame number, far enough apart to survive H.264."""
+    return 20 + frame * (200 // max(n - 1, 1))
+
+
+def solid(rgb: tuple[int, int, int], size: int = SIZE) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def make_run(store: RunStore, num_frames: int, chunk_size: int = 4, paint=colour) -> RunStore:
+    """Write a run's chunks last-first, each chunk's frames in reverse, like a busy cluster might."""
+    chunks = [list(range(s, min(s + chunk_size, num_frames))) for s in range(0, num_frames, chunk_size)]
+    for chunk in reversed(range(len(chunks))):
+        frames = chunks[chunk][::-1]
+        write_chunk(store, chunk, frames, images={f: solid(paint(f)) for f in frames}, size=SIZE)
+    return store
+
+
+def gif_frames(data: bytes) -> tuple[list[tuple[int, int, int]], list[int], Image.Image]:
+    """Centre colour and duration of every frame of a GIF."""
+    im = Image.open(io.BytesIO(data))
+    colours, durations = [], []
+    for i in range(im.n_frames):
+        im.seek(i)
+        colours.append(im.convert("RGB").getpixel((im.width // 2, im.height // 2)))
+        durations.append(im.info["duration"])
+    return colours, durations, im
+
+
+def mp4_frames(path: Path) -> tuple[dict, list[np.ndarray]]:
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
+    return meta, frames
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    return RunStore(tmp_path / "run")
+
+
+def test_ping_pong_repeats_neither_end():
+    assert ping_pong([0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4, 3, 2, 1]
+    assert ping_pong([0, 1]) == [0, 1]
+    assert ping_pong([7]) == [7]
+
+
+def test_gif_in_frame_order_with_durations_and_loop(store):
+    make_run(store, 10, chunk_size=3)
+    where = write_gif(store, 10, "walk.gif", fps=4)
+    assert where == store.url("walk.gif")
+    colours, durations, im = gif_frames(store.read_bytes("walk.gif"))
+    assert colours == [colour(f) for f in range(10)]
+    assert durations == [250] * 10
+    assert im.info["loop"] == 0 and im.size == (SIZE, SIZE)
+
+
+def test_gif_rubber_band_and_resize(store):
+    make_run(store, 6)
+    write_gif(store, 6, "walk.gif", fps=10, rubber_band=True, resize=[20, 12])
+    colours, durations, im = gif_frames(store.read_bytes("walk.gif"))
+    assert colours == [colour(f) for f in [0, 1, 2, 3, 4, 5, 4, 3, 2, 1]]
+    assert durations == [100] * 10 and im.size == (20, 12)
+
+
+def test_duplicate_index_rows_do_not_duplicate_frames(store):
+    make_run(store, 6, chunk_size=6)
+    write_chunk(store, 9, [4, 5], images={f: solid(colour(f)) for f in (4, 5)}, size=SIZE)
+    write_chunk(store, 0, list(range(6)), images={f: solid(colour(f)) for f in range(6)}, attempt=1, size=SIZE)
+    assert store.read_index().num_rows == 8
+    colours, _, _ = gif_frames(store.read_bytes(Path(write_gif(store, 6, "walk.gif")).name))
+    assert colours == [colour(f) for f in range(6)]
+
+
+def test_mp4_frame_count_fps_and_order(store, tmp_path):
+    n = 9
+    make_run(store, n, paint=lambda f: (grey(f, n),) * 3)
+    write_mp4(store, n, "walk.mp4", fps=12, quality=9)
+    meta, frames = mp4_frames(tmp_path / "run" / "walk.mp4")
+    assert meta["codec"] == "h264" and meta["fps"] == 12 and meta["size"] == (SIZE, SIZE)
+    assert len(frames) == n
+    assert [int(round(f.mean())) for f in frames] == pytest.approx([grey(f, n) for f in range(n)], abs=4)
+
+    write_mp4(store, n, "band.mp4", fps=30, rubber_band=True, quality=6)
+    meta, frames = mp4_frames(tmp_path / "run" / "band.mp4")
+    assert meta["fps"] == 30 and len(frames) == 2 * n - 2
+    order = [0, 1, 2, 3, 4, 5, 6, 7, 8, 7, 6, 5, 4, 3, 2, 1]
+    assert [int(round(f.mean())) for f in frames] == pytest.approx([grey(f, n) for f in order], abs=6)
+
+    write_mp4(store, n, "worst.mp4", quality=0)  # the bottom of the scale still encodes (CRF 51)
+    assert len(mp4_frames(tmp_path / "run" / "worst.mp4")[1]) == n
+
+
+def test_grid_tiles_row_major(store):
+    n = 3
+    make_run(store, n * n, chunk_size=2)
+    write_grid(store, n, "walk-grid.png")
+    grid = Image.open(io.BytesIO(store.read_bytes("walk-grid.png")))
+    assert grid.size == (n * SIZE, n * SIZE)
+    for frame in range(n * n):
+        row, col = divmod(frame, n)
+        assert grid.getpixel((col * SIZE + SIZE // 2, row * SIZE + SIZE // 2)) == colour(frame)
+
+
+def test_contact_sheet_every_kth_frame_labelled(store):
+    make_run(store, 23)
+    write_contact_sheet(store, 23, "walk-contact.png", every=5, columns=2, tile=64)
+    sheet = Image.open(io.BytesIO(store.read_bytes("walk-contact.png"))).convert("RGB")
+    assert sheet.size == (2 * 64, 3 * 64)  # frames 0, 5, 10, 15, 20
+    for i, frame in enumerate([0, 5, 10, 15, 20]):
+        row, col = divmod(i, 2)
+        assert sheet.getpixel((col * 64 + 48, row * 64 + 48)) == colour(frame)
+        label = np.asarray(sheet.crop((col * 64, row * 64, col * 64 + 24, row * 64 + 12)))
+        assert (label == 0).all(axis=2).any() and (label > 150).all(axis=2).any(), f"no label on frame {frame}"
+    assert sheet.getpixel((64 + 32, 2 * 64 + 32)) == (0, 0, 0)  # the empty last cell
+
+
+def test_missing_frames_named_as_ranges(store, tmp_path):
+    make_run(store, 12)
+    for frame in (3, 4, 5, 9):
+        store.delete(f"frames/{frame:06d}.png")
+    with pytest.raises(MissingFramesError) as err:
+        assemble(store, 12, {"gif": {}, "mp4": {}}, "walk")
+    assert str(err.value) == f"missing frames 3-5, 9 of 12: run `raywalk resume {tmp_path / 'run'}`"
+    assert err.value.missing == [3, 4, 5, 9]
+    assert not store.exists("walk.gif") and not store.exists("walk.mp4")
+    with pytest.raises(MissingFramesError, match="missing frames 3-5 of 9"):
+        write_grid(store, 3, "walk-grid.png")
+
+
+def test_partial_assembles_what_exists(store, caplog):
+    make_run(store, 8)
+    store.delete("frames/000002.png")
+    store.delete("frames/000006.png")
+    written = assemble(store, 10, {"gif": {"fps": 5}, "contact_sheet": {"every": 2, "columns": 5}}, "walk",
+                       partial=True)
+    assert written == [store.url("walk.gif"), store.url("walk-contact.png")]
+    colours, _, _ = gif_frames(store.read_bytes("walk.gif"))
+    assert colours == [colour(f) for f in (0, 1, 3, 4, 5, 7)]
+    assert "missing frames 2, 6, 8-9 of 10" in caplog.text
+
+
+def test_nothing_rendered_yet(store):
+    with pytest.raises(AssembleError, match="no frames rendered yet"):
+        write_gif(store, 4, "walk.gif", partial=True)
+
+
+def test_unreadable_png_is_named(store):
+    make_run(store, 6)
+    good = store.read_frame(4)
+    store.write_bytes("frames/000004.png", good[:8] + b"\0" * (len(good) - 8))  # same size: passes the size check
+    with pytest.raises(AssembleError, match=re.escape(store.url("frames/000004.png"))) as err:
+        write_gif(store, 6, "walk.gif")
+    assert "frame 4" in str(err.value) and "\n" not in str(err.value)
+    assert not store.exists("walk.gif")
+
+
+def test_assemble_rejects_unknown_outputs(store):
+    make_run(store, 4)
+    with pytest.raises(ValueError, match="webm"):
+        assemble(store, 4, {"webm": {}}, "walk")
+    with pytest.raises(ValueError, match="outputs.gif: unknown options speed"):
+        assemble(store, 4, {"gif": {"speed": 2}}, "walk")
+    with pytest.raises(ValueError, match="grid_size"):
+        assemble(store, 4, {"grid": {}}, "walk")
+
+
+def test_assemble_from_an_s3_run(s3_endpoint, tmp_path):
+    store = make_run(RunStore(s3_endpoint.uri("assemble/run")), 9)
+    written = assemble(
+        store, 9,
+        {"gif": {"rubber_band": True}, "mp4": {"fps": 8}, "grid": {}, "contact_sheet": {"every": 3}},
+        "walk", grid_size=3,
+    )
+    assert written == [store.url(n) for n in ("walk.gif", "walk.mp4", "walk-grid.png", "walk-contact.png")]
+    assert written[0] == "s3://raywalk-test/assemble/run/walk.gif"
+    colours, _, _ = gif_frames(store.read_bytes("walk.gif"))
+    assert colours == [colour(f) for f in ping_pong(list(range(9)))]
+    (tmp_path / "walk.mp4").write_bytes(store.read_bytes("walk.mp4"))
+    meta, frames = mp4_frames(tmp_path / "walk.mp4")
+    assert meta["fps"] == 8 and len(frames) == 9
+    grid = Image.open(io.BytesIO(store.read_bytes("walk-grid.png")))
+    assert grid.getpixel((2 * SIZE + 5, 1 * SIZE + 5)) == colour(5)

@@ -1,0 +1,186 @@
+"""The KerasCV renderer on the real models (random weights, 128x128, few steps) and the offline weight files."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import types
+
+import numpy as np
+import pytest
+
+from raywalk import kerascv
+from raywalk.kerascv import KerasCVRenderer, stage_weights, verify_weights
+from raywalk.renderer import RendererError, check_renderer
+
+SIZE, STEPS = 128, 3
+PROMPTS = ["a photograph of a dog", "a bowl of fruit on a table"]
+LONG_PROMPT = "a very " * 40 + "long prompt"  # 84 CLIP tokens with start and end
+
+
+def model(weights="random", **options):
+    return types.SimpleNamespace(
+        renderer="raywalk.kerascv:KerasCVRenderer", width=SIZE, height=SIZE, steps=STEPS, guidance_scale=7.5,
+        weights=str(weights), precision="auto", batch_size=2, options=options,
+    )
+
+
+def renderer(models, **kwargs) -> KerasCVRenderer:
+    settings = dict(width=SIZE, height=SIZE, steps=STEPS, weights="random", batch_size=2) | kwargs
+    return KerasCVRenderer.from_models(models, **settings)
+
+
+@pytest.fixture(scope="module")
+def reference(sd_models):
+    """KerasCV's StableDiffusion on the same sub-models, its images for PROMPTS, and the inputs used."""
+    import keras_cv
+
+    sd = keras_cv.models.StableDiffusion(SIZE, SIZE, jit_compile=False)
+    sd._text_encoder, sd._diffusion_model = sd_models.text_encoder, sd_models.diffusion_model
+    sd._decoder, sd._tokenizer = sd_models.decoder, sd_models.tokenizer
+    encodings = np.concatenate([np.asarray(sd.encode_text(p), np.float32) for p in PROMPTS])
+    noise = np.random.default_rng(7).standard_normal((2, SIZE // 8, SIZE // 8, 4), dtype=np.float32)
+    images = sd.generate_image(encodings, batch_size=2, num_steps=STEPS, diffusion_noise=noise)
+    return types.SimpleNamespace(sd=sd, encodings=encodings, noise=noise, images=images)
+
+
+# ----------------------------------------------------------------------------- plan-time checks
+
+
+def test_check_prompts_refuses_an_over_long_prompt_naming_it(monkeypatch):
+    monkeypatch.setattr(kerascv, "build_models", None)  # a model build would fail loudly
+    check_renderer(model(), PROMPTS)
+    with pytest.raises(RendererError) as info:
+        check_renderer(model(), [PROMPTS[0], LONG_PROMPT])
+    assert str(info.value) == (
+        "prompt 'a very a very a very a very a very a very a very a very a...' is 84 CLIP tokens long;"
+        " Stable Diffusion takes at most 77 (start and end tokens included)"
+    )
+
+
+def test_check_prompts_covers_the_negative_prompt_and_option_values():
+    with pytest.raises(RendererError, match="is 84 CLIP tokens long"):
+        check_renderer(model(negative_prompt=LONG_PROMPT), PROMPTS)
+    with pytest.raises(RendererError, match="option version must be one of v1.4, v2.1, got 'v3'"):
+        check_renderer(model(version="v3"), PROMPTS)
+    with pytest.raises(RendererError, match="does not take option 'sampler'"):
+        check_renderer(model(sampler="euler"), PROMPTS)
+
+
+def test_check_prompts_reads_the_vocabulary_of_a_weights_directory(tmp_path, clip_vocab):
+    shutil.copy(clip_vocab, tmp_path / clip_vocab.name)
+    check_renderer(model(tmp_path), PROMPTS)
+    (tmp_path / clip_vocab.name).write_bytes(b"not a vocabulary")
+    with pytest.raises(RendererError, match="bpe_simple_vocab_16e6.txt.gz has the wrong SHA-256"):
+        check_renderer(model(tmp_path), PROMPTS)
+
+
+# ----------------------------------------------------------------------------- weight files
+
+
+def fake_weights(directory, clip_vocab, skip=(), corrupt=()):
+    """A weights directory of tiny fake .h5 files (wrong hashes) plus the real vocabulary."""
+    for file in kerascv.WEIGHT_FILES["v1.4"]:
+        if file.name in skip:
+            continue
+        if file.name == clip_vocab.name and file.name not in corrupt:
+            shutil.copy(clip_vocab, directory / file.name)
+        else:
+            (directory / file.name).write_bytes(b"fake")
+
+
+def test_weights_directory_with_a_missing_file_is_refused_before_building(tmp_path, clip_vocab, monkeypatch):
+    monkeypatch.setattr(kerascv, "build_models", None)
+    fake_weights(tmp_path, clip_vocab, skip=("kcv_decoder.h5",))
+    with pytest.raises(RendererError) as info:
+        KerasCVRenderer(width=SIZE, height=SIZE, weights=str(tmp_path))
+    message = str(info.value)
+    assert "kcv_decoder.h5 is missing" in message
+    assert "kcv_encoder.h5 has the wrong SHA-256" in message
+    assert "bpe_simple_vocab" not in message
+    assert f"raywalk weights stage {tmp_path} --version v1.4" in message and "\n" not in message
+
+
+def test_weights_directory_with_a_wrong_file_names_it(tmp_path, clip_vocab):
+    fake_weights(tmp_path, clip_vocab, corrupt=(clip_vocab.name,))
+    with pytest.raises(RendererError, match="bpe_simple_vocab_16e6.txt.gz has the wrong SHA-256"):
+        verify_weights(tmp_path, "v1.4")
+    with pytest.raises(RendererError, match="does not exist"):
+        verify_weights(tmp_path / "nowhere", "v1.4")
+
+
+def test_stage_weights_copies_from_the_keras_cache_or_downloads_and_verifies(tmp_path, clip_vocab, monkeypatch):
+    monkeypatch.setitem(kerascv.WEIGHT_FILES, "v1.4", (kerascv.VOCAB,))
+    staged = stage_weights(tmp_path / "from-cache", "v1.4", progress=False)  # conftest's KERAS_HOME has it
+    assert staged == [tmp_path / "from-cache" / clip_vocab.name]
+    assert verify_weights(tmp_path / "from-cache", "v1.4") == {clip_vocab.name: staged[0]}
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    (tmp_path / "empty-keras-home").mkdir()
+    offline_url = dataclasses.replace(kerascv.VOCAB, url=clip_vocab.as_uri())
+    monkeypatch.setitem(kerascv.WEIGHT_FILES, "v1.4", (offline_url,))
+    target = tmp_path / "downloaded"
+    target.mkdir()
+    (target / clip_vocab.name).write_bytes(b"partial download")
+    assert stage_weights(target, "v1.4", progress=False) == [target / clip_vocab.name]
+    assert (target / clip_vocab.name).read_bytes() == clip_vocab.read_bytes()
+
+    bad_url = dataclasses.replace(kerascv.VOCAB, url=(target / "nothing").as_uri())
+    monkeypatch.setitem(kerascv.WEIGHT_FILES, "v1.4", (bad_url,))
+    with pytest.raises(RendererError, match="cannot download bpe_simple_vocab_16e6.txt.gz"):
+        stage_weights(tmp_path / "fails", "v1.4", progress=False)
+
+
+# ----------------------------------------------------------------------------- the real models
+
+
+def test_encode_text_is_kerascv_encode_text_squeezed(sd_models, reference):
+    r = renderer(sd_models)
+    encodings = r.encode_text(PROMPTS)
+    assert encodings.shape == (2, 77, 768) and encodings.dtype == np.float32
+    np.testing.assert_array_equal(encodings, reference.encodings)
+    assert r.encode_text([]).shape == (0, 77, 768)
+    with pytest.raises(RendererError, match="is 84 CLIP tokens long"):
+        r.encode_text([LONG_PROMPT])
+
+
+def test_separate_guidance_passes_equal_generate_image_exactly(sd_models, reference):
+    # The same UNet calls at the same batch shapes and the same float32 arithmetic: identical bytes.
+    images = renderer(sd_models, joint_guidance=False).render(reference.encodings, reference.noise)
+    assert images.dtype == np.uint8 and images.shape == (2, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(images, reference.images)
+
+
+def test_joint_guidance_equals_generate_image_within_one_level(sd_models, reference):
+    # One UNet call on a batch of 4 instead of two of 2: oneDNN blocks the convolutions differently
+    # by batch size, so float32 sums round differently (~1e-6 relative). After 3 steps and the decoder
+    # that moves a handful of pixels across a uint8 rounding boundary: at most 1 level, on < 0.1 %.
+    r = renderer(sd_models)
+    assert r.info["joint_guidance"] is True
+    diff = np.abs(r.render(reference.encodings, reference.noise).astype(int) - reference.images.astype(int))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) / diff.size < 1e-3
+
+
+def test_batches_are_padded_to_one_shape_and_frames_do_not_depend_on_their_batch(sd_models, reference):
+    r = renderer(sd_models, steps=1)
+    encodings = reference.encodings[[0, 1, 0]]
+    noise = reference.noise[[0, 1, 1]]
+    images = r.render(encodings, noise)
+    assert images.shape == (3, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(r.render(encodings[2:], noise[2:]), images[2:])
+    assert r._step.experimental_get_tracing_count() == 1  # one compiled step for every batch
+
+
+def test_negative_prompt_is_generate_image_negative_prompt(sd_models, reference):
+    r = renderer(sd_models, steps=1, joint_guidance=False, negative_prompt="blurry, low quality")
+    expected = reference.sd.generate_image(reference.encodings, batch_size=2, num_steps=1,
+                                           diffusion_noise=reference.noise, negative_prompt="blurry, low quality")
+    np.testing.assert_array_equal(r.render(reference.encodings, reference.noise), expected)
+
+
+def test_random_weights_are_recorded(sd_models):
+    r = renderer(sd_models)
+    assert r.random_weights is True
+    assert r.latent_shape == (16, 16, 4)
+    assert r.info == {"renderer": "kerascv", "version": "v1.4", "weights": "random", "random_weights": True,
+                      "precision": "float32", "xla": False, "joint_guidance": True}

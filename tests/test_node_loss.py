@@ -1,0 +1,49 @@
+"""A node removed from a multi-node cluster in the middle of a run: the run still completes."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import ray
+from ray.cluster_utils import Cluster
+
+from raywalk import load_job
+from raywalk.driver import WorkerSpec, render
+from raywalk.progress import Progress
+from raywalk.store import RunStore
+from test_render import frame_bytes, write_job
+
+
+def test_node_removed_mid_run(ray_head, tmp_path):
+    ray.shutdown()  # leave the session's head; this test needs a cluster of its own
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    doomed = cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.add_node(num_cpus=1, num_gpus=1)
+    try:
+        ray.init(address=cluster.address, logging_level="warning")
+        job = load_job(write_job(tmp_path, frames=16, chunk_size=2, options={"seconds_per_frame": 0.3}))
+        out = tmp_path / "out"
+        removed = threading.Event()
+
+        def remove_when_started():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(list((out / "index").glob("*.parquet"))) < 2:
+                time.sleep(0.1)
+            cluster.remove_node(doomed, allow_graceful=False)
+            removed.set()
+
+        remover = threading.Thread(target=remove_when_started)
+        remover.start()
+        log = io.StringIO()
+        outcome = render(job, str(out), workers=WorkerSpec(count=2, gpus=1, cpus=0.5),
+                         progress=Progress(job.num_frames, 0, stream=log, bar=False))
+        remover.join()
+        assert removed.is_set()
+        assert outcome.complete, log.getvalue()
+        assert len(frame_bytes(out)) == 16
+        nodes = set(RunStore(str(out)).read_index()["node"].to_pylist())
+        assert len(nodes) == 2  # both nodes rendered before one was lost
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -1,0 +1,237 @@
+"""`raywalk render` on a local Ray: chunks, workers, failures, resume, storage."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from raywalk import load_job
+from raywalk.driver import RunError, WorkerSpec, render, resume
+from raywalk.progress import Progress
+from raywalk.store import RunBusyError, RunStore
+
+CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
+VOLATILE = ("attempt", "node", "worker", "seconds")  # how, not what, a frame was made
+
+
+def write_job(tmp_path: Path, name: str = "walk", frames: int = 12, chunk_size: int = 4, batch_size: int = 2,
+              renderer: str = "doubles:FakeRenderer", options: dict | None = None,
+              walk: dict | None = None, outputs: dict | None = None) -> Path:
+    data = {
+        "name": name,
+        "prompts": ["a red fox", "a blue whale"],
+        "walk": walk or {"kind": "interpolate", "frames": frames, "method": "slerp"},
+        "noise": {"kind": "per_frame", "seed": 7},
+        "model": {"renderer": renderer, "width": 64, "height": 64, "steps": 2, "batch_size": batch_size,
+                  "options": options or {}},
+        "chunking": {"chunk_size": chunk_size, "max_attempts": 3},
+        "workers": {"cpus": 0.5, "gpus": 0},
+        "outputs": outputs or {},
+    }
+    if walk and walk["kind"] == "text_walk":
+        data["prompts"] = ["a red fox"]
+    path = tmp_path / f"{name}-{chunk_size}-{frames}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def quiet() -> Progress:
+    return Progress(0, 0, stream=io.StringIO(), bar=False)
+
+
+def run(job_path: Path, out: Path, workers: WorkerSpec = CPU_WORKER, **kwargs):
+    job = load_job(job_path)
+    progress = Progress(job.num_frames, 0, stream=io.StringIO(), bar=False)
+    outcome = render(job, str(out), workers=workers, progress=progress, **kwargs)
+    return outcome, progress.stream.getvalue()
+
+
+def frame_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
+
+
+def index_rows(out: Path) -> list[dict]:
+    table = RunStore(str(out)).read_index()
+    rows = [{k: v for k, v in r.items() if k not in VOLATILE} for r in table.to_pylist()]
+    return sorted(rows, key=lambda r: r["frame"])
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, ray_connected):
+    """A reference render: 12 frames, chunks of 4, one worker."""
+    tmp = tmp_path_factory.mktemp("clean")
+    out = tmp / "out"
+    outcome, log = run(write_job(tmp), out)
+    assert outcome.complete and outcome.rendered == 12
+    return out, log
+
+
+def test_full_render_writes_frames_index_and_manifest(clean_run):
+    out, log = clean_run
+    frames = frame_bytes(out)
+    assert list(frames) == [f"{i:06d}.png" for i in range(12)]
+    assert len(set(frames.values())) == 12  # per-frame noise: every frame differs
+    index = RunStore(str(out)).read_index()
+    assert sorted(index["frame"].to_pylist()) == list(range(12))
+    assert {"sha256", "bytes", "width", "height", "chunk", "attempt", "node", "worker", "seconds",
+            "segment", "t"} <= set(index.column_names)
+    assert len(list((out / "index").glob("chunk-*.parquet"))) == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["fingerprint"] == load_job(next(out.parent.glob("*.yaml"))).fingerprint()
+    assert {"raywalk", "ray", "numpy"} <= set(manifest["versions"])
+    events = [json.loads(line) for line in log.splitlines()]
+    chunks = [e for e in events if e["event"] == "chunk"]
+    assert len(chunks) == 3 and chunks[-1]["done"] == 12 and "eta_seconds" in chunks[-1]
+
+
+@pytest.mark.parametrize("chunk_size,workers", [(3, 1), (7, 3)])
+def test_same_frames_whatever_the_chunking_and_worker_count(clean_run, tmp_path, chunk_size, workers):
+    out = tmp_path / "out"
+    spec = WorkerSpec(count=workers, gpus=1, cpus=0.25)  # fake GPUs: one actor each
+    outcome, _ = run(write_job(tmp_path, chunk_size=chunk_size), out, workers=spec)
+    assert outcome.complete
+    assert frame_bytes(out) == frame_bytes(clean_run[0])
+    rows = [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(out)]
+    assert rows == [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(clean_run[0])]
+
+
+def test_a_worker_killed_mid_chunk_loses_nothing(clean_run, tmp_path):
+    out = tmp_path / "out"
+    marker = tmp_path / "crashed"
+    job = write_job(tmp_path, renderer="pipeline_doubles:CrashingRenderer",
+                    options={"crash_marker": str(marker), "crash_on_call": 3})
+    outcome, log = run(job, out)
+    assert marker.exists(), "the worker never crashed"
+    assert outcome.complete
+    assert any(json.loads(line)["event"] == "retry" for line in log.splitlines())
+    assert frame_bytes(out) == frame_bytes(clean_run[0])
+    assert index_rows(out) == index_rows(clean_run[0])
+
+
+def test_resume_renders_only_deleted_and_truncated_frames(clean_run, tmp_path):
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-r", str(clean_run[0]), str(out)], check=True)
+    (out / "frames" / "000003.png").unlink()
+    truncated = out / "frames" / "000008.png"
+    truncated.write_bytes(truncated.read_bytes()[:50])
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "frames").glob("*.png")}
+    outcome = resume(str(out), workers=CPU_WORKER, progress=quiet())
+    assert outcome.complete and outcome.rendered == 2
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "frames").glob("*.png")}
+    touched = sorted(name for name in after if before.get(name) != after[name])
+    assert touched == ["000003.png", "000008.png"]
+    assert frame_bytes(out) == frame_bytes(clean_run[0])
+    assert index_rows(out) == index_rows(clean_run[0])
+
+
+def test_verify_finds_a_corrupted_frame_of_the_right_size(clean_run, tmp_path):
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-r", str(clean_run[0]), str(out)], check=True)
+    corrupted = out / "frames" / "000005.png"
+    data = bytearray(corrupted.read_bytes())
+    data[-20] ^= 0xFF
+    corrupted.write_bytes(bytes(data))
+    assert resume(str(out), workers=CPU_WORKER, progress=quiet()).rendered == 0  # sizes match
+    assert resume(str(out), workers=CPU_WORKER, progress=quiet(), verify=True).rendered == 1
+    assert frame_bytes(out) == frame_bytes(clean_run[0])
+
+
+def test_a_finished_run_resumes_without_starting_workers(clean_run):
+    outcome = resume(str(clean_run[0]), workers=WorkerSpec(count=1, gpus=99), progress=quiet())
+    assert outcome.complete and outcome.rendered == 0  # 99 GPUs could never be scheduled
+
+
+def test_another_job_on_an_existing_output_is_refused(clean_run, tmp_path):
+    other = write_job(tmp_path, name="other", frames=5)
+    with pytest.raises(RunError, match="holds a run of another job .'walk'.*--force"):
+        run(other, clean_run[0])
+
+
+def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_connected, tmp_path):
+    out = tmp_path / "out"
+    job = write_job(tmp_path, renderer="pipeline_doubles:BrokenRenderer", options={"fail_frames": [5]},
+                    walk={"kind": "text_walk", "frames": 12, "step_size": 1.0})
+    outcome, log = run(job, out)
+    assert not outcome.complete
+    assert outcome.missing == [4, 5, 6, 7]
+    assert "renderer exploded on frames [5]" in outcome.failed_chunks[1]
+    failures = RunStore(str(out)).read_failures()
+    assert failures[1]["attempts"] == 3
+    cli = subprocess.run([sys.executable, "-m", "raywalk.cli", "status", str(out)], capture_output=True, text=True)
+    assert "8 done, 4 missing of 12 (4-7)" in cli.stdout and "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in cli.stdout
+
+
+def test_a_second_render_on_a_run_in_progress_is_refused(clean_run):
+    store = RunStore(str(clean_run[0]))
+    store.acquire_lock({"job": "walk"})  # held by this live process, as a running driver would
+    try:
+        with pytest.raises(RunBusyError, match=f"in use by a driver on host .* pid {os.getpid()}"):
+            resume(str(clean_run[0]), workers=CPU_WORKER, progress=quiet())
+    finally:
+        store.release_lock()
+
+
+def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_path):
+    out = tmp_path / "out"
+    job = write_job(tmp_path, options={"seconds_per_frame": 0.4}, chunk_size=2)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "raywalk.cli", "render", str(job), "--out", str(out),
+         "--address", ray_connected["address"], "--workers", "1", "--gpus-per-worker", "0",
+         "--cpus-per-worker", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(list((out / "index").glob("*.parquet"))) < 2:
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline, "the driver rendered nothing in time"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert len(list((out / "index").glob("*.parquet"))) < 6  # it really stopped mid-run
+    outcome = resume(str(out), workers=CPU_WORKER, progress=quiet())
+    assert outcome.complete and 0 < outcome.rendered < 12
+    assert frame_bytes(out) == frame_bytes(clean_run[0])
+    assert [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(out)] == \
+        [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(clean_run[0])]
+
+
+def test_cli_render_never_imports_tensorflow_and_reports_missing_frames(ray_connected, tmp_path):
+    out = tmp_path / "out"
+    job = write_job(tmp_path, renderer="pipeline_doubles:BrokenRenderer", options={"fail_frames": [0]},
+                    walk={"kind": "text_walk", "frames": 6, "step_size": 1.0})
+    probe = ("import sys, runpy\nsys.argv = ['raywalk'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('raywalk.cli', run_name='__main__')\n"
+             "finally:\n    print('TF-IMPORTED' if 'tensorflow' in sys.modules else 'TF-ABSENT', file=sys.stderr)\n")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "render", str(job), "--out", str(out), "--address",
+         ray_connected["address"], "--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 1
+    assert "TF-ABSENT" in result.stderr
+    assert f"frames missing (0-3); finish with: raywalk resume {out}" in result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events].count("chunk") == 1  # not a terminal: JSON lines
+
+
+def test_render_to_s3(clean_run, s3_endpoint, tmp_path):
+    uri = s3_endpoint.uri("runs/walk")
+    job = load_job(write_job(tmp_path))
+    outcome = render(job, uri, workers=CPU_WORKER, progress=quiet())
+    assert outcome.complete
+    store = RunStore(uri)
+    assert {i: store.read_frame(i) for i in range(12)} == {
+        i: b for i, b in enumerate(frame_bytes(clean_run[0]).values())
+    }
+    assert sorted(store.read_index()["frame"].to_pylist()) == list(range(12))
+    assert resume(uri, workers=CPU_WORKER, progress=quiet()).rendered == 0

@@ -1,0 +1,262 @@
+"""The run directory through pyarrow.fs: round trips, resume checks, index readers, lock."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from raywalk.store import INDEX_SCHEMA, RunBusyError, RunStore, StoreError, frame_name, frame_ranges
+
+
+def png(frame: int, size: int = 16) -> bytes:
+    """A small PNG that differs per frame."""
+    rng = np.random.default_rng(frame)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def write_chunk(store: RunStore, chunk: int, frames: list[int], images: dict[int, bytes] | None = None,
+                attempt: int = 0, size: int = 16) -> None:
+    """Write frames' PNGs, then the chunk's index with one extra trajectory column, as a worker does."""
+    rows = []
+    for frame in frames:
+        data = images[frame] if images else png(frame, size)
+        rows.append({"frame": frame, **store.write_frame(frame, data)})
+    store.write_chunk_index(chunk, {
+        "frame": [r["frame"] for r in rows],
+        "file": [r["file"] for r in rows],
+        "sha256": [r["sha256"] for r in rows],
+        "bytes": [r["bytes"] for r in rows],
+        "width": [size] * len(rows),
+        "height": [size] * len(rows),
+        "chunk": [chunk] * len(rows),
+        "attempt": [attempt] * len(rows),
+        "node": ["node-a"] * len(rows),
+        "worker": ["w0"] * len(rows),
+        "seconds": [0.5] * len(rows),
+        "t": [f / 10 for f in frames],
+    })
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> RunStore:
+    if request.param == "local":
+        return RunStore(tmp_path / "run")
+    base = request.getfixturevalue("s3_endpoint")
+    return RunStore(base.uri(f"store/{request.node.originalname}-{time.time_ns()}"))
+
+
+def test_round_trip(store):
+    assert store.read_manifest() is None and store.read_keyframes() is None
+    assert store.read_index().num_rows == 0 and store.read_index().schema == INDEX_SCHEMA
+    manifest = {"job": {"name": "j", "walk": {"frames": 4}}, "fingerprint": "ab" * 32, "versions": {"raywalk": "0.1.0"}}
+    store.write_manifest(manifest)
+    assert store.read_manifest() == manifest
+    keyframes = np.arange(2 * 77 * 8, dtype=np.float32).reshape(2, 77, 8)
+    store.write_keyframes(keyframes)
+    got = store.read_keyframes()
+    assert got.dtype == np.float32 and np.array_equal(got, keyframes)
+
+    info = store.write_frame(3, png(3))
+    assert info == {"file": "frames/000003.png", "sha256": hashlib.sha256(png(3)).hexdigest(), "bytes": len(png(3))}
+    assert store.read_frame(3) == png(3) == store.read_bytes("frames/000003.png")
+    with pytest.raises(FileNotFoundError):
+        store.read_frame(4)
+
+    write_chunk(store, 0, [0, 1, 2, 3])
+    table = store.read_index()
+    assert table.num_rows == 4 and table.column_names == INDEX_SCHEMA.names + ["t"]
+    assert table.schema.field("attempt").type == pa.int32() and table.schema.field("t").type == pa.float64()
+    assert sorted(table["frame"].to_pylist()) == [0, 1, 2, 3]
+
+    store.write_failure(5, {"error": "boom", "attempts": 3})
+    store.write_failure(2, {"error": "bang"})
+    assert store.read_failures() == {2: {"error": "bang"}, 5: {"error": "boom", "attempts": 3}}
+    store.clear_failure(5)
+    store.clear_failure(9)  # never failed: nothing to clear, no error
+    assert store.read_failures() == {2: {"error": "bang"}}
+
+    store.write_bytes("job.gif", b"GIF89a...")
+    assert store.read_bytes("job.gif") == b"GIF89a..." and store.exists("job.gif")
+    assert store.url("job.gif").endswith("/job.gif") and "endpoint_override" not in store.url("job.gif")
+
+
+def test_rewrites_are_idempotent(store):
+    write_chunk(store, 0, [0, 1, 2])
+    write_chunk(store, 0, [0, 1, 2], attempt=1)  # the chunk retried
+    store.write_frame(1, png(1))
+    table = store.read_index()
+    assert sorted(table["frame"].to_pylist()) == [0, 1, 2]
+    assert set(table["attempt"].to_pylist()) == {1}
+    assert store.done_frames() == {0, 1, 2}
+
+
+def test_local_writes_leave_no_temp_files(tmp_path):
+    store = RunStore(tmp_path / "run")
+    write_chunk(store, 0, [0, 1])
+    with pytest.raises(RuntimeError), store.local_output("job.mp4") as path:
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("encoder died")
+    with store.local_output("job.gif") as path:
+        assert path.endswith(".gif")
+        Path(path).write_bytes(b"whole")
+    names = sorted(str(p.relative_to(tmp_path / "run")) for p in (tmp_path / "run").rglob("*") if p.is_file())
+    assert names == ["frames/000000.png", "frames/000001.png", "index/chunk-000000.parquet", "job.gif"]
+
+
+def test_local_output_uploads_to_s3(s3_endpoint):
+    store = RunStore(s3_endpoint.uri("store/upload"))
+    with store.local_output("job.mp4") as path:
+        Path(path).write_bytes(b"x" * 100_000)
+    assert store.read_bytes("job.mp4") == b"x" * 100_000
+    with pytest.raises(RuntimeError), store.local_output("broken.mp4") as path:
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("encoder died")
+    assert not store.exists("broken.mp4")
+
+
+def test_done_frames_finds_deleted_and_truncated_pngs(store):
+    write_chunk(store, 0, [0, 1, 2, 3])
+    write_chunk(store, 1, [4, 5, 6, 7])
+    store.write_frame(9, png(9))  # a PNG whose chunk index was never written: not done
+    store.delete("frames/000002.png")
+    store.write_bytes("frames/000005.png", png(5)[:-10])
+    assert store.done_frames() == {0, 1, 3, 4, 6, 7}
+    assert store.missing_frames(10) == [2, 5, 8, 9]
+    assert frame_ranges(store.missing_frames(10)) == "2, 5, 8-9"
+
+
+def test_verify_rehashes_same_size_corruption(store):
+    write_chunk(store, 0, [0, 1, 2])
+    data = bytearray(png(1))
+    data[len(data) // 2] ^= 0xFF
+    store.write_bytes("frames/000001.png", bytes(data))
+    assert store.done_frames() == {0, 1, 2}
+    assert store.done_frames(verify=True) == {0, 2}
+    assert store.missing_frames(3, verify=True) == [1]
+
+
+def test_frame_indexed_by_two_chunks_counts_once(tmp_path):
+    store = RunStore(tmp_path / "run")
+    write_chunk(store, 0, [0, 1, 2])
+    write_chunk(store, 7, [2, 3])  # re-planned chunk overlapping frame 2
+    assert store.read_index().num_rows == 5
+    assert store.missing_frames(4) == []
+
+
+def test_index_reads_with_pandas_and_duckdb(tmp_path):
+    store = RunStore(tmp_path / "run")
+    write_chunk(store, 1, [3, 4, 5])
+    write_chunk(store, 0, [0, 1, 2])
+    frame = pd.read_parquet(tmp_path / "run" / "index")
+    assert sorted(frame["frame"]) == list(range(6)) and list(frame.columns)[:11] == INDEX_SCHEMA.names
+    con = duckdb.connect()
+    rows = con.execute(
+        "select chunk, count(*), sum(bytes) from read_parquet(?) group by chunk order by chunk",
+        [str(tmp_path / "run" / "index" / "*.parquet")],
+    ).fetchall()
+    sizes = [sum(len(png(f)) for f in fs) for fs in ([0, 1, 2], [3, 4, 5])]
+    assert rows == [(0, 3, sizes[0]), (1, 3, sizes[1])]
+
+
+def test_done_frames_scales_to_a_big_run(tmp_path):
+    store = RunStore(tmp_path / "run")
+    data = png(0, size=4)
+    for chunk in range(250):
+        write_chunk(store, chunk, list(range(chunk * 40, chunk * 40 + 40)), images=dict.fromkeys(
+            range(chunk * 40, chunk * 40 + 40), data), size=4)
+    start = time.perf_counter()
+    assert store.missing_frames(10_000) == []
+    assert time.perf_counter() - start < 5
+
+
+def test_frame_names_and_ranges():
+    assert frame_name(42) == "000042.png" and frame_name(1_234_567) == "1234567.png"
+    assert frame_ranges([]) == ""
+    assert frame_ranges([9, 3, 4, 5, 12, 13, 14, 20]) == "3-5, 9, 12-14, 20"
+
+
+def test_index_needs_required_columns(tmp_path):
+    with pytest.raises(ValueError, match="sha256"):
+        RunStore(tmp_path / "run").write_chunk_index(0, {"frame": [0], "file": ["frames/000000.png"]})
+
+
+def test_lock_busy_then_released(store):
+    first = RunStore(store.uri)
+    first.acquire_lock({"command": "render"})
+    second = RunStore(store.uri)
+    with pytest.raises(RunBusyError) as busy:
+        second.acquire_lock({"command": "render"})
+    message = str(busy.value)
+    assert "\n" not in message and socket.gethostname() in message and f"pid {os.getpid()}" in message
+    assert "render" in message and "s ago" in message
+    first.heartbeat()
+    first.release_lock()
+    assert store.read_lock() is None
+    second.acquire_lock({"command": "resume"})
+    assert store.read_lock()["owner"] == {"command": "resume"}
+
+
+def test_stale_lock_by_heartbeat_age(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.write_bytes("lock.json", json.dumps(
+        {"host": "elsewhere", "pid": 1, "token": "x", "heartbeat": time.time() - 120}).encode())
+    store.acquire_lock({"command": "resume"}, stale_after=60)
+    assert store.read_lock()["pid"] == os.getpid()
+
+
+def test_lock_of_dead_local_process_is_stale(tmp_path):
+    store = RunStore(tmp_path / "run")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.write_bytes("lock.json", json.dumps(
+        {"host": socket.gethostname(), "pid": dead.pid, "token": "x", "heartbeat": time.time()}).encode())
+    store.acquire_lock({"command": "resume"})
+    assert store.read_lock()["pid"] == os.getpid()
+
+
+def test_lock_of_live_remote_host_is_busy(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.write_bytes("lock.json", json.dumps(
+        {"host": "gpu-node-7", "pid": 999_999, "token": "x", "heartbeat": time.time() - 5}).encode())
+    with pytest.raises(RunBusyError, match="gpu-node-7 pid 999999"):
+        store.acquire_lock({"command": "render"})
+
+
+def test_heartbeat_notices_a_lost_lock(tmp_path):
+    mine = RunStore(tmp_path / "run")
+    mine.acquire_lock({"command": "render"}, stale_after=0.0)
+    time.sleep(0.01)
+    RunStore(tmp_path / "run").acquire_lock({"command": "resume"}, stale_after=0.0)
+    with pytest.raises(RunBusyError):
+        mine.heartbeat()
+
+
+@pytest.mark.parametrize("uri", ["foo://bucket/run", "s3:///run", "s3://", "/proc/raywalk/run"])
+def test_bad_uri_is_a_one_line_store_error(uri):
+    with pytest.raises(StoreError) as err:
+        RunStore(uri)
+    assert uri in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_bucket_and_missing_run(s3_endpoint, tmp_path):
+    uri = f"s3://no-such-bucket/run?endpoint_override={s3_endpoint.endpoint}&scheme=http"
+    with pytest.raises(StoreError, match="no-such-bucket"):
+        RunStore(uri)
+    with pytest.raises(StoreError, match="no run there"):
+        RunStore(tmp_path / "nothing", create=False)
+
