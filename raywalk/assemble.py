@@ -71,17 +71,17 @@ def available_frames(store: RunStore, num_frames: int, partial: bool = False) ->
     return frames
 
 
-def _load(store: RunStore, frame: int) -> Image.Image:
+def _load(store: RunStore, frame: int, header_only: bool = False) -> Image.Image:
     where = store.url(f"{FRAMES}/{frame_name(frame)}")
     try:
         data = store.read_frame(frame)
     except FileNotFoundError:
         raise AssembleError(f"frame {frame}: {where} has disappeared") from None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.convert("RGB")
+        im = Image.open(io.BytesIO(data))
+        return im if header_only else im.convert("RGB")
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise AssembleError(f"frame {frame}: cannot read {where}: {exc}") from None
+        raise AssembleError(f"frame {frame}: cannot read {where}: {' '.join(str(exc).split())}") from None
 
 
 def _ordered(fn: Callable[[int], T], items: Iterable[int]) -> Iterator[T]:
@@ -97,6 +97,11 @@ def _ordered(fn: Callable[[int], T], items: Iterable[int]) -> Iterator[T]:
             yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _frame_size(store: RunStore, frame: int) -> tuple[int, int]:
+    """(width, height) of a frame, from its PNG header; every output frame is fitted to it."""
+    return _load(store, frame, header_only=True).size
 
 
 def _fit(im: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -129,21 +134,12 @@ def _gif_frame(im: Image.Image, duration_ms: int) -> bytes:
 def _gif(
     store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, resize: Any
 ) -> str:
-    size: tuple[int, int] | None = tuple(resize) if resize else None  # type: ignore[assignment]
+    size = (resize[0], resize[1]) if resize else _frame_size(store, frames[0])
     duration = 1000 // fps
-
-    def encode(frame: int) -> tuple[tuple[int, int], bytes]:
-        im = _load(store, frame)
-        target = size or im.size
-        return target, _gif_frame(_fit(im, target), duration)
-
     with store.local_output(name) as path, open(path, "wb") as out:
-        for i, (frame_size, data) in enumerate(_ordered(encode, ping_pong(frames) if rubber_band else frames)):
-            if i == 0:
-                size = size or frame_size
-                out.write(_gif_header(size))
-            elif frame_size != size:
-                raise AssembleError(f"{store.url(name)}: frames differ in size ({frame_size} vs {size})")
+        out.write(_gif_header(size))
+        for data in _ordered(lambda f: _gif_frame(_fit(_load(store, f), size), duration),
+                             ping_pong(frames) if rubber_band else frames):
             out.write(data)
         out.write(b";")
     return store.url(name)
@@ -175,27 +171,23 @@ def _mp4(
     # quality 0..10 as imageio-ffmpeg means it (10 best), mapped to x264's CRF
     # here because imageio-ffmpeg refuses 0.
     crf = round((1 - quality / 10) * 51)
+    size = _frame_size(store, frames[0])
     with store.local_output(name) as path:
-        writer = None
-        size = None
+        writer = imageio_ffmpeg.write_frames(
+            path,
+            size,
+            fps=fps,
+            codec="libx264",
+            quality=None,
+            macro_block_size=2,  # yuv420p needs even sides; x264 needs no more
+            output_params=["-crf", str(crf), "-movflags", "+faststart"],
+        )
+        writer.send(None)
         try:
-            for im in _ordered(lambda f: _load(store, f), ping_pong(frames) if rubber_band else frames):
-                if writer is None:
-                    size = im.size
-                    writer = imageio_ffmpeg.write_frames(
-                        path,
-                        size,
-                        fps=fps,
-                        codec="libx264",
-                        quality=None,
-                        macro_block_size=2,  # yuv420p needs even sides; x264 needs no more
-                        output_params=["-crf", str(crf), "-movflags", "+faststart"],
-                    )
-                    writer.send(None)
-                writer.send(np.asarray(_fit(im, size)))
+            for im in _ordered(lambda f: _fit(_load(store, f), size), ping_pong(frames) if rubber_band else frames):
+                writer.send(np.asarray(im))
         finally:
-            if writer is not None:
-                writer.close()
+            writer.close()
     return store.url(name)
 
 
@@ -217,15 +209,12 @@ def write_mp4(
 
 
 def _grid(store: RunStore, frames: list[int], name: str, *, n: int) -> str:
-    canvas: Image.Image | None = None
     tiles = [f for f in frames if f < n * n]
-    for frame, im in zip(tiles, _ordered(lambda f: _load(store, f), tiles)):
-        if canvas is None:
-            w, h = im.size
-            canvas = Image.new("RGB", (n * w, n * h))
+    w, h = _frame_size(store, tiles[0])
+    canvas = Image.new("RGB", (n * w, n * h))
+    for frame, im in zip(tiles, _ordered(lambda f: _fit(_load(store, f), (w, h)), tiles)):
         row, col = divmod(frame, n)
-        canvas.paste(_fit(im, (w, h)), (col * w, row * h))
-    assert canvas is not None  # available_frames never returns an empty list
+        canvas.paste(im, (col * w, row * h))
     return _save_png(store, canvas, name)
 
 
@@ -237,22 +226,19 @@ def write_grid(store: RunStore, n: int, name: str, partial: bool = False) -> str
 def _contact_sheet(
     store: RunStore, frames: list[int], name: str, *, every: int, columns: int, tile: int
 ) -> str:
-    picked = [f for f in frames if f % every == 0]
+    picked = [f for f in frames if f % every == 0] or frames[:1]
+    width, height = _frame_size(store, picked[0])
+    size = (tile, max(1, round(tile * height / width)))
     rows = -(-len(picked) // columns)
+    canvas = Image.new("RGB", (columns * size[0], rows * size[1]))
     font = ImageFont.load_default(size=max(12, tile // 8))
-    canvas: Image.Image | None = None
-    for i, (frame, im) in enumerate(zip(picked, _ordered(lambda f: _load(store, f), picked))):
-        if canvas is None:
-            size = (tile, max(1, round(tile * im.height / im.width)))
-            canvas = Image.new("RGB", (columns * size[0], rows * size[1]))
-        thumb = _fit(im, size)
+    for i, (frame, thumb) in enumerate(zip(picked, _ordered(lambda f: _fit(_load(store, f), size), picked))):
         draw = ImageDraw.Draw(thumb)
         box = draw.textbbox((3, 2), str(frame), font=font)
         draw.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=(0, 0, 0))
         draw.text((3, 2), str(frame), font=font, fill=(255, 255, 255))
         row, col = divmod(i, columns)
         canvas.paste(thumb, (col * size[0], row * size[1]))
-    assert canvas is not None  # frame 0's multiple is always picked when frames exist
     return _save_png(store, canvas, name)
 
 

@@ -41,14 +41,26 @@ def main() -> None:
 
 @main.command()
 @click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--seconds-per-step", type=float, help="Time of one denoising step of one batch, for an estimate.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Workers assumed by the estimate.")
-def plan(job_file: Path, seconds_per_step: float | None, workers: int) -> None:
-    """Validate JOB_FILE and print the work it asks for, without loading a model or starting Ray."""
+@click.option("--seconds-per-step", type=click.FloatRange(min=0, min_open=True),
+              help="Time of one denoising step of one batch on one worker, for an estimate.")
+@click.option("--calibrate", is_flag=True, help="Measure --seconds-per-step by rendering one batch on one Ray worker.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Workers assumed by the estimate.")
+@click.option("--address", help="Ray cluster to calibrate on (default: a local Ray).")
+def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, workers: int, address: str | None) -> None:
+    """Validate JOB_FILE and print the work it asks for, without loading a model or starting Ray.
+
+    With --seconds-per-step (or --calibrate, which does start Ray and load the
+    model on one worker) it also prints the expected wall time and GPU-hours.
+    """
     job = load_job(job_file)
     from raywalk.renderer import check_renderer
 
     check_renderer(job.model, list(job.prompts))
+    if calibrate:
+        from raywalk.calibrate import calibrate as measure
+
+        seconds_per_step = measure(job, address)
     click.echo(describe(job, seconds_per_step, workers))
 
 

@@ -118,7 +118,7 @@ def resume(uri: str, **options: Any) -> Outcome:
 
 def _render_missing(job: Job, store: RunStore, missing: list[int], address: str | None,
                     spec: WorkerSpec, force: bool, progress: Progress) -> dict[int, str]:
-    _connect(address)
+    connect(address)
     _check_renderer(job)
     pool = _WorkerPool(job, store.uri, spec)
     try:
@@ -135,7 +135,8 @@ def _render_missing(job: Job, store: RunStore, missing: list[int], address: str 
         pool.stop()
 
 
-def _connect(address: str | None) -> None:
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at `address` ('auto', 'ray://...'), or start a local one."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -172,20 +173,27 @@ def _manifest(job: Job, worker_info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def worker_resources(job: Job, spec: WorkerSpec) -> tuple[int, float, float]:
+    """(actors, GPUs each, CPUs each): the spec's values, else the job's; by default one
+    actor per GPU of the cluster, or a single CPU worker on a cluster without GPUs."""
+    gpus = job.workers.gpus if spec.gpus is None else spec.gpus
+    cpus = job.workers.cpus if spec.cpus is None else spec.cpus
+    count = job.workers.count if spec.count is None else spec.count
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus > 0 and cluster_gpus == 0:
+        gpus = 0.0
+    if count == 0:
+        count = max(1, int(cluster_gpus // gpus)) if gpus > 0 else 1
+    return count, gpus, cpus
+
+
 class _WorkerPool:
     """Renderer actors with explicit resources; each restarts on another node if its own dies."""
 
     def __init__(self, job: Job, uri: str, spec: WorkerSpec):
         from raywalk.worker import RenderWorker
 
-        gpus = job.workers.gpus if spec.gpus is None else spec.gpus
-        cpus = job.workers.cpus if spec.cpus is None else spec.cpus
-        count = spec.count if spec.count is not None else job.workers.count
-        cluster_gpus = ray.cluster_resources().get("GPU", 0)
-        if gpus > 0 and cluster_gpus == 0:
-            gpus = 0.0  # CPU-only cluster: CPU workers
-        if count == 0:
-            count = max(1, int(cluster_gpus // gpus)) if gpus > 0 else 1
+        count, gpus, cpus = worker_resources(job, spec)
         actor = ray.remote(RenderWorker).options(
             num_gpus=gpus, num_cpus=cpus, max_restarts=-1, max_task_retries=0, max_concurrency=1
         )

@@ -62,7 +62,8 @@ def gif_frames(data: bytes) -> tuple[list[tuple[int, int, int]], list[int], Imag
     return colours, durations, im
 
 
-def mp4_frames(path: Path) -> tuple[dict, list[np.ndarray]]:
+def ffmpeg_frames(path: Path) -> tuple[dict, list[np.ndarray]]:
+    """Metadata and RGB frames of a video (or GIF) as imageio-ffmpeg decodes it."""
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
     frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
@@ -80,14 +81,16 @@ def test_ping_pong_repeats_neither_end():
     assert ping_pong([7]) == [7]
 
 
-def test_gif_in_frame_order_with_durations_and_loop(store):
+def test_gif_in_frame_order_with_durations_and_loop(store, tmp_path):
     make_run(store, 10, chunk_size=3)
     where = write_gif(store, 10, "walk.gif", fps=4)
-    assert where == store.url("walk.gif")
+    assert where == store.url("walk.gif") == str(tmp_path / "run" / "walk.gif")
     colours, durations, im = gif_frames(store.read_bytes("walk.gif"))
     assert colours == [colour(f) for f in range(10)]
     assert durations == [250] * 10
     assert im.info["loop"] == 0 and im.size == (SIZE, SIZE)
+    meta, frames = ffmpeg_frames(tmp_path / "run" / "walk.gif")  # a second, independent decoder
+    assert meta["fps"] == 4 and len(frames) == 10
 
 
 def test_gif_rubber_band_and_resize(store):
@@ -111,19 +114,19 @@ def test_mp4_frame_count_fps_and_order(store, tmp_path):
     n = 9
     make_run(store, n, paint=lambda f: (grey(f, n),) * 3)
     write_mp4(store, n, "walk.mp4", fps=12, quality=9)
-    meta, frames = mp4_frames(tmp_path / "run" / "walk.mp4")
+    meta, frames = ffmpeg_frames(tmp_path / "run" / "walk.mp4")
     assert meta["codec"] == "h264" and meta["fps"] == 12 and meta["size"] == (SIZE, SIZE)
     assert len(frames) == n
     assert [int(round(f.mean())) for f in frames] == pytest.approx([grey(f, n) for f in range(n)], abs=4)
 
     write_mp4(store, n, "band.mp4", fps=30, rubber_band=True, quality=6)
-    meta, frames = mp4_frames(tmp_path / "run" / "band.mp4")
+    meta, frames = ffmpeg_frames(tmp_path / "run" / "band.mp4")
     assert meta["fps"] == 30 and len(frames) == 2 * n - 2
     order = [0, 1, 2, 3, 4, 5, 6, 7, 8, 7, 6, 5, 4, 3, 2, 1]
     assert [int(round(f.mean())) for f in frames] == pytest.approx([grey(f, n) for f in order], abs=6)
 
     write_mp4(store, n, "worst.mp4", quality=0)  # the bottom of the scale still encodes (CRF 51)
-    assert len(mp4_frames(tmp_path / "run" / "worst.mp4")[1]) == n
+    assert len(ffmpeg_frames(tmp_path / "run" / "worst.mp4")[1]) == n
 
 
 def test_grid_tiles_row_major(store):
@@ -212,7 +215,7 @@ def test_assemble_from_an_s3_run(s3_endpoint, tmp_path):
     colours, _, _ = gif_frames(store.read_bytes("walk.gif"))
     assert colours == [colour(f) for f in ping_pong(list(range(9)))]
     (tmp_path / "walk.mp4").write_bytes(store.read_bytes("walk.mp4"))
-    meta, frames = mp4_frames(tmp_path / "walk.mp4")
+    meta, frames = ffmpeg_frames(tmp_path / "walk.mp4")
     assert meta["fps"] == 8 and len(frames) == 9
     grid = Image.open(io.BytesIO(store.read_bytes("walk-grid.png")))
     assert grid.getpixel((2 * SIZE + 5, 1 * SIZE + 5)) == colour(5)
