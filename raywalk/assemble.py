@@ -24,8 +24,8 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageDraw, ImageFont
 
-from raywalk.spec import OUTPUT_SUFFIXES
-from raywalk.store import FRAMES, RunStore, frame_name, frame_ranges
+from raywalk.spec import OUTPUT_SUFFIXES, Job, job_from_dict
+from raywalk.store import FRAMES, RunStore, StoreError, frame_name, frame_ranges
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ _THREADS = min(4, os.cpu_count() or 1)
 _AHEAD = 2 * _THREADS  # frames in flight: the memory bound
 
 
-class AssembleError(Exception):
+class AssembleError(RuntimeError):
     """A run whose outputs cannot be built; the message is one line naming the culprit."""
 
 
@@ -310,3 +310,26 @@ def assemble(
         _KINDS[kind][1](store, frames, f"{job_name}{OUTPUT_SUFFIXES[kind]}", **opts)
         for kind, opts in options.items()
     ]
+
+
+def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
+    """The outputs a validated job asks for (what `render` runs at the end)."""
+    grid_size = job.walk.size if job.walk.kind == "grid" else None
+    return assemble(store, job.num_frames, job.outputs.files, job.name, grid_size, partial)
+
+
+def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:
+    """`raywalk assemble URI`: the outputs of the job in the run's manifest, as printable lines."""
+    store = RunStore(uri, create=False)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise StoreError(f"{uri}: holds no raywalk run (no manifest.json)")
+    job = job_from_dict(manifest["job"], source=store.url("manifest.json"))
+    if not job.outputs.files:
+        yield f"job {job.name} asks for no outputs (add an outputs section to its job file)"
+        return
+    missing = store.missing_frames(job.num_frames) if partial else []
+    if missing:
+        yield f"partial outputs without {len(missing)} missing frames: {frame_ranges(missing)}"
+    yield from assemble_job(store, job, partial)
+

@@ -126,7 +126,7 @@ def _render_missing(job: Job, store: RunStore, missing: list[int], address: str 
         if store.read_keyframes() is None:
             ray.get(pool.actors[0].encode_keyframes.remote())
         store.write_manifest(_manifest(job, info))
-        progress.event("start", job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
+        progress.begin(job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
                        random_weights=info["random_weights"], output=store.url())
         if info["random_weights"]:
             progress.event("warning", message="RANDOM WEIGHTS: these frames are noise from an untrained model")

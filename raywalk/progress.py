@@ -25,6 +25,11 @@ class Progress:
         self.bar = tqdm(total=total, initial=done, unit="frame", file=self.stream, dynamic_ncols=True,
                         smoothing=0.1) if use_bar else None
 
+    def begin(self, **fields: Any) -> None:
+        """Rendering starts now (workers are up): the clock for frames/s and ETA starts here."""
+        self.started = time.monotonic()
+        self.event("start", **fields)
+
     def event(self, kind: str, **fields: Any) -> None:
         """A run-level event (start, retry, failure, finish): a line in either mode."""
         if self.bar is not None:
@@ -44,7 +49,8 @@ class Progress:
         remaining = self.total - self.done
         self._json({
             "event": "chunk", "chunk": chunk, "frames": frames, "seconds": round(seconds, 3), "worker": worker,
-            "done": self.done, "total": self.total, "frames_per_second": round(rate, 3),
+            "done": self.done, "total": self.total, "elapsed": round(elapsed, 3),
+            "frames_per_second": round(rate, 3),
             "eta_seconds": round(remaining / rate, 1) if rate > 0 else None,
         })
 

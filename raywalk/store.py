@@ -428,10 +428,10 @@ class RunStore:
 
     def _busy(self, holder: Mapping[str, Any]) -> RunBusyError:
         age = time.time() - float(holder.get("heartbeat", 0))
-        what = holder.get("owner", {}).get("command", "a driver")
+        owner = "".join(f"{k} {v}, " for k, v in holder.get("owner", {}).items() if k not in ("host", "pid"))
         return RunBusyError(
-            f"{self.uri} is in use by {what} on host {holder.get('host')} pid {holder.get('pid')} "
-            f"(heartbeat {age:.0f} s ago); wait for it to finish or stop it",
+            f"{self.uri} is in use by host {holder.get('host')} pid {holder.get('pid')} "
+            f"({owner}heartbeat {age:.0f} s ago); wait for it to finish or stop it",
             holder,
         )
 

@@ -15,13 +15,18 @@ from raywalk.assemble import (
     AssembleError,
     MissingFramesError,
     assemble,
+    assemble_job,
+    assemble_run,
     ping_pong,
     write_contact_sheet,
     write_gif,
     write_grid,
     write_mp4,
 )
-from raywalk.store import RunStore
+from raywalk.spec import load_job
+from raywalk.store import RunStore, StoreError
+
+JOBS = Path(__file__).resolve().parent.parent / "jobs"
 
 SIZE = 32
 
@@ -219,3 +224,29 @@ def test_assemble_from_an_s3_run(s3_endpoint, tmp_path):
     assert meta["fps"] == 8 and len(frames) == 9
     grid = Image.open(io.BytesIO(store.read_bytes("walk-grid.png")))
     assert grid.getpixel((2 * SIZE + 5, 1 * SIZE + 5)) == colour(5)
+
+
+def test_assemble_job_builds_a_grid_jobs_outputs(store):
+    job = load_job(JOBS / "four-way-grid.yaml")
+    make_run(store, job.num_frames, chunk_size=job.chunking.chunk_size)
+    written = assemble_job(store, job)
+    assert written == [store.url("four-way-grid-grid.png"), store.url("four-way-grid-contact.png")]
+    grid = Image.open(io.BytesIO(store.read_bytes("four-way-grid-grid.png")))
+    assert grid.size == (6 * SIZE, 6 * SIZE)
+    assert grid.getpixel((5 * SIZE + 3, 1 * SIZE + 3)) == colour(11)  # row 1, column 5
+
+
+def test_assemble_run_reads_the_job_from_the_manifest(store):
+    with pytest.raises(StoreError, match="no manifest"):
+        list(assemble_run(store.uri))
+    job = load_job(JOBS / "smoke.yaml")
+    store.write_manifest({"job": job.to_dict(), "num_frames": job.num_frames})
+    make_run(store, job.num_frames - 2)
+    with pytest.raises(MissingFramesError, match=f"missing frames 4-5 of {job.num_frames}"):
+        list(assemble_run(store.uri))
+    lines = list(assemble_run(store.uri, partial=True))
+    assert lines == ["partial outputs without 2 missing frames: 4-5",
+                     store.url("smoke.gif"), store.url("smoke.mp4"), store.url("smoke-contact.png")]
+    colours, durations, _ = gif_frames(store.read_bytes("smoke.gif"))
+    assert colours == [colour(f) for f in (0, 1, 2, 3, 2, 1)] and durations == [250] * 6
+
