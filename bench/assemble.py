@@ -3,8 +3,9 @@
 Writes one synthetic run (512×512 frames with gradients, moving shapes and
 noise, so that palettes and compression have work to do) and assembles its
 first N frames for each N. Every case runs in a fresh subprocess, so its peak
-resident memory (getrusage maxrss, which includes the ~100 MB of imported
-libraries) is its own; the MP4 case also reports ffmpeg's peak.
+resident memory (getrusage maxrss, which includes the ~130 MB of imported
+libraries) is its own; the MP4 case also reports ffmpeg's peak, and GIF cases
+the mean colour error of their first frames against the PNGs (0-255 scale).
 
     python bench/assemble.py                       # 200 and 2,000 frames, 512×512
     python bench/assemble.py --frames 50 100 --size 128 --skip-tutorial
@@ -71,6 +72,17 @@ def make_run(path: str, frames: int, size: int) -> None:
         })
 
 
+def gif_error(run: str, gif: str, frames: int = 10) -> float:
+    """Mean absolute RGB difference between a GIF's first frames and their PNGs (palette loss)."""
+    im = Image.open(gif)
+    errors = []
+    for f in range(min(frames, im.n_frames)):
+        im.seek(f)
+        png = np.asarray(Image.open(os.path.join(run, "frames", frame_name(f))).convert("RGB"), dtype=np.float32)
+        errors.append(np.abs(np.asarray(im.convert("RGB"), dtype=np.float32) - png).mean())
+    return float(np.mean(errors))
+
+
 def run_case(case: str, run: str, frames: int) -> dict[str, float]:
     """One measurement, in this (fresh) process."""
     store = RunStore(run)
@@ -86,6 +98,7 @@ def run_case(case: str, run: str, frames: int) -> dict[str, float]:
         export_as_gif(out, [Image.fromarray(img) for img in arrays], frames_per_second=10)
     seconds = time.perf_counter() - start
     return {
+        "colour_error": gif_error(run, out) if out.endswith(".gif") else None,
         "seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "child_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -115,7 +128,7 @@ def main() -> None:
             print(f"wrote {needed} frames of {args.size}x{args.size} in {time.perf_counter() - start:.0f} s")
         cases = ["raywalk-gif", "raywalk-mp4"] + ([] if args.skip_tutorial else ["tutorial-gif"])
         print(f"{'frames':>6}  {'case':<13} {'seconds':>8} {'frames/s':>8} {'peak RSS MB':>11} "
-              f"{'ffmpeg MB':>9} {'output MB':>9}")
+              f"{'ffmpeg MB':>9} {'output MB':>9} {'GIF error':>9}")
         for frames in args.frames:
             for case in cases:
                 proc = subprocess.run(
@@ -124,8 +137,10 @@ def main() -> None:
                 )
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 ffmpeg = f"{r['child_peak_rss_mb']:9.0f}" if case == "raywalk-mp4" else f"{'-':>9}"
+                error = f"{'-':>9}" if case == "raywalk-mp4" else f"{r['colour_error']:9.2f}"
                 print(f"{frames:>6}  {case:<13} {r['seconds']:8.1f} {frames / r['seconds']:8.1f} "
-                      f"{r['peak_rss_mb']:11.0f} {ffmpeg} {r['output_mb']:9.1f}", flush=True)
+                      f"{r['peak_rss_mb']:11.0f} {ffmpeg} {r['output_mb']:9.1f} {error}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import os
 import shlex
 import struct
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -114,9 +114,9 @@ def _fit(im: Image.Image, size: tuple[int, int]) -> Image.Image:
 # (it collects them all to diff neighbours before writing), which is the
 # tutorial's memory problem. A GIF is a header, then self-contained frames,
 # then a trailer, so the writer below emits each frame as soon as it is
-# encoded: Pillow quantises it (the same adaptive palette `save` uses) and
-# `GifImagePlugin.getdata` LZW-encodes it with its own local colour table and
-# a graphic control extension carrying the duration.
+# encoded: Pillow quantises it to its own palette and `GifImagePlugin.getdata`
+# LZW-encodes it with that local colour table and a graphic control extension
+# carrying the duration.
 
 
 def _gif_header(size: tuple[int, int]) -> bytes:
@@ -127,12 +127,19 @@ def _gif_header(size: tuple[int, int]) -> bytes:
 
 
 def _gif_frame(im: Image.Image, duration_ms: int) -> bytes:
-    paletted = im.convert("P", palette=Image.Palette.ADAPTIVE)
+    # The palette is Pillow's median cut (what `save` uses) computed on a
+    # quarter-size copy, then every pixel is mapped to it: on 512×512 frames
+    # that is several times faster than median cut over all pixels, for a mean
+    # colour error about 1% higher (bench/assemble.py measures both).
+    sample = im.reduce(4) if min(im.size) >= 256 else im
+    palette = sample.quantize(256, method=Image.Quantize.MEDIANCUT)
+    paletted = im.quantize(palette=palette, dither=Image.Dither.NONE)
     return b"".join(GifImagePlugin.getdata(paletted, duration=duration_ms, include_color_table=True))
 
 
 def _gif(
-    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, resize: Any
+    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool,
+    resize: Sequence[int] | None,
 ) -> str:
     size = (resize[0], resize[1]) if resize else _frame_size(store, frames[0])
     duration = 1000 // fps
@@ -151,7 +158,7 @@ def write_gif(
     name: str,
     fps: int = 10,
     rubber_band: bool = False,
-    resize: tuple[int, int] | list[int] | None = None,
+    resize: Sequence[int] | None = None,
     partial: bool = False,
 ) -> str:
     """Animated GIF `name` of frames 0..num_frames-1, looping forever, `1000 // fps` ms a frame.

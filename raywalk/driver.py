@@ -135,11 +135,16 @@ def _render_missing(job: Job, store: RunStore, missing: list[int], address: str 
         pool.stop()
 
 
+_started_here = False  # whether this process started its own local Ray (rather than joining a cluster)
+
+
 def connect(address: str | None) -> None:
-    """Join the Ray cluster at `address` ('auto', 'ray://...'), or start a local one."""
+    """Join the Ray cluster at `address` ('auto', 'ray://...') or in RAY_ADDRESS, or start a local one."""
+    global _started_here
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _started_here = address is None and not os.environ.get("RAY_ADDRESS")
     ray.init(address=address, logging_level="warning", log_to_driver=True)
 
 
@@ -174,14 +179,23 @@ def _manifest(job: Job, worker_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_resources(job: Job, spec: WorkerSpec) -> tuple[int, float, float]:
-    """(actors, GPUs each, CPUs each): the spec's values, else the job's; by default one
-    actor per GPU of the cluster, or a single CPU worker on a cluster without GPUs."""
+    """(actors, GPUs each, CPUs each): the spec's values, else the job's.
+
+    By default one actor per GPU of the cluster. A Ray that raywalk started on a
+    machine without GPUs gets a single CPU worker; a joined cluster without GPUs
+    (an autoscaler that has not added GPU nodes yet) keeps the GPU request, so the
+    waiting workers make the autoscaler add nodes, and needs an explicit count.
+    """
     gpus = job.workers.gpus if spec.gpus is None else spec.gpus
     cpus = job.workers.cpus if spec.cpus is None else spec.cpus
     count = job.workers.count if spec.count is None else spec.count
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     if gpus > 0 and cluster_gpus == 0:
-        gpus = 0.0
+        if _started_here:
+            gpus = 0.0
+        elif count == 0:
+            raise RunError("the cluster has no GPUs yet: give --workers N so that the autoscaler adds GPU nodes "
+                           "for them, or --gpus-per-worker 0 for CPU workers")
     if count == 0:
         count = max(1, int(cluster_gpus // gpus)) if gpus > 0 else 1
     return count, gpus, cpus

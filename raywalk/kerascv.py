@@ -237,7 +237,12 @@ class Settings:
 
     @property
     def weights_dir(self) -> Path | None:
-        return None if self.weights in ("download", "random") else Path(self.weights).expanduser()
+        return _weights_dir(self.weights)
+
+
+def _weights_dir(weights: str) -> Path | None:
+    """The directory named by a `weights` setting, or None for 'download' and 'random'."""
+    return None if weights in ("download", "random") else Path(weights).expanduser()
 
 
 # ----------------------------------------------------------------------------- models
@@ -277,7 +282,7 @@ def build_models(version: str, width: int, height: int, weights: str) -> SubMode
     from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoder, TextEncoderV2
 
     text_cls, unet_cls = {"v1.4": (TextEncoder, DiffusionModel), "v2.1": (TextEncoderV2, DiffusionModelV2)}[version]
-    directory = None if weights in ("download", "random") else Path(weights).expanduser()
+    directory = _weights_dir(weights)
     files = verify_weights(directory, version) if directory else {}
     if weights == "random":
         log.warning("KerasCV Stable Diffusion %s with RANDOM weights: the images are noise (smoke tests only)", version)
@@ -345,8 +350,6 @@ class KerasCVRenderer:
         import keras
 
         on_gpu = bool(_enable_memory_growth())
-        if settings.weights_dir:  # fail on a bad directory before spending minutes building models
-            verify_weights(settings.weights_dir, version)
         policy = ("mixed_float16" if on_gpu else "float32") if precision == AUTO else precision
         keras.mixed_precision.set_global_policy(policy)
         self._start(settings, build_models(version, width, height, weights), on_gpu)

@@ -89,7 +89,10 @@ def fake_weights(directory, clip_vocab, skip=(), corrupt=()):
 
 
 def test_weights_directory_with_a_missing_file_is_refused_before_building(tmp_path, clip_vocab, monkeypatch):
-    monkeypatch.setattr(kerascv, "build_models", None)
+    from keras_cv.src.models.stable_diffusion import decoder, diffusion_model, text_encoder
+
+    for module, name in ((text_encoder, "TextEncoder"), (diffusion_model, "DiffusionModel"), (decoder, "Decoder")):
+        monkeypatch.setattr(module, name, None)  # a model build would fail loudly
     fake_weights(tmp_path, clip_vocab, skip=("kcv_decoder.h5",))
     with pytest.raises(RendererError) as info:
         KerasCVRenderer(width=SIZE, height=SIZE, weights=str(tmp_path))
