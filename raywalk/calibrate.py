@@ -15,10 +15,10 @@ from raywalk.renderer import load_renderer
 from raywalk.spec import Job, job_from_dict
 
 
-def calibrate(job: Job, address: str | None = None, spec: WorkerSpec = WorkerSpec()) -> float:
+def calibrate(job: Job, address: str | None = None) -> float:
     """Seconds per denoising step of one `batch_size` batch of `job`, on one worker."""
     connect(address)
-    _, gpus, cpus = worker_resources(job, spec)
+    _, gpus, cpus = worker_resources(job, WorkerSpec(count=1))
     task = ray.remote(_measure).options(num_gpus=gpus, num_cpus=cpus, max_retries=0)
     return ray.get(task.remote(job.to_dict()))
 
