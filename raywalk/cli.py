@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from raywalk.assemble import AssembleError
 from raywalk.plan import estimate, make_plan
 from raywalk.spec import Job, JobError, load_job
 from raywalk.store import StoreError, frame_name, frame_ranges
@@ -23,7 +24,7 @@ class _Group(click.Group):
         except (JobError, StoreError, ValueError, FileNotFoundError) as exc:
             click.echo(f"raywalk: error: {exc}", err=True)
             sys.exit(BAD_INPUT)
-        except RuntimeError as exc:  # RunError, MissingFramesError, a renderer that cannot be built
+        except (RuntimeError, AssembleError) as exc:  # a run that cannot go on or is incomplete
             click.echo(f"raywalk: error: {exc}", err=True)
             sys.exit(INCOMPLETE)
 

@@ -99,10 +99,9 @@ def render(
     if missing:
         progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing),
                        resume=f"raywalk resume {uri}")
-    elif job.outputs.files:
-        from raywalk.assemble import assemble
-
-        outputs = assemble(store, job)
+    elif job.outputs.files and (progress.rendered or not all(map(store.exists, job.output_files().values()))):
+        outputs = ray.get(_assemble_task().remote(uri, job.to_dict())) if ray.is_initialized() \
+            else assemble_outputs(uri, job.to_dict())
         progress.event("assembled", outputs=outputs)
     progress.close()
     return Outcome(uri, job.num_frames, missing, failed, progress.rendered, outputs)
@@ -110,10 +109,28 @@ def render(
 
 def resume(uri: str, **options: Any) -> Outcome:
     """Finish the run at `uri` with the job stored in its manifest."""
+    return render(run_job(uri), uri, **options)
+
+
+def run_job(uri: str) -> Job:
+    """The job of the run at `uri`, from its manifest."""
     manifest = RunStore(uri, create=False).read_manifest()
     if manifest is None:
         raise RunError(f"{uri} holds no raywalk run (no manifest.json)")
-    return render(job_from_dict(manifest["job"], source=f"{uri}/manifest.json"), uri, **options)
+    return job_from_dict(manifest["job"], source=f"{uri}/manifest.json")
+
+
+def assemble_outputs(uri: str, job_data: dict[str, Any], partial: bool = False) -> list[str]:
+    """Build the job's outputs from the run at `uri`; a Ray task, since assembly decodes
+    images, which the driver never holds."""
+    from raywalk.assemble import assemble_job
+
+    job = job_from_dict(job_data, source=f"{uri}/manifest.json")
+    return assemble_job(RunStore(uri, create=False), job, partial=partial)
+
+
+def _assemble_task():
+    return ray.remote(assemble_outputs).options(num_cpus=1, max_retries=0)
 
 
 def _render_missing(job: Job, store: RunStore, missing: list[int], address: str | None,
@@ -236,6 +253,8 @@ class _Dispatcher:
         self.probes: dict[ray.ObjectRef, int] = {}  # actor index -> readiness check after a failure
         self.usable = set(range(len(pool.actors)))
         self.recorded_failures = set(store.read_failures())
+        self.finished = 0
+        self.preview: ray.ObjectRef | None = None
 
     def run(self, chunks: list[tuple[int, list[int]]]) -> dict[int, str]:
         queue = collections.deque((chunk, frames, 1) for chunk, frames in chunks)
@@ -255,7 +274,27 @@ class _Dispatcher:
                     self._probed(ref)
                 else:
                     self._finished(ref, queue, failed)
+        if self.preview is not None:
+            self._preview_done()  # before the final assembly, which it must not overwrite
         return failed
+
+    def _maybe_preview(self) -> None:
+        """Every `preview_every` chunks, rebuild the outputs from the frames done so far (in a task)."""
+        every = self.job.outputs.preview_every
+        if not every or not self.job.outputs.files or self.finished % every:
+            return
+        if self.preview is not None:
+            if not ray.wait([self.preview], timeout=0)[0]:
+                return  # the previous preview is still being built
+            self._preview_done()
+        self.preview = _assemble_task().remote(self.store.uri, self.job.to_dict(), True)
+
+    def _preview_done(self) -> None:
+        try:
+            self.progress.event("preview", outputs=ray.get(self.preview))
+        except RayError as exc:
+            self.progress.event("preview_failed", reason=_cause(exc))
+        self.preview = None
 
     def _submit(self, queue: collections.deque) -> None:
         for i in sorted(self.usable, key=lambda i: self.load[i]):
@@ -286,6 +325,8 @@ class _Dispatcher:
         if chunk in self.recorded_failures:
             self.store.clear_failure(chunk)
         self.progress.chunk_done(chunk, summary["frames"], summary["seconds"], summary["worker"])
+        self.finished += 1
+        self._maybe_preview()
 
     def _probed(self, ref: ray.ObjectRef) -> None:
         i = self.probes.pop(ref)

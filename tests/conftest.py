@@ -22,6 +22,9 @@ os.environ["KERAS_HOME"] = str(_KERAS_HOME)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+# The test cluster listens on loopback only; without token authentication its
+# drivers, `ray job submit` and workers need no shared token file.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 
 @pytest.fixture(scope="session")
