@@ -76,7 +76,7 @@ def render(
 ) -> Outcome:
     """Render every frame of `job` that `uri` lacks, then assemble the job's outputs."""
     store = RunStore(uri)
-    manifest = store.read_manifest()
+    manifest = store.readrun_manifest()
     fresh = manifest is None or manifest.get("fingerprint") != job.fingerprint()
     if manifest is not None and fresh and not force:
         raise RunError(
@@ -114,7 +114,7 @@ def resume(uri: str, **options: Any) -> Outcome:
 
 def run_job(uri: str) -> Job:
     """The job of the run at `uri`, from its manifest."""
-    manifest = RunStore(uri, create=False).read_manifest()
+    manifest = RunStore(uri, create=False).readrun_manifest()
     if manifest is None:
         raise RunError(f"{uri} holds no raywalk run (no manifest.json)")
     return job_from_dict(manifest["job"], source=f"{uri}/manifest.json")
@@ -142,7 +142,7 @@ def _render_missing(job: Job, store: RunStore, missing: list[int], address: str 
         info = pool.start()
         if store.read_keyframes() is None:
             ray.get(pool.actors[0].encode_keyframes.remote())
-        store.write_manifest(_manifest(job, info))
+        store.writerun_manifest(run_manifest(job, info))
         progress.begin(job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
                        random_weights=info["random_weights"], output=store.url())
         if info["random_weights"]:
@@ -183,13 +183,15 @@ def _chunks_of(job: Job, frames: Iterable[int]) -> list[tuple[int, list[int]]]:
     return sorted(by_chunk.items())
 
 
-def _manifest(job: Job, worker_info: dict[str, Any]) -> dict[str, Any]:
+def run_manifest(job: Job, worker_info: dict[str, Any]) -> dict[str, Any]:
+    """The run's manifest: the job, its fingerprint, and what rendered it (from a worker's `describe`)."""
     return {
         "raywalk": __version__,
         "job": job.to_dict(),
         "fingerprint": job.fingerprint(),
         "num_frames": job.num_frames,
         "random_weights": worker_info["random_weights"],
+        "renderer": worker_info["renderer"],
         "versions": worker_info["versions"],
         "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

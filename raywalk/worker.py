@@ -52,6 +52,9 @@ class RenderWorker:
         self.job = job_from_dict(job_data, source="run manifest")
         self.store = RunStore(uri, create=False)
         self.renderer = load_renderer(self.job.model)
+        warm_up = getattr(self.renderer, "warm_up", None)  # optional: compile before the first chunk
+        if callable(warm_up):
+            warm_up()
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         self.worker = context.get_actor_id()
@@ -65,6 +68,7 @@ class RenderWorker:
             "host": platform.node(),
             "gpus": ray.get_gpu_ids(),
             "random_weights": bool(getattr(self.renderer, "random_weights", False)),
+            "renderer": dict(getattr(self.renderer, "info", {})),
             "versions": versions(),
         }
 
