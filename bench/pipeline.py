@@ -89,7 +89,7 @@ def resume_finished(frames: int, tmp: Path) -> dict:
 
     job = load_job(job_file(tmp, frames, 64, 0.0, chunk=16, batch=4))
     store = RunStore(str(tmp / "finished"))
-    store.writerun_manifest(run_manifest(job, {"random_weights": True, "renderer": {}, "versions": versions()}))
+    store.write_manifest(run_manifest(job, {"random_weights": True, "renderer": {}, "versions": versions()}))
     store.write_keyframes(np.zeros((2, 77, 768), np.float32))
     png = encode_png(np.zeros((64, 64, 3), np.uint8))
     for chunk in range(job.num_chunks):

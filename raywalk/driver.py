@@ -76,7 +76,7 @@ def render(
 ) -> Outcome:
     """Render every frame of `job` that `uri` lacks, then assemble the job's outputs."""
     store = RunStore(uri)
-    manifest = store.readrun_manifest()
+    manifest = store.read_manifest()
     fresh = manifest is None or manifest.get("fingerprint") != job.fingerprint()
     if manifest is not None and fresh and not force:
         raise RunError(
@@ -114,7 +114,7 @@ def resume(uri: str, **options: Any) -> Outcome:
 
 def run_job(uri: str) -> Job:
     """The job of the run at `uri`, from its manifest."""
-    manifest = RunStore(uri, create=False).readrun_manifest()
+    manifest = RunStore(uri, create=False).read_manifest()
     if manifest is None:
         raise RunError(f"{uri} holds no raywalk run (no manifest.json)")
     return job_from_dict(manifest["job"], source=f"{uri}/manifest.json")
@@ -142,7 +142,7 @@ def _render_missing(job: Job, store: RunStore, missing: list[int], address: str 
         info = pool.start()
         if store.read_keyframes() is None:
             ray.get(pool.actors[0].encode_keyframes.remote())
-        store.writerun_manifest(run_manifest(job, info))
+        store.write_manifest(run_manifest(job, info))
         progress.begin(job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
                        random_weights=info["random_weights"], output=store.url())
         if info["random_weights"]:
