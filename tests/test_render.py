@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+import ray
 import yaml
+from PIL import Image
 
 from raywalk import load_job
 from raywalk.driver import RunError, WorkerSpec, render, resume
@@ -36,7 +36,7 @@ def write_job(tmp_path: Path, name: str = "walk", frames: int = 12, chunk_size: 
                   "options": options or {}},
         "chunking": {"chunk_size": chunk_size, "max_attempts": 3},
         "workers": {"cpus": 0.5, "gpus": 0},
-        "outputs": outputs or {},
+        "outputs": {"gif": {"fps": 5}} if outputs is None else outputs,
     }
     if walk and walk["kind"] == "text_walk":
         data["prompts"] = ["a red fox"]
@@ -86,6 +86,7 @@ def test_full_render_writes_frames_index_and_manifest(clean_run):
     assert {"sha256", "bytes", "width", "height", "chunk", "attempt", "node", "worker", "seconds",
             "segment", "t"} <= set(index.column_names)
     assert len(list((out / "index").glob("chunk-*.parquet"))) == 3
+    assert ray.data.read_parquet(str(out / "index")).count() == 12  # the whole index in one call
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["fingerprint"] == load_job(next(out.parent.glob("*.yaml"))).fingerprint()
     assert {"raywalk", "ray", "numpy"} <= set(manifest["versions"])
@@ -168,7 +169,17 @@ def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_co
     failures = RunStore(str(out)).read_failures()
     assert failures[1]["attempts"] == 3
     cli = subprocess.run([sys.executable, "-m", "raywalk.cli", "status", str(out)], capture_output=True, text=True)
-    assert "8 done, 4 missing of 12 (4-7)" in cli.stdout and "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in cli.stdout
+    assert "8 done, 4 missing of 12 (4-7)" in cli.stdout
+    assert "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in cli.stdout
+    # Its outputs are not assembled silently; a partial preview is there for the asking.
+    assembled = subprocess.run([sys.executable, "-m", "raywalk.cli", "assemble", str(out)],
+                               capture_output=True, text=True)
+    assert assembled.returncode == 1 and "4-7" in assembled.stderr and "raywalk resume" in assembled.stderr
+    assert not (out / "walk.gif").exists()
+    preview = subprocess.run([sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"],
+                             capture_output=True, text=True)
+    assert preview.returncode == 0 and "4-7" in preview.stdout
+    assert Image.open(out / "walk.gif").n_frames == 8
 
 
 def test_a_second_render_on_a_run_in_progress_is_refused(clean_run):
@@ -235,3 +246,15 @@ def test_render_to_s3(clean_run, s3_endpoint, tmp_path):
     }
     assert sorted(store.read_index()["frame"].to_pylist()) == list(range(12))
     assert resume(uri, workers=CPU_WORKER, progress=quiet()).rendered == 0
+
+
+def test_previews_while_rendering_and_outputs_at_the_end(ray_connected, tmp_path):
+    out = tmp_path / "out"
+    job = write_job(tmp_path, outputs={"gif": {"fps": 5, "rubber_band": True}, "contact_sheet": {"every": 2},
+                                       "preview_every": 1}, options={"seconds_per_frame": 0.1})
+    outcome, log = run(job, out)
+    events = [json.loads(line) for line in log.splitlines()]
+    assert any(e["event"] == "preview" for e in events)
+    assert outcome.outputs and events[-1]["event"] == "assembled"
+    assert Image.open(out / "walk.gif").n_frames == 2 * 12 - 2  # the final GIF, not a preview
+    assert (out / "walk-contact.png").exists()
