@@ -186,7 +186,7 @@ def test_a_second_render_on_a_run_in_progress_is_refused(clean_run):
     store = RunStore(str(clean_run[0]))
     store.acquire_lock({"job": "walk"})  # held by this live process, as a running driver would
     try:
-        with pytest.raises(RunBusyError, match=f"in use by a driver on host .* pid {os.getpid()}"):
+        with pytest.raises(RunBusyError, match=f"in use by host .* pid {os.getpid()}"):
             resume(str(clean_run[0]), workers=CPU_WORKER, progress=quiet())
     finally:
         store.release_lock()
