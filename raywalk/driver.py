@@ -91,20 +91,29 @@ def render(
         if missing:
             if fresh:
                 store.delete("keyframes.npy")
-            failed = _render_missing(job, store, missing, address, workers, force, progress)
+            failed = _render_missing(job, store, missing, address, workers, progress)
+        missing = store.missing_frames(job.num_frames)
+        outputs: list[str] = []
+        if missing:
+            progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing),
+                           resume=f"raywalk resume {uri}")
+        elif job.outputs.files and (progress.rendered or not all(map(store.exists, job.output_files().values()))):
+            outputs = _get(store, _assemble_task().remote(uri, job.to_dict())) if ray.is_initialized() \
+                else assemble_outputs(uri, job.to_dict())
+            progress.event("assembled", outputs=outputs)
     finally:
         store.release_lock()
-    missing = store.missing_frames(job.num_frames)
-    outputs: list[str] = []
-    if missing:
-        progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing),
-                       resume=f"raywalk resume {uri}")
-    elif job.outputs.files and (progress.rendered or not all(map(store.exists, job.output_files().values()))):
-        outputs = ray.get(_assemble_task().remote(uri, job.to_dict())) if ray.is_initialized() \
-            else assemble_outputs(uri, job.to_dict())
-        progress.event("assembled", outputs=outputs)
     progress.close()
     return Outcome(uri, job.num_frames, missing, failed, progress.rendered, outputs)
+
+
+def _get(store: RunStore, refs: Any) -> Any:
+    """`ray.get` that keeps the run's lock alive while it waits (model loads, node start-up, assembly)."""
+    pending = list(refs) if isinstance(refs, list) else [refs]
+    while pending:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=HEARTBEAT_SECONDS)
+        store.heartbeat()
+    return ray.get(refs)
 
 
 def resume(uri: str, **options: Any) -> Outcome:
@@ -134,20 +143,20 @@ def _assemble_task():
 
 
 def _render_missing(job: Job, store: RunStore, missing: list[int], address: str | None,
-                    spec: WorkerSpec, force: bool, progress: Progress) -> dict[int, str]:
+                    spec: WorkerSpec, progress: Progress) -> dict[int, str]:
     connect(address)
     _check_renderer(job)
     pool = _WorkerPool(job, store.uri, spec)
     try:
-        info = pool.start()
+        info, first, starting = pool.start(store)
         if store.read_keyframes() is None:
-            ray.get(pool.actors[0].encode_keyframes.remote())
+            _get(store, pool.actors[first].encode_keyframes.remote())
         store.write_manifest(run_manifest(job, info))
         progress.begin(job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
                        random_weights=info["random_weights"], output=store.url())
         if info["random_weights"]:
             progress.event("warning", message="RANDOM WEIGHTS: these frames are noise from an untrained model")
-        return _Dispatcher(job, store, pool, progress).run(_chunks_of(job, missing))
+        return _Dispatcher(job, store, pool, progress, {first}, starting).run(_chunks_of(job, missing))
     finally:
         pool.stop()
 
@@ -232,13 +241,20 @@ class _WorkerPool:
         )
         self.actors = [actor.remote(job.to_dict(), uri) for _ in range(count)]
 
-    def start(self) -> dict[str, Any]:
-        """Wait for every renderer to be built; a renderer that cannot be built stops the run here."""
+    def start(self, store: RunStore) -> tuple[dict[str, Any], int, dict[ray.ObjectRef, int]]:
+        """Wait for the first renderer to be built (the others join as they come up, e.g. on
+        nodes the autoscaler is still adding): its `describe`, its index, and the others' pending
+        readiness checks. A renderer that cannot be built stops the run here, in one line."""
+        probes = {a.describe.remote(): i for i, a in enumerate(self.actors)}
+        ready: list[ray.ObjectRef] = []
+        while not ready:
+            ready, _ = ray.wait(list(probes), num_returns=1, timeout=HEARTBEAT_SECONDS)
+            store.heartbeat()
+        first = probes.pop(ready[0])
         try:
-            infos = ray.get([a.describe.remote() for a in self.actors])
+            return ray.get(ready[0]), first, probes
         except RayActorError as exc:
             raise RunError(f"a renderer could not be built: {_cause(exc)}") from None
-        return infos[0]
 
     def stop(self) -> None:
         for a in self.actors:
@@ -248,12 +264,13 @@ class _WorkerPool:
 class _Dispatcher:
     """The ray.wait loop: bounded chunks in flight per actor, re-queue on failure."""
 
-    def __init__(self, job: Job, store: RunStore, pool: _WorkerPool, progress: Progress):
+    def __init__(self, job: Job, store: RunStore, pool: _WorkerPool, progress: Progress,
+                 usable: set[int], probes: dict[ray.ObjectRef, int]):
         self.job, self.store, self.pool, self.progress = job, store, pool, progress
         self.in_flight: dict[ray.ObjectRef, tuple[int, list[int], int, int]] = {}
         self.load = [0] * len(pool.actors)
-        self.probes: dict[ray.ObjectRef, int] = {}  # actor index -> readiness check after a failure
-        self.usable = set(range(len(pool.actors)))
+        self.usable = usable  # actors that take chunks
+        self.probes = probes  # readiness checks of actors starting or restarting -> actor index
         self.recorded_failures = set(store.read_failures())
         self.finished = 0
         self.preview: ray.ObjectRef | None = None

@@ -118,10 +118,11 @@ def test_fingerprint_follows_what_makes_the_frames(tmp_path):
     assert base.fingerprint() == rechunked.fingerprint() != reseeded.fingerprint()
 
 
-def test_round_trip_through_a_dict(tmp_path):
+@pytest.mark.parametrize("path", sorted(JOBS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_round_trip_through_a_dict(path):
     from raywalk import job_from_dict
 
-    job = load_job(JOBS / "four-way-grid-varying-noise.yaml")
+    job = load_job(path)
     again = job_from_dict(job.to_dict(), source="manifest")
     assert again == job and again.fingerprint() == job.fingerprint()
 
