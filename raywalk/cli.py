@@ -21,6 +21,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own: --help (an Exit, hence a RuntimeError), usage errors
         except (JobError, StoreError, ValueError, FileNotFoundError) as exc:
             click.echo(f"raywalk: error: {exc}", err=True)
             sys.exit(BAD_INPUT)
