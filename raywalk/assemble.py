@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import imageio_ffmpeg
 import numpy as np
-from PIL import GifImagePlugin, Image, ImageDraw, ImageFont
+from PIL import GifImagePlugin, Image, ImageDraw, ImageFont, PngImagePlugin
 
 from raywalk.spec import OUTPUT_SUFFIXES, Job, job_from_dict
 from raywalk.store import FRAMES, RunStore, StoreError, frame_name, frame_ranges
@@ -137,14 +137,23 @@ def _gif_frame(im: Image.Image, duration_ms: int) -> bytes:
     return b"".join(GifImagePlugin.getdata(paletted, duration=duration_ms, include_color_table=True))
 
 
+def _gif_comment(note: str) -> bytes:
+    """A GIF comment extension holding `note` (sub-blocks of at most 255 bytes)."""
+    data = note.encode("utf-8")
+    blocks = b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255] for i in range(0, len(data), 255))
+    return b"!\xfe" + blocks + b"\x00"
+
+
 def _gif(
     store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool,
-    resize: Sequence[int] | None,
+    resize: Sequence[int] | None, note: str = "",
 ) -> str:
     size = (resize[0], resize[1]) if resize else _frame_size(store, frames[0])
     duration = 1000 // fps
     with store.local_output(name) as path, open(path, "wb") as out:
         out.write(_gif_header(size))
+        if note:
+            out.write(_gif_comment(note))
         for data in _ordered(lambda f: _gif_frame(_fit(_load(store, f), size), duration),
                              ping_pong(frames) if rubber_band else frames):
             out.write(data)
@@ -173,7 +182,7 @@ def write_gif(
 
 
 def _mp4(
-    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, quality: float
+    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, quality: float, note: str = ""
 ) -> str:
     # quality 0..10 as imageio-ffmpeg means it (10 best), mapped to x264's CRF
     # here because imageio-ffmpeg refuses 0.
@@ -187,7 +196,7 @@ def _mp4(
             codec="libx264",
             quality=None,
             macro_block_size=2,  # yuv420p needs even sides; x264 needs no more
-            output_params=["-crf", str(crf), "-movflags", "+faststart"],
+            output_params=["-crf", str(crf), "-movflags", "+faststart", "-metadata", f"comment={note}"],
         )
         writer.send(None)
         try:
@@ -215,14 +224,14 @@ def write_mp4(
 # ---------------------------------------------------------------------------- grid, contact sheet
 
 
-def _grid(store: RunStore, frames: list[int], name: str, *, n: int) -> str:
+def _grid(store: RunStore, frames: list[int], name: str, *, n: int, note: str = "") -> str:
     tiles = [f for f in frames if f < n * n]
     w, h = _frame_size(store, tiles[0])
     canvas = Image.new("RGB", (n * w, n * h))
     for frame, im in zip(tiles, _ordered(lambda f: _fit(_load(store, f), (w, h)), tiles)):
         row, col = divmod(frame, n)
         canvas.paste(im, (col * w, row * h))
-    return _save_png(store, canvas, name)
+    return _save_png(store, canvas, name, note)
 
 
 def write_grid(store: RunStore, n: int, name: str, partial: bool = False) -> str:
@@ -231,7 +240,7 @@ def write_grid(store: RunStore, n: int, name: str, partial: bool = False) -> str
 
 
 def _contact_sheet(
-    store: RunStore, frames: list[int], name: str, *, every: int, columns: int, tile: int
+    store: RunStore, frames: list[int], name: str, *, every: int, columns: int, tile: int, note: str = ""
 ) -> str:
     picked = [f for f in frames if f % every == 0] or frames[:1]
     width, height = _frame_size(store, picked[0])
@@ -246,7 +255,7 @@ def _contact_sheet(
         draw.text((3, 2), str(frame), font=font, fill=(255, 255, 255))
         row, col = divmod(i, columns)
         canvas.paste(thumb, (col * size[0], row * size[1]))
-    return _save_png(store, canvas, name)
+    return _save_png(store, canvas, name, note)
 
 
 def write_contact_sheet(
@@ -263,9 +272,12 @@ def write_contact_sheet(
     return _contact_sheet(store, frames, name, every=every, columns=columns, tile=tile)
 
 
-def _save_png(store: RunStore, image: Image.Image, name: str) -> str:
+def _save_png(store: RunStore, image: Image.Image, name: str, note: str = "") -> str:
+    info = PngImagePlugin.PngInfo()
+    if note:
+        info.add_text("Comment", note)
     buf = io.BytesIO()
-    image.save(buf, "PNG")
+    image.save(buf, "PNG", pnginfo=info)
     store.write_bytes(name, buf.getbuffer())
     return store.url(name)
 
@@ -297,12 +309,14 @@ def assemble(
     job_name: str,
     grid_size: int | None = None,
     partial: bool = False,
+    note: str = "",
 ) -> list[str]:
     """Build the outputs a job asks for (kind -> options) as `{job_name}.gif` etc.; returns where.
 
     The run is checked once, before anything is written: missing frames raise
     MissingFramesError naming them, unless `partial`, which builds previews
-    from the frames done so far (and logs which are missing).
+    from the frames done so far (and logs which are missing). `note` goes into
+    every output's metadata (GIF comment, MP4 comment, PNG text).
     """
     unknown = set(outputs) - set(_KINDS)
     if unknown:
@@ -314,15 +328,19 @@ def assemble(
         options["grid"]["n"] = grid_size
     frames = available_frames(store, num_frames, partial)
     return [
-        _KINDS[kind][1](store, frames, f"{job_name}{OUTPUT_SUFFIXES[kind]}", **opts)
+        _KINDS[kind][1](store, frames, f"{job_name}{OUTPUT_SUFFIXES[kind]}", note=note, **opts)
         for kind, opts in options.items()
     ]
 
 
 def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
-    """The outputs a validated job asks for (what `render` runs at the end)."""
+    """The outputs a validated job asks for (what `render` runs at the end), each saying how it was made."""
     grid_size = job.walk.size if job.walk.kind == "grid" else None
-    return assemble(store, job.num_frames, job.outputs.files, job.name, grid_size, partial)
+    manifest = store.read_manifest() or {}
+    note = f"raywalk {manifest.get('raywalk', '')}: job {job.name}, fingerprint {job.fingerprint()[:12]}"
+    if manifest.get("random_weights"):
+        note += "; RANDOM WEIGHTS: the images are noise from an untrained model"
+    return assemble(store, job.num_frames, job.outputs.files, job.name, grid_size, partial, note)
 
 
 def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:

@@ -42,4 +42,8 @@ def test_smoke_job_through_ray_job_submit(ray_head, tmp_path):
     for name in job.output_files().values():
         assert (out / name).stat().st_size > 0
     assert Image.open(out / "smoke.gif").n_frames == 2 * job.num_frames - 2  # rubber band
+    # Every output of a random-weights run says so.
+    assert b"RANDOM WEIGHTS" in Image.open(out / "smoke.gif").info["comment"]
+    assert "RANDOM WEIGHTS" in Image.open(out / "smoke-contact.png").text["Comment"]
+    assert b"RANDOM WEIGHTS" in (out / "smoke.mp4").read_bytes()
     assert store.missing_frames(job.num_frames) == []
