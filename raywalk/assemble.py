@@ -24,8 +24,8 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageDraw, ImageFont, PngImagePlugin
 
-from raywalk.spec import OUTPUT_SUFFIXES, Job, job_from_dict
-from raywalk.store import FRAMES, RunStore, StoreError, frame_name, frame_ranges
+from raywalk.spec import OUTPUT_SUFFIXES, Job
+from raywalk.store import FRAMES, RunStore, frame_name, frame_ranges
 
 log = logging.getLogger(__name__)
 
@@ -346,10 +346,7 @@ def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
 def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:
     """`raywalk assemble URI`: the outputs of the job in the run's manifest, as printable lines."""
     store = RunStore(uri, create=False)
-    manifest = store.read_manifest()
-    if manifest is None:
-        raise StoreError(f"{uri}: holds no raywalk run (no manifest.json)")
-    job = job_from_dict(manifest["job"], source=store.url("manifest.json"))
+    job = store.read_job()
     if not job.outputs.files:
         yield f"job {job.name} asks for no outputs (add an outputs section to its job file)"
         return

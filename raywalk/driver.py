@@ -118,15 +118,7 @@ def _get(store: RunStore, refs: Any) -> Any:
 
 def resume(uri: str, **options: Any) -> Outcome:
     """Finish the run at `uri` with the job stored in its manifest."""
-    return render(run_job(uri), uri, **options)
-
-
-def run_job(uri: str) -> Job:
-    """The job of the run at `uri`, from its manifest."""
-    manifest = RunStore(uri, create=False).read_manifest()
-    if manifest is None:
-        raise RunError(f"{uri} holds no raywalk run (no manifest.json)")
-    return job_from_dict(manifest["job"], source=f"{uri}/manifest.json")
+    return render(RunStore(uri, create=False).read_job(), uri, **options)
 
 
 def assemble_outputs(uri: str, job_data: dict[str, Any], partial: bool = False) -> list[str]:

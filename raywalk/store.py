@@ -37,6 +37,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raywalk.spec import Job, job_from_dict
+
 MANIFEST = "manifest.json"
 KEYFRAMES = "keyframes.npy"
 FRAMES = "frames"
@@ -262,6 +264,13 @@ class RunStore:
     def read_manifest(self) -> dict[str, Any] | None:
         """The run's manifest, or None for a new run."""
         return self._read_json(MANIFEST)
+
+    def read_job(self) -> Job:
+        """The job this run renders, from its manifest; StoreError if the location holds no run."""
+        manifest = self.read_manifest()
+        if manifest is None:
+            raise StoreError(f"{self.uri}: holds no raywalk run (no manifest.json)")
+        return job_from_dict(manifest["job"], source=self.url(MANIFEST))
 
     def write_keyframes(self, keyframes: np.ndarray) -> None:
         """Store the prompts' encodings, computed once and reused by every chunk and resume."""

@@ -94,8 +94,11 @@ class RenderWorker:
             per_frame = (time.perf_counter() - t0) / len(sel)
             for frame, image in zip(frames[b:b + batch], images):
                 writes.append((frame, self._writer.submit(self._write_frame, frame, image), per_frame))
-        rows = [{**future.result(), "frame": frame, "seconds": seconds} for frame, future, seconds in writes]
-        self._write_index(chunk, rows, attempt, trajectory)
+        params = trajectory.params(lo, max(frames) + 1)
+        rows = [{**future.result(), "frame": frame, "seconds": seconds,
+                 **{k: v[frame - lo].item() for k, v in params.items()}}
+                for frame, future, seconds in writes]
+        self._write_index(chunk, rows, attempt)
         return {"chunk": chunk, "frames": len(frames), "seconds": time.perf_counter() - started,
                 "node": self.node, "worker": self.worker}
 
@@ -111,19 +114,11 @@ class RenderWorker:
         written = self.store.write_frame(frame, encode_png(image))
         return {**written, "height": int(image.shape[0]), "width": int(image.shape[1])}
 
-    def _write_index(self, chunk: int, rows: list[dict[str, Any]], attempt: int, trajectory) -> None:
+    def _write_index(self, chunk: int, rows: list[dict[str, Any]], attempt: int) -> None:
         """The chunk's index: rows kept from earlier attempts for frames not redone, plus the new ones."""
         keep = set(self.job.chunk_frames(chunk)) - {r["frame"] for r in rows}
         previous = self.store.read_chunk_index(chunk)
         kept = [] if previous is None else [r for r in previous.to_pylist() if r["frame"] in keep]
-        new = []
-        for r in rows:
-            params = trajectory.params(r["frame"], r["frame"] + 1)
-            new.append({
-                "frame": r["frame"], "file": r["file"], "sha256": r["sha256"], "bytes": r["bytes"],
-                "width": r["width"], "height": r["height"], "chunk": chunk, "attempt": attempt,
-                "node": self.node, "worker": self.worker, "seconds": r["seconds"],
-                **{k: v[0].item() for k, v in params.items()},
-            })
+        new = [{**r, "chunk": chunk, "attempt": attempt, "node": self.node, "worker": self.worker} for r in rows]
         merged = sorted(kept + new, key=lambda r: r["frame"])
         self.store.write_chunk_index(chunk, {k: [r[k] for r in merged] for k in merged[0]})
