@@ -145,6 +145,7 @@ def _render_missing(job: Job, store: RunStore, missing: list[int], address: str 
             _get(store, pool.actors[first].encode_keyframes.remote())
         store.write_manifest(run_manifest(job, info))
         progress.begin(job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
+                       first_worker_host=info["host"], first_worker_gpus=info["gpus"],
                        random_weights=info["random_weights"], output=store.url())
         if info["random_weights"]:
             progress.event("warning", message="RANDOM WEIGHTS: these frames are noise from an untrained model")
