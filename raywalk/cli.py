@@ -135,8 +135,10 @@ def render(job_file: Path, uri: str, force: bool, **options) -> None:
     S3-compatible stores take their endpoint in the URI, e.g.
     s3://bucket/run?endpoint_override=host:9000&scheme=http.
     """
+    from raywalk import driver
+
     job = load_job(job_file)
-    _finish(_run("render", job, uri, force=force, **options))
+    _finish(driver.render(job, uri, force=force, **_driver_options(**options)))
 
 
 @main.command()
@@ -144,18 +146,17 @@ def render(job_file: Path, uri: str, force: bool, **options) -> None:
 @render_options
 def resume(uri: str, **options) -> None:
     """Finish the run at URI: render only the frames it lacks, then assemble its outputs."""
-    _finish(_run("resume", None, uri, **options))
-
-
-def _run(kind: str, job: Job | None, uri: str, address, workers, gpus_per_worker, cpus_per_worker, verify,
-         force: bool = False):
     from raywalk import driver
 
-    spec = driver.WorkerSpec(count=workers, gpus=gpus_per_worker, cpus=cpus_per_worker)
-    options = dict(address=address, workers=spec, verify=verify)
-    if kind == "resume":
-        return driver.resume(uri, **options)
-    return driver.render(job, uri, force=force, **options)
+    _finish(driver.resume(uri, **_driver_options(**options)))
+
+
+def _driver_options(address, workers, gpus_per_worker, cpus_per_worker, verify) -> dict:
+    """The driver's keyword arguments from the shared render options."""
+    from raywalk.driver import WorkerSpec
+
+    spec = WorkerSpec(count=workers, gpus=gpus_per_worker, cpus=cpus_per_worker)
+    return {"address": address, "workers": spec, "verify": verify}
 
 
 def _finish(outcome) -> None:

@@ -22,7 +22,7 @@ import time
 from typing import Any, Iterable
 
 import ray
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayError, RayTaskError
+from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 
 from raywalk import __version__
 from raywalk.progress import Progress
@@ -61,7 +61,12 @@ class Outcome:
         return not self.missing
 
     def resume_command(self) -> str:
-        return f"raywalk resume {self.uri}"
+        return resume_command(self.uri)
+
+
+def resume_command(uri: str) -> str:
+    """The command that finishes the run at `uri`."""
+    return f"raywalk resume {uri}"
 
 
 def render(
@@ -92,11 +97,11 @@ def render(
             if fresh:
                 store.delete("keyframes.npy")
             failed = _render_missing(job, store, missing, address, workers, progress)
-        missing = store.missing_frames(job.num_frames)
+            missing = store.missing_frames(job.num_frames)
         outputs: list[str] = []
         if missing:
             progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing),
-                           resume=f"raywalk resume {uri}")
+                           resume=resume_command(uri))
         elif job.outputs.files and (progress.rendered or not all(map(store.exists, job.output_files().values()))):
             outputs = _get(store, _assemble_task().remote(uri, job.to_dict())) if ray.is_initialized() \
                 else assemble_outputs(uri, job.to_dict())
@@ -347,7 +352,7 @@ class _Dispatcher:
         except ActorDiedError as exc:
             self.progress.event("worker_lost", worker=i, reason=_cause(exc))
             return
-        except (RayActorError, GetTimeoutError):
+        except RayActorError:
             time.sleep(1.0)  # restarting: ask again shortly
             self.probes[self.pool.actors[i].describe.remote()] = i
             return
@@ -355,7 +360,7 @@ class _Dispatcher:
 
 
 def _cause(exc: RayError) -> str:
-    """The first line of what went wrong, without Ray's traceback."""
+    """The last line of what went wrong (the exception itself), without Ray's traceback."""
     cause = getattr(exc, "cause", None) or exc
     if isinstance(cause, RayTaskError):
         cause = cause.cause or cause

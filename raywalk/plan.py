@@ -18,8 +18,12 @@ class Plan:
     chunks: int
     chunk_size: int
     batch_size: int
-    batches: int  # renderer calls of batch_size frames, the last of each chunk padded
+    chunk_batches: tuple[int, ...]  # renderer calls of batch_size frames per chunk, the last padded
     steps: int
+
+    @property
+    def batches(self) -> int:
+        return sum(self.chunk_batches)
 
     @property
     def padded_frames(self) -> int:
@@ -42,13 +46,12 @@ class Estimate:
 def make_plan(job: Job) -> Plan:
     """Count the work of a job as the driver will split it."""
     batch = job.model.batch_size
-    batches = sum(math.ceil(len(job.chunk_frames(c)) / batch) for c in range(job.num_chunks))
     return Plan(
         frames=job.num_frames,
         chunks=job.num_chunks,
         chunk_size=job.chunking.chunk_size,
         batch_size=batch,
-        batches=batches,
+        chunk_batches=tuple(math.ceil(len(job.chunk_frames(c)) / batch) for c in range(job.num_chunks)),
         steps=job.model.steps,
     )
 
@@ -62,11 +65,8 @@ def estimate(job: Job, plan: Plan, seconds_per_step: float, workers: int) -> Est
     """
     if seconds_per_step <= 0 or workers < 1:
         raise ValueError("seconds per step must be > 0 and workers >= 1")
-    chunk_batches = sorted(
-        (math.ceil(len(job.chunk_frames(c)) / plan.batch_size) for c in range(plan.chunks)), reverse=True
-    )
     loads = [0] * workers
-    for batches in chunk_batches:  # longest first onto the least loaded worker
+    for batches in sorted(plan.chunk_batches, reverse=True):  # longest first onto the least loaded worker
         loads[loads.index(min(loads))] += batches
     wall = max(loads) * plan.steps * seconds_per_step
     gpus = job.workers.gpus if job.workers.gpus > 0 else 0.0
