@@ -24,6 +24,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageDraw, ImageFont, PngImagePlugin
 
+from raywalk.errors import AssembleError
 from raywalk.spec import OUTPUT_SUFFIXES, Job
 from raywalk.store import FRAMES, RunStore, frame_name, frame_ranges
 
@@ -33,10 +34,6 @@ T = TypeVar("T")
 
 _THREADS = min(4, os.cpu_count() or 1)
 _AHEAD = 2 * _THREADS  # frames in flight: the memory bound
-
-
-class AssembleError(RuntimeError):
-    """A run whose outputs cannot be built; the message is one line naming the culprit."""
 
 
 class MissingFramesError(AssembleError):

@@ -1,34 +1,49 @@
 """The `raywalk` command line: plan, render, resume, status, assemble, weights."""
 from __future__ import annotations
 
+import datetime
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import click
 
-from raywalk.assemble import AssembleError
+from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
 from raywalk.plan import estimate, make_plan
-from raywalk.spec import Job, JobError, load_job
-from raywalk.store import StoreError, frame_name, frame_ranges
+from raywalk.spec import Job, load_job
+from raywalk.store import frame_name, frame_ranges
 
-BAD_INPUT = 2  # a job, path or option that cannot be used: nothing was written
-INCOMPLETE = 1  # the run stopped with frames missing
+
+def _log_traceback() -> str:
+    """Write the current exception's traceback to a file of its own; returns the file's path."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(tempfile.gettempdir(), f"raywalk-error-{stamp}-{os.getpid()}.log")
+    with open(path, "w", encoding="utf-8") as log:
+        log.write(f"raywalk {' '.join(sys.argv[1:])}\n")
+        traceback.print_exc(file=log)
+    return path
 
 
 class _Group(click.Group):
-    """Turns raywalk's own errors into one line on stderr and an exit status."""
+    """Turns raywalk's errors into one line on stderr and their exit status (see `raywalk.errors`)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise  # click's own: --help (an Exit, hence a RuntimeError), usage errors
-        except (JobError, StoreError, ValueError, FileNotFoundError) as exc:
+            raise  # click's own: --help, usage errors (exit 2), Ctrl-C
+        except RaywalkError as exc:
             click.echo(f"raywalk: error: {exc}", err=True)
-            sys.exit(BAD_INPUT)
-        except (RuntimeError, AssembleError) as exc:  # a run that cannot go on or is incomplete
-            click.echo(f"raywalk: error: {exc}", err=True)
-            sys.exit(INCOMPLETE)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a bug: one line, the traceback in a file
+            where = _log_traceback()
+            click.echo(f"raywalk: internal error: {type(exc).__name__}: {one_line(exc)[:300]} "
+                       f"(a bug in raywalk; traceback in {where})", err=True)
+            sys.exit(INTERNAL)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

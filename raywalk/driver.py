@@ -25,15 +25,12 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 
 from raywalk import __version__
+from raywalk.errors import RunError, RunLocationError
 from raywalk.progress import Progress
 from raywalk.spec import Job, job_from_dict
 from raywalk.store import RunStore, frame_ranges
 
 HEARTBEAT_SECONDS = 10.0
-
-
-class RunError(RuntimeError):
-    """A run that cannot start or go on (wrong output, no workers); one line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +81,7 @@ def render(
     manifest = store.read_manifest()
     fresh = manifest is None or manifest.get("fingerprint") != job.fingerprint()
     if manifest is not None and fresh and not force:
-        raise RunError(
+        raise RunLocationError(
             f"{uri} holds a run of another job ({manifest.get('job', {}).get('name')!r}, fingerprint "
             f"{str(manifest.get('fingerprint'))[:12]}); use a new output or --force to render over it"
         )

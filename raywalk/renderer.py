@@ -15,6 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from raywalk.errors import RendererError
+
 STANDARD_KWARGS = ("width", "height", "steps", "guidance_scale", "weights", "precision", "batch_size")
 CONTRACT = ("encode_text", "render")
 
@@ -42,13 +44,6 @@ class Renderer(Protocol):
         Any B: the renderer splits and pads batches itself.
         """
         ...
-
-
-class RendererError(ValueError):
-    """A renderer cannot be loaded or cannot do what the job asks; the message is one line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
 
 def renderer_kwargs(model: Any) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
+from raywalk.errors import JobError
+
 DEFAULT_RENDERER = "raywalk.kerascv:KerasCVRenderer"
 WALK_KINDS = ("interpolate", "grid", "text_walk", "noise_circle")
 NOISE_KINDS = ("fixed", "per_frame", "slerp", "circle")
@@ -35,10 +37,6 @@ WALK_KEYS = {  # the fields of `Walk` that each kind reads
 }
 OUTPUT_KINDS = ("gif", "mp4", "grid", "contact_sheet")
 OUTPUT_SUFFIXES = {"gif": ".gif", "mp4": ".mp4", "grid": "-grid.png", "contact_sheet": "-contact.png"}
-
-
-class JobError(ValueError):
-    """A job file that cannot be run; the message is one line: file, field, reason."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ import time
 
 import pyarrow.compute as pc
 
-from raywalk.store import RunStore, StoreError, frame_ranges
+from raywalk.errors import RunLocationError
+from raywalk.store import RunStore, frame_ranges
 
 
 def run_status(uri: str) -> str:
@@ -13,7 +14,7 @@ def run_status(uri: str) -> str:
     store = RunStore(uri, create=False)
     manifest = store.read_manifest()
     if manifest is None:
-        raise StoreError(f"{uri}: holds no raywalk run (no manifest.json)")
+        raise RunLocationError(f"{uri}: holds no raywalk run (no manifest.json)")
     total = manifest["num_frames"]
     missing = store.missing_frames(total)
     failures = store.read_failures()

@@ -37,6 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raywalk.errors import RunBusyError, RunLocationError, StoreError
 from raywalk.spec import Job, job_from_dict
 
 MANIFEST = "manifest.json"
@@ -63,18 +64,6 @@ INDEX_SCHEMA = pa.schema(
 )
 
 _COPY_BLOCK = 8 << 20
-
-
-class StoreError(Exception):
-    """A run location that cannot be opened, read or written; the message is one line."""
-
-
-class RunBusyError(StoreError):
-    """Another live driver holds the run's lock."""
-
-    def __init__(self, message: str, holder: Mapping[str, Any]):
-        super().__init__(message)
-        self.holder = dict(holder)
 
 
 def frame_name(frame: int) -> str:
@@ -123,18 +112,18 @@ class RunStore:
                 self.fs = pafs.LocalFileSystem()
                 self.root = os.path.abspath(os.path.expanduser(self.uri))
         except (ValueError, OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{self.uri}: not a usable run location: {_one_line(exc)}") from None
+            raise RunLocationError(f"{self.uri}: not a usable run location: {_one_line(exc)}") from None
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.root = self.root.rstrip("/") or self.root
         if not self.root:
-            raise StoreError(f"{self.uri}: not a usable run location: no bucket named")
+            raise RunLocationError(f"{self.uri}: not a usable run location: no bucket named")
         self._made_dirs: set[str] = set()
         self._lock: dict[str, Any] | None = None
         with self._errors("cannot open run location"):
             if create:
                 self.fs.create_dir(self.root, recursive=True)
             elif self.fs.get_file_info(self.root).type == pafs.FileType.NotFound:
-                raise StoreError(f"{self.uri}: no run there")
+                raise RunLocationError(f"{self.uri}: no run there")
 
     def __repr__(self) -> str:
         return f"RunStore({self.uri!r})"
@@ -269,7 +258,7 @@ class RunStore:
         """The job this run renders, from its manifest; StoreError if the location holds no run."""
         manifest = self.read_manifest()
         if manifest is None:
-            raise StoreError(f"{self.uri}: holds no raywalk run (no manifest.json)")
+            raise RunLocationError(f"{self.uri}: holds no raywalk run (no manifest.json)")
         return job_from_dict(manifest["job"], source=self.url(MANIFEST))
 
     def write_keyframes(self, keyframes: np.ndarray) -> None:

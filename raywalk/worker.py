@@ -20,6 +20,7 @@ import numpy as np
 import ray
 from PIL import Image
 
+from raywalk.errors import RunError
 from raywalk.renderer import load_renderer
 from raywalk.spec import job_from_dict
 from raywalk.store import RunStore
@@ -106,7 +107,7 @@ class RenderWorker:
         if self._trajectory is None:
             keyframes = self.store.read_keyframes()
             if keyframes is None:
-                raise RuntimeError(f"{self.store.url('keyframes.npy')} is missing: the driver encodes prompts first")
+                raise RunError(f"{self.store.url('keyframes.npy')} is missing: the driver encodes prompts first")
             self._trajectory = self.job.trajectory(keyframes)
         return self._trajectory
 

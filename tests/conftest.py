@@ -50,28 +50,77 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+RAY_PORT_FLAGS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                  "metrics-export-port", "node-manager-port", "object-manager-port", "ray-client-server-port",
+                  "runtime-env-agent-port")
+
+
+def start_ray_head(*extra: str, num_cpus: int = 4, num_gpus: int = 3, env: dict | None = None):
+    """`ray start --head --block` on free ports (every one of them: other Ray clusters may run on
+    this machine), in a process group of its own, so that `stop_ray_head` stops exactly this
+    cluster. Returns (process, {"address", "dashboard"}) once the dashboard answers."""
+    import subprocess
+    import time
+    import urllib.request
+
+    ports = {flag: _free_port() for flag in RAY_PORT_FLAGS}
+    temp = tempfile.mkdtemp(prefix="rw-ray-", dir="/tmp")
+    log = open(os.path.join(temp, "ray-start.log"), "w")
+    proc = subprocess.Popen(
+        ["ray", "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}",
+         *(f"--{flag}={port}" for flag, port in ports.items()), "--min-worker-port=0", "--max-worker-port=0",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}", "--disable-usage-stats",
+         *extra],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+    )
+    head = {"address": f"127.0.0.1:{ports['port']}", "dashboard": f"http://127.0.0.1:{ports['dashboard-port']}"}
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_ray_head(proc)
+            raise RuntimeError(f"ray start failed: {open(log.name).read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(head["dashboard"] + "/api/version", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return proc, head
+
+
+def stop_ray_head(proc) -> None:
+    """Stop the cluster `start_ray_head` started, by its process group, and nothing else."""
+    import signal
+    import subprocess
+
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # children that outlived `ray start` (raylet, GCS, workers) share its process group
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 @pytest.fixture(scope="session")
 def ray_head(s3_endpoint):
     """One local Ray head for the whole session, started as `ray start --head` so that
     drivers in other processes and `ray job submit` can join it. Fake GPUs let GPU
     workers be scheduled on this CPU-only machine. The S3 server starts first so that
     Ray's workers inherit its credentials."""
-    import subprocess
-
-    port, dashboard = _free_port(), _free_port()
-    temp = tempfile.mkdtemp(prefix="rw-ray-", dir="/tmp")
-    subprocess.run(
-        ["ray", "start", "--head", f"--port={port}", "--num-cpus=4", "--num-gpus=3",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--temp-dir={temp}", "--disable-usage-stats"],
-        check=True, capture_output=True,
-    )
-    head = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}"}
+    proc, head = start_ray_head()
     yield head
     import ray
 
     ray.shutdown()
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    stop_ray_head(proc)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,14 @@ from raywalk import load_job
 from raywalk.driver import WorkerSpec, render
 from raywalk.progress import Progress
 from raywalk.store import RunStore
+from conftest import _free_port
 from test_render import frame_bytes, write_job
 
 
 def test_node_removed_mid_run(ray_head, tmp_path):
     ray.shutdown()  # leave the session's head; this test needs a cluster of its own
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "num_gpus": 0, "dashboard_agent_listen_port": _free_port()})
     doomed = cluster.add_node(num_cpus=1, num_gpus=1)
     cluster.add_node(num_cpus=1, num_gpus=1)
     try:

@@ -1,0 +1,111 @@
+"""raywalk's errors and exit codes, in one place.
+
+Every error a user can see is a `RaywalkError`; the CLI catches only that root
+and prints its one-line message. Anything else is a bug, and shows as one (one
+summary line and where the full traceback was logged). Each class carries the
+exit status the CLI ends with; the table below is the whole contract, and the
+README repeats it::
+
+    0   done: every frame and output is there
+    1   incomplete: the run stopped with frames missing or chunks failed
+    2   bad input: a job, path, option, renderer or weights that cannot be used;
+        nothing was written
+    3   busy: another live driver holds the run
+    4   storage: a read or write kept failing after retries
+    70  internal: a bug in raywalk (the message says where the traceback is)
+
+    RaywalkError
+    ├── BadInputError (2)
+    │   ├── JobError             a job file or job data that cannot be run
+    │   ├── RendererError        a renderer that cannot be loaded or cannot do what the job asks
+    │   └── RunLocationError     an --out / run URI that is not usable, holds no run or another job
+    ├── IncompleteError (1)
+    │   ├── RunError             a run that cannot go on (no workers, every renderer died)
+    │   └── AssembleError        outputs that cannot be built (frames missing, unreadable)
+    ├── RunBusyError (3)         another driver holds the run's lock
+    └── StoreError (4)           storage that keeps failing; RunLocationError is one too
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+OK = 0
+INCOMPLETE = 1
+BAD_INPUT = 2
+BUSY = 3
+STORAGE = 4
+INTERNAL = 70  # sysexits' EX_SOFTWARE
+
+EXIT_CODES: dict[int, str] = {
+    OK: "done: every frame and output is there",
+    INCOMPLETE: "incomplete: the run stopped with frames missing or chunks failed",
+    BAD_INPUT: "bad input: a job, path, option, renderer or weights that cannot be used; nothing was written",
+    BUSY: "busy: another live driver holds the run",
+    STORAGE: "storage: a read or write kept failing after retries",
+    INTERNAL: "internal: a bug in raywalk; the message says where the traceback was logged",
+}
+
+
+def one_line(text: object) -> str:
+    """`text` with every run of whitespace (newlines included) folded into one space."""
+    return " ".join(str(text).split())
+
+
+class RaywalkError(Exception):
+    """The root of every error raywalk reports to a user; the message is one line."""
+
+    exit_code = INCOMPLETE
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(one_line(message) or type(self).__name__)
+
+
+class BadInputError(RaywalkError):
+    """Input that cannot be used; raised before anything is written."""
+
+    exit_code = BAD_INPUT
+
+
+class JobError(BadInputError):
+    """A job file that cannot be run; the message names the file, the field and the reason."""
+
+
+class RendererError(BadInputError):
+    """A renderer that cannot be loaded or cannot do what the job asks."""
+
+
+class IncompleteError(RaywalkError):
+    """A run that ended without all its frames or outputs."""
+
+    exit_code = INCOMPLETE
+
+
+class RunError(IncompleteError):
+    """A run that cannot start or go on (no workers, every renderer died)."""
+
+
+class AssembleError(IncompleteError):
+    """Outputs that cannot be built; the message names the culprit."""
+
+
+class StoreError(RaywalkError):
+    """A run location that cannot be read or written, after retries."""
+
+    exit_code = STORAGE
+
+
+class RunLocationError(StoreError, BadInputError):
+    """A run URI that cannot be used: unreachable, a file, empty, no run there, another job's run."""
+
+    exit_code = BAD_INPUT
+
+
+class RunBusyError(RaywalkError):
+    """Another live driver holds the run's lock."""
+
+    exit_code = BUSY
+
+    def __init__(self, message: object, holder: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.holder = dict(holder or {})
