@@ -333,9 +333,10 @@ def assemble(
 def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
     """The outputs a validated job asks for (what `render` runs at the end), each saying how it was made."""
     grid_size = job.walk.size if job.walk.kind == "grid" else None
-    manifest = store.read_manifest() or {}
-    note = f"raywalk {manifest.get('raywalk', '')}: job {job.name}, fingerprint {job.fingerprint()[:12]}"
-    if manifest.get("random_weights"):
+    manifest = store.read_manifest()
+    version = manifest.raywalk if manifest else ""
+    note = f"raywalk {version}: job {job.name}, fingerprint {job.fingerprint()[:12]}"
+    if manifest and manifest.random_weights:
         note += "; RANDOM WEIGHTS: the images are noise from an untrained model"
     return assemble(store, job.num_frames, job.outputs.files, job.name, grid_size, partial, note)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 import os
 import platform
 import time
@@ -26,6 +25,7 @@ from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 
 from raywalk import __version__
 from raywalk.errors import RunError, RunLocationError
+from raywalk.manifest import Manifest, new_manifest
 from raywalk.progress import Progress
 from raywalk.spec import Job, job_from_dict
 from raywalk.store import RunStore, frame_ranges
@@ -79,11 +79,11 @@ def render(
     """Render every frame of `job` that `uri` lacks, then assemble the job's outputs."""
     store = RunStore(uri)
     manifest = store.read_manifest()
-    fresh = manifest is None or manifest.get("fingerprint") != job.fingerprint()
+    fresh = manifest is None or manifest.fingerprint != job.fingerprint()
     if manifest is not None and fresh and not force:
         raise RunLocationError(
-            f"{uri} holds a run of another job ({manifest.get('job', {}).get('name')!r}, fingerprint "
-            f"{str(manifest.get('fingerprint'))[:12]}); use a new output or --force to render over it"
+            f"{uri} holds a run of another job ({manifest.job.name!r}, fingerprint "
+            f"{manifest.fingerprint[:12]}); use a new output or --force to render over it"
         )
     store.acquire_lock({"host": platform.node(), "pid": os.getpid(), "job": job.name})
     try:
@@ -93,7 +93,7 @@ def render(
         if missing:
             if fresh:
                 store.delete("keyframes.npy")
-            failed = _render_missing(job, store, missing, address, workers, progress)
+            failed = _render_missing(job, store, missing, address, workers, progress, None if fresh else manifest)
             missing = store.missing_frames(job.num_frames)
         outputs: list[str] = []
         if missing:
@@ -137,7 +137,7 @@ def _assemble_task():
 
 
 def _render_missing(job: Job, store: RunStore, missing: list[int], address: str | None,
-                    spec: WorkerSpec, progress: Progress) -> dict[int, str]:
+                    spec: WorkerSpec, progress: Progress, previous: Manifest | None) -> dict[int, str]:
     connect(address)
     _check_renderer(job)
     pool = _WorkerPool(job, store.uri, spec)
@@ -145,7 +145,7 @@ def _render_missing(job: Job, store: RunStore, missing: list[int], address: str 
         info, first, starting = pool.start(store)
         if store.read_keyframes() is None:
             _get(store, pool.actors[first].encode_keyframes.remote())
-        store.write_manifest(run_manifest(job, info))
+        store.write_manifest(run_manifest(job, info, previous))
         progress.begin(job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
                        first_worker_host=info["host"], first_worker_gpus=info["gpus"],
                        random_weights=info["random_weights"], output=store.url())
@@ -187,18 +187,12 @@ def _chunks_of(job: Job, frames: Iterable[int]) -> list[tuple[int, list[int]]]:
     return sorted(by_chunk.items())
 
 
-def run_manifest(job: Job, worker_info: dict[str, Any]) -> dict[str, Any]:
-    """The run's manifest: the job, its fingerprint, and what rendered it (from a worker's `describe`)."""
-    return {
-        "raywalk": __version__,
-        "job": job.to_dict(),
-        "fingerprint": job.fingerprint(),
-        "num_frames": job.num_frames,
-        "random_weights": worker_info["random_weights"],
-        "renderer": worker_info["renderer"],
-        "versions": worker_info["versions"],
-        "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+def run_manifest(job: Job, worker_info: dict[str, Any], previous: Manifest | None = None) -> Manifest:
+    """The run's manifest: the job, its run id (kept from `previous`), and what rendered it (a worker's
+    `describe`)."""
+    base = previous if previous is not None else new_manifest(job)
+    return base.replace(raywalk=__version__, random_weights=worker_info["random_weights"],
+                        renderer=worker_info["renderer"], versions=worker_info["versions"])
 
 
 def worker_resources(job: Job, spec: WorkerSpec) -> tuple[int, float, float]:

@@ -5,23 +5,20 @@ import time
 
 import pyarrow.compute as pc
 
-from raywalk.errors import RunLocationError
 from raywalk.store import RunStore, frame_ranges
 
 
 def run_status(uri: str) -> str:
     """Frames done, missing and failed, who rendered them and how fast, as printable lines."""
     store = RunStore(uri, create=False)
-    manifest = store.read_manifest()
-    if manifest is None:
-        raise RunLocationError(f"{uri}: holds no raywalk run (no manifest.json)")
-    total = manifest["num_frames"]
+    manifest = store.require_manifest()
+    total = manifest.num_frames
     missing = store.missing_frames(total)
     failures = store.read_failures()
     lines = [
         f"run       {store.url()}",
-        f"job       {manifest['job']['name']} (fingerprint {manifest['fingerprint'][:12]})"
-        + ("  RANDOM WEIGHTS" if manifest.get("random_weights") else ""),
+        f"job       {manifest.job.name} (fingerprint {manifest.fingerprint[:12]})"
+        + ("  RANDOM WEIGHTS" if manifest.random_weights else ""),
         f"frames    {total - len(missing)} done, {len(missing)} missing of {total}"
         + (f" ({frame_ranges(missing)})" if missing else ""),
         f"failed    {len(failures)} chunk(s)"

@@ -38,7 +38,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raywalk.errors import RunBusyError, RunLocationError, StoreError
-from raywalk.spec import Job, job_from_dict
+from raywalk.manifest import Manifest, ManifestError
+from raywalk.spec import Job
 
 MANIFEST = "manifest.json"
 KEYFRAMES = "keyframes.npy"
@@ -246,20 +247,37 @@ class RunStore:
 
     # ------------------------------------------------------------------ manifest, keyframes
 
-    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        """Record the job (as a dict), its fingerprint and versions."""
-        self._write_json(MANIFEST, manifest)
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Record the run's manifest (see `raywalk.manifest`)."""
+        self._write_json(MANIFEST, manifest.to_json())
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        """The run's manifest, or None for a new run."""
-        return self._read_json(MANIFEST)
+    def read_manifest(self) -> Manifest | None:
+        """The run's manifest, validated, or None for a new run.
 
-    def read_job(self) -> Job:
-        """The job this run renders, from its manifest; StoreError if the location holds no run."""
+        Raises:
+            ManifestError: manifest.json is damaged (one line, with the fix).
+        """
+        try:
+            raw = self.read_bytes(MANIFEST)
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ManifestError(f"{self.url(MANIFEST)} is damaged (not JSON: {_one_line(exc)}); render the job "
+                                "file into this run again to repair it (`raywalk render JOB --out RUN`)") from None
+        return Manifest.from_json(data, source=self.url(MANIFEST))
+
+    def require_manifest(self) -> Manifest:
+        """The run's manifest; RunLocationError if the location holds no run."""
         manifest = self.read_manifest()
         if manifest is None:
             raise RunLocationError(f"{self.uri}: holds no raywalk run (no manifest.json)")
-        return job_from_dict(manifest["job"], source=self.url(MANIFEST))
+        return manifest
+
+    def read_job(self) -> Job:
+        """The job this run renders, from its manifest; RunLocationError if the location holds no run."""
+        return self.require_manifest().job
 
     def write_keyframes(self, keyframes: np.ndarray) -> None:
         """Store the prompts' encodings, computed once and reused by every chunk and resume."""

@@ -23,6 +23,7 @@ from raywalk.assemble import (
     write_grid,
     write_mp4,
 )
+from raywalk.manifest import new_manifest
 from raywalk.spec import load_job
 from raywalk.store import RunStore, StoreError
 
@@ -240,7 +241,7 @@ def test_assemble_run_reads_the_job_from_the_manifest(store):
     with pytest.raises(StoreError, match="no manifest"):
         list(assemble_run(store.uri))
     job = load_job(JOBS / "smoke.yaml")
-    store.write_manifest({"job": job.to_dict(), "num_frames": job.num_frames})
+    store.write_manifest(new_manifest(job))
     make_run(store, job.num_frames - 2)
     with pytest.raises(MissingFramesError, match=f"missing frames 4-5 of {job.num_frames}"):
         list(assemble_run(store.uri))

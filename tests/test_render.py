@@ -17,6 +17,7 @@ from PIL import Image
 
 from raywalk import load_job
 from raywalk.driver import RunError, WorkerSpec, render, resume
+from raywalk.errors import RunLocationError
 from raywalk.progress import Progress
 from raywalk.store import RunBusyError, RunStore
 
@@ -154,7 +155,7 @@ def test_a_finished_run_resumes_without_starting_workers(clean_run):
 
 def test_another_job_on_an_existing_output_is_refused(clean_run, tmp_path):
     other = write_job(tmp_path, name="other", frames=5)
-    with pytest.raises(RunError, match="holds a run of another job .'walk'.*--force"):
+    with pytest.raises(RunLocationError, match="holds a run of another job .'walk'.*--force"):
         run(other, clean_run[0])
 
 

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from raywalk.manifest import new_manifest
+from raywalk.spec import job_from_dict
 from raywalk.store import INDEX_SCHEMA, RunBusyError, RunStore, StoreError, frame_name, frame_ranges
 
 
@@ -63,7 +65,8 @@ def store(request, tmp_path) -> RunStore:
 def test_round_trip(store):
     assert store.read_manifest() is None and store.read_keyframes() is None
     assert store.read_index().num_rows == 0 and store.read_index().schema == INDEX_SCHEMA
-    manifest = {"job": {"name": "j", "walk": {"frames": 4}}, "fingerprint": "ab" * 32, "versions": {"raywalk": "0.1.0"}}
+    job = job_from_dict({"name": "j", "prompts": ["a", "b"], "walk": {"frames": 4}})
+    manifest = new_manifest(job).replace(versions={"raywalk": "0.1.0"})
     store.write_manifest(manifest)
     assert store.read_manifest() == manifest
     keyframes = np.arange(2 * 77 * 8, dtype=np.float32).reshape(2, 77, 8)

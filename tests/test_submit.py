@@ -31,8 +31,8 @@ def test_smoke_job_through_ray_job_submit(ray_head, tmp_path):
     job = load_job(REPO / "jobs" / "smoke.yaml")
     store = RunStore(str(out))
     manifest = store.read_manifest()
-    assert manifest["random_weights"] is True and manifest["fingerprint"] == job.fingerprint()
-    assert {"keras", "keras-cv", "ray"} <= set(manifest["versions"])
+    assert manifest.random_weights is True and manifest.fingerprint == job.fingerprint()
+    assert {"keras", "keras-cv", "ray"} <= set(manifest.versions)
     index = store.read_index().to_pylist()
     assert sorted(r["frame"] for r in index) == list(range(job.num_frames))
     for row in index:

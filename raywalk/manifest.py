@@ -1,0 +1,122 @@
+"""The run manifest: which job a run renders, which run of it this is, and what rendered it.
+
+One owner for the manifest's shape: the driver writes it, the store reads and
+validates it, and `status`, `assemble` and `report` take it from here. A
+manifest that does not parse or does not hold together is damaged, and says so
+in one line instead of failing with a `KeyError` somewhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from raywalk import __version__
+from raywalk.errors import JobError, RunLocationError
+from raywalk.spec import Job, job_from_dict
+
+LEGACY_RUN_ID = "legacy"  # runs written before run ids: their index rows carry none either
+
+
+class ManifestError(RunLocationError):
+    """A manifest.json that cannot be trusted (not JSON, fields missing or of the wrong type)."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What `manifest.json` records.
+
+    `run_id` names one rendering of one job into the directory: a new one is
+    drawn when a run starts fresh or is forced over another job, and every
+    index row carries it, so rows of an earlier run never count as done.
+    `random_weights`, `renderer` and `versions` are None/empty until the first
+    worker has described itself; `keyframes_sha256` is None until the prompts
+    are encoded.
+    """
+
+    job: Job
+    run_id: str
+    raywalk: str = __version__
+    random_weights: bool | None = None
+    renderer: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    keyframes_sha256: str | None = None
+    updated: str = dataclasses.field(default_factory=_now)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.job.fingerprint()
+
+    @property
+    def num_frames(self) -> int:
+        return self.job.num_frames
+
+    def replace(self, **changes: Any) -> Manifest:
+        """A copy with `changes` and a fresh `updated` time."""
+        return dataclasses.replace(self, updated=_now(), **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as JSON-ready data (the job as `Job.to_dict` gives it)."""
+        return {
+            "raywalk": self.raywalk,
+            "job": self.job.to_dict(),
+            "fingerprint": self.fingerprint,
+            "num_frames": self.num_frames,
+            "run_id": self.run_id,
+            "random_weights": self.random_weights,
+            "renderer": dict(self.renderer),
+            "versions": dict(self.versions),
+            "keyframes_sha256": self.keyframes_sha256,
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> Manifest:
+        """Validate parsed `manifest.json` data.
+
+        Raises:
+            ManifestError: the data is not a manifest, or its job does not match its fingerprint.
+        """
+
+        def damaged(reason: str) -> ManifestError:
+            return ManifestError(f"{source} is damaged ({reason}); render the job file into this run again "
+                                 "to repair it (`raywalk render JOB --out RUN`)")
+
+        if not isinstance(data, dict):
+            raise damaged(f"not a JSON object but {type(data).__name__}")
+        if "job" not in data:
+            raise damaged("no job recorded")
+        try:
+            job = job_from_dict(data["job"], source=source)
+        except JobError as exc:
+            raise damaged(f"its job does not validate: {exc}") from None
+        fingerprint = data.get("fingerprint")
+        if fingerprint is not None and fingerprint != job.fingerprint():
+            raise damaged("its job does not match its fingerprint")
+        run_id = data.get("run_id", LEGACY_RUN_ID)
+        checks: dict[str, tuple[Any, tuple[type, ...]]] = {
+            "run_id": (run_id, (str,)),
+            "raywalk": (data.get("raywalk", ""), (str,)),
+            "random_weights": (data.get("random_weights"), (bool, type(None))),
+            "renderer": (data.get("renderer", {}), (dict,)),
+            "versions": (data.get("versions", {}), (dict,)),
+            "keyframes_sha256": (data.get("keyframes_sha256"), (str, type(None))),
+            "updated": (data.get("updated", ""), (str,)),
+        }
+        for key, (value, types) in checks.items():
+            if not isinstance(value, types):
+                raise damaged(f"{key} is {type(value).__name__}")
+        if not run_id:
+            raise damaged("empty run_id")
+        return cls(job=job, **{key: value for key, (value, _) in checks.items()})
+
+
+def new_manifest(job: Job) -> Manifest:
+    """The manifest of a fresh run of `job`, with a run id of its own."""
+    return Manifest(job=job, run_id=uuid.uuid4().hex)
