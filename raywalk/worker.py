@@ -23,6 +23,7 @@ from PIL import Image
 from raywalk.errors import RunError
 from raywalk.renderer import load_renderer
 from raywalk.spec import job_from_dict
+from raywalk.trajectory import Trajectory
 from raywalk.store import RunStore
 
 MODEL_STACK = ("raywalk", "ray", "numpy", "keras", "keras-cv", "tensorflow", "tensorflow-cpu", "pyarrow", "pillow")
@@ -108,7 +109,7 @@ class RenderWorker:
             keyframes = self.store.read_keyframes()
             if keyframes is None:
                 raise RunError(f"{self.store.url('keyframes.npy')} is missing: the driver encodes prompts first")
-            self._trajectory = self.job.trajectory(keyframes)
+            self._trajectory = Trajectory(self.job, keyframes)
         return self._trajectory
 
     def _write_frame(self, frame: int, image: np.ndarray) -> dict[str, Any]:

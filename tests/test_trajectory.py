@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from raywalk import job_from_dict
-from raywalk.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, normal
+from raywalk.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, Trajectory, normal
 
 D = 16  # a small encoding width keeps these tests in milliseconds
 SIZE = 64  # 64x64 images: (8, 8, 4) latents
@@ -30,7 +30,7 @@ def keyframes(k: int, seed: int = 0) -> np.ndarray:
 
 
 def whole(job, keys):
-    return job.trajectory(keys).frames(0, job.num_frames)
+    return Trajectory(job, keys).frames(0, job.num_frames)
 
 
 def reference_slerp(a, b, t):
@@ -103,13 +103,13 @@ def test_grid_is_the_tutorials_nested_linspace():
     tutorial = np.linspace(np.linspace(keys[0], keys[1], n), np.linspace(keys[2], keys[3], n), n)
     np.testing.assert_allclose(enc, tutorial.reshape(n * n, 77, D), rtol=1e-5, atol=1e-5)
     assert job.num_frames == 36
-    params = job.trajectory(keys).params(7, 8)
+    params = Trajectory(job, keys).params(7, 8)
     assert params["row"].tolist() == [1] and params["col"].tolist() == [1]
 
 
 def test_grid_varying_noise_is_fresh_per_frame_and_keyed_by_frame():
     job = make_job({"kind": "grid", "size": 3}, 4, {"kind": "per_frame", "seed": 7})
-    traj = job.trajectory(keyframes(4))
+    traj = Trajectory(job, keyframes(4))
     _, noise = traj.frames(0, 9)
     assert len({n.tobytes() for n in noise}) == 9
     _, again = traj.frames(4, 5)
@@ -198,7 +198,7 @@ def test_a_range_alone_equals_the_same_frames_of_the_whole_walk(walk, prompts, n
     keys = keyframes(prompts)
     enc, noi = whole(job, keys)
     for start, stop in ((0, 1), (3, 10), (job.num_frames - 2, job.num_frames), (5, 5)):
-        e, n = job.trajectory(keys).frames(start, stop)
+        e, n = Trajectory(job, keys).frames(start, stop)
         np.testing.assert_array_equal(e, enc[start:stop])
         np.testing.assert_array_equal(n, noi[start:stop])
 
@@ -206,23 +206,23 @@ def test_a_range_alone_equals_the_same_frames_of_the_whole_walk(walk, prompts, n
 def test_out_of_range_frames_are_refused():
     job = make_job({"kind": "interpolate", "frames": 4}, 2)
     with pytest.raises(IndexError, match="outside the walk's 4 frames"):
-        job.trajectory(keyframes(2)).frames(2, 5)
+        Trajectory(job, keyframes(2)).frames(2, 5)
 
 
 def test_keyframes_must_match_the_prompts():
     job = make_job({"kind": "interpolate", "frames": 4}, 2)
     with pytest.raises(ValueError, match="K = 2 prompts"):
-        job.trajectory(keyframes(3))
+        Trajectory(job, keyframes(3))
 
 
 FRAME_DIGEST = textwrap.dedent("""
     import hashlib, sys
     import numpy as np
-    from raywalk import job_from_dict
+    from raywalk import Trajectory, job_from_dict
     job = job_from_dict({"prompts": ["a", "b", "c"], "walk": {"kind": "interpolate", "frames": 40,
         "method": "slerp"}, "noise": {"kind": "per_frame", "seed": 3}, "model": {"width": 64, "height": 64}})
     keys = np.random.default_rng(0).standard_normal((3, 77, 16)).astype(np.float32)
-    enc, noise = job.trajectory(keys).frames(int(sys.argv[1]), int(sys.argv[2]))
+    enc, noise = Trajectory(job, keys).frames(int(sys.argv[1]), int(sys.argv[2]))
     print(hashlib.sha256(enc.tobytes() + noise.tobytes()).hexdigest())
 """)
 
@@ -237,6 +237,6 @@ def test_the_same_frames_in_two_separate_processes():
                          "method": "slerp"}, "noise": {"kind": "per_frame", "seed": 3},
                          "model": {"width": 64, "height": 64}})
     keys = np.random.default_rng(0).standard_normal((3, 77, 16)).astype(np.float32)
-    enc, noise = job.trajectory(keys).frames(10, 30)
+    enc, noise = Trajectory(job, keys).frames(10, 30)
     here = hashlib.sha256(enc.tobytes() + noise.tobytes()).hexdigest()
     assert digests == [here, here]
