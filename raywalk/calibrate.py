@@ -13,6 +13,7 @@ import ray
 from raywalk.driver import WorkerSpec, connect, worker_resources
 from raywalk.renderer import load_renderer
 from raywalk.spec import Job, job_from_dict
+from raywalk.trajectory import Trajectory
 
 
 def calibrate(job: Job, address: str | None = None) -> float:

@@ -105,8 +105,8 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
         f"batches           {p.batches} of {p.batch_size} ({p.padded_frames - p.frames} padding frames)",
         f"UNet evaluations  {p.unet_evaluations} ({p.padded_frames} frames x {p.steps} steps x 2 guidance passes)",
         "files             manifest.json, keyframes.npy, "
-        f"frames/{frame_name(0)} .. frames/{frame_name(last)}, "
-        f"index/chunk-000000.parquet .. index/chunk-{p.chunks - 1:06d}.parquet",
+        + (f"frames/{frame_name(0)}" if last == 0 else f"frames/{frame_name(0)} .. frames/{frame_name(last)}")
+        + f" ({p.frames} PNG{'s' if p.frames > 1 else ''}), index/ (a Parquet file per chunk rendered)",
     ]
     if job.outputs.files:
         lines.append("outputs           " + ", ".join(job.output_files().values()))

@@ -29,6 +29,8 @@ import yaml
 
 from raywalk.errors import JobError
 
+__all__ = ["Job", "JobError", "job_from_dict", "load_job"]
+
 DEFAULT_RENDERER = "raywalk.kerascv:KerasCVRenderer"
 WALK_KINDS = ("interpolate", "grid", "text_walk", "noise_circle")
 NOISE_KINDS = ("fixed", "per_frame", "slerp", "circle")
@@ -280,7 +282,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) or key is None:
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
@@ -336,23 +338,23 @@ class _Validator:
             self.fail(f"{where}.{key}", f"must be at most {maximum:g}, got {_short(value)}")
         return float(value)
 
-    def boolean(self, data: dict, key: str, where: str, default: bool) -> bool:
+    def boolean(self, data: dict[str, Any], key: str, where: str, default: bool) -> bool:
         value = data.get(key, default)
         if not isinstance(value, bool):
             self.fail(f"{where}.{key}", f"must be true or false, got {_type(value)}")
         return value
 
-    def string(self, data: dict, key: str, where: str, default: str) -> str:
+    def string(self, data: dict[str, Any], key: str, where: str, default: str) -> str:
         value = data.get(key, default)
         if not isinstance(value, str) or not value.strip():
             self.fail(f"{where}.{key}", f"must be a non-empty string, got {_type(value)}")
         return value
 
-    def choice(self, data: dict, key: str, where: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, data: dict[str, Any], key: str, where: str, default: str, choices: tuple[str, ...]) -> str:
         value = data.get(key, default)
         if value not in choices:
-            self.fail(f"{where}.{key}", f"unknown {key} {value!r} (expected one of: {', '.join(choices)})")
-        return value
+            self.fail(f"{where}.{key}", f"unknown {key} {_short(value)} (expected one of: {', '.join(choices)})")
+        return str(value)
 
     # -- sections -----------------------------------------------------------
 
@@ -506,7 +508,7 @@ class _Validator:
 
     def outputs(self, data: Any, walk: Walk, model: Model) -> Outputs:
         o = self.section(data, "outputs", OUTPUT_KINDS + ("preview_every",))
-        option_keys = {
+        option_keys: dict[str, dict[str, Any]] = {
             "gif": {"fps": 10, "rubber_band": False, "resize": None},
             "mp4": {"fps": 24, "rubber_band": False, "quality": 8},
             "grid": {},
