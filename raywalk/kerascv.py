@@ -45,7 +45,7 @@ PROBE_TIMEOUT_S = 5.0  # how long `check_resources` waits for the weights' downl
 
 @dataclass(frozen=True)
 class Settings:
-    """The constructor's arguments, validated (shared by the constructor and `check_prompts`)."""
+    """The constructor's arguments, validated (shared by the constructor, `check_prompts` and `check_resources`)."""
 
     width: int
     height: int
@@ -127,9 +127,9 @@ def build_models(version: str, width: int, height: int, weights: str) -> SubMode
 
     from raywalk import kerascv_api
 
-    text_cls, unet_cls, decoder_cls = kerascv_api.sub_model_classes(version)
     directory = _weights_dir(weights)
     files = verify_weights(directory, version) if directory else {}
+    text_cls, unet_cls, decoder_cls = kerascv_api.sub_model_classes(version)
     if weights == "random":
         log.warning("KerasCV Stable Diffusion %s with RANDOM weights: the images are noise (smoke tests only)", version)
         keras.utils.set_random_seed(0)
