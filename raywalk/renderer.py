@@ -127,13 +127,13 @@ def check_renderer(model: Any, prompts: list[str], *, strict: bool = False) -> l
             encoded, a resource cannot be used, or (strict) something cannot be checked here.
     """
     cls, kwargs = _checked_class(model)
+    check_resources = getattr(cls, "check_resources", None)
+    notes = list(check_resources(**kwargs)) if callable(check_resources) else []
+    if strict and notes:  # first: a worker without the weights directory also lacks the vocabulary in it
+        raise RendererError("; ".join(notes))
     check_prompts = getattr(cls, "check_prompts", None)
     if callable(check_prompts):
         check_prompts(list(prompts), **kwargs)
-    check_resources = getattr(cls, "check_resources", None)
-    notes = list(check_resources(**kwargs)) if callable(check_resources) else []
-    if strict and notes:
-        raise RendererError("; ".join(notes))
     return [f"{note}; render checks it on the workers" for note in notes]
 
 

@@ -100,6 +100,16 @@ def test_a_weights_directory_elsewhere_is_a_note_here_and_refused_on_a_worker(tm
         check_renderer(model(elsewhere), PROMPTS, strict=True)
 
 
+def test_on_a_worker_a_missing_weights_directory_is_named_before_the_vocabulary_it_holds(
+        tmp_path, empty_keras_home, monkeypatch):
+    monkeypatch.setattr(weights, "VOCAB", dataclasses.replace(VOCAB, url=(tmp_path / "nowhere").as_uri()))
+    elsewhere = tmp_path / "cluster-share"
+    with pytest.raises(RendererError, match="^weights directory .* is not on this machine$"):
+        check_renderer(model(elsewhere), PROMPTS, strict=True)
+    with pytest.raises(RendererError, match="^cannot download bpe_simple_vocab_16e6.txt.gz"):
+        check_renderer(model(elsewhere), PROMPTS)  # here: nothing to count the prompts' tokens with
+
+
 def test_a_weights_directory_here_has_every_file_checked(tmp_path, clip_vocab):
     fake_weights(tmp_path, clip_vocab, skip=("kcv_decoder.h5",))
     with pytest.raises(RendererError) as info:
