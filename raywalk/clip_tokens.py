@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import gzip
 import html
+import itertools
 import math
 from pathlib import Path
 
@@ -42,7 +43,8 @@ class ClipTokenCounter:
     """Counts the CLIP tokens of a prompt as KerasCV's `SimpleTokenizer.encode` makes them."""
 
     def __init__(self, vocab: Path) -> None:
-        lines = gzip.open(vocab).read().decode("utf-8").split("\n")[1 : _MERGES + 1]
+        with gzip.open(vocab) as f:
+            lines = f.read().decode("utf-8").split("\n")[1 : _MERGES + 1]
         self._ranks: dict[tuple[str, str], int] = {
             (first, second): rank for rank, (first, second) in enumerate(line.split() for line in lines)
         }
@@ -62,7 +64,7 @@ class ClipTokenCounter:
         if word not in self._cache:
             parts = [*word[:-1], word[-1] + "</w>"]
             while len(parts) > 1:
-                pairs = set(zip(parts, parts[1:]))
+                pairs = set(itertools.pairwise(parts))
                 best = min(pairs, key=lambda pair: self._ranks.get(pair, math.inf))
                 if best not in self._ranks:
                     break
