@@ -74,12 +74,14 @@ def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, worker
     job = load_job(job_file)
     from raywalk.renderer import check_renderer
 
-    check_renderer(job.model, list(job.prompts))
+    notes = check_renderer(job.model, list(job.prompts), strict=False)
     if calibrate:
         from raywalk.calibrate import calibrate as measure
 
         seconds_per_step = measure(job, address)
     click.echo(describe(job, seconds_per_step, workers))
+    for note in notes:
+        click.echo(f"unchecked         {note}")
 
 
 def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) -> str:
@@ -214,7 +216,7 @@ def weights() -> None:
 @click.option("--version", "version", type=click.Choice(["v1.4", "v2.1"]), default="v1.4", show_default=True)
 def stage(directory: Path, version: str) -> None:
     """Download and verify the KerasCV weights and CLIP vocabulary into DIRECTORY (then set weights: DIRECTORY)."""
-    from raywalk.kerascv import stage_weights
+    from raywalk.weights import stage_weights
 
     stage_weights(directory, version)
     click.echo(f"raywalk: {version} weights staged in {directory}")
