@@ -266,13 +266,13 @@ def test_draws_are_the_recorded_golden_values(shape, seed, stream, index, digest
 
 def test_frame_noise_is_keyed_as_recorded():
     grid = make_job({"kind": "grid", "size": 3}, 4, {"kind": "per_frame", "seed": 7})
-    _, noise = grid.trajectory(keyframes(4)).frames(3, 5)
+    _, noise = Trajectory(grid, keyframes(4)).frames(3, 5)
     assert [hashlib.sha256(n.tobytes()).hexdigest() for n in noise] == [
         "9b0c56a1de9ea3177d9f787a823b890d5ae9f5d6c84a4354095520c3204d8d6a",
         "2de4c37e5441fc0475c4fb5e2c23790ad08df39d96a1ae257874742c9dbf1e86",
     ]
     fixed = make_job({"kind": "interpolate", "frames": 3}, 2)
-    _, noise = fixed.trajectory(keyframes(2)).frames(2, 3)
+    _, noise = Trajectory(fixed, keyframes(2)).frames(2, 3)
     assert hashlib.sha256(noise[0].tobytes()).hexdigest() == (
         "dff5f5268d221a6ed580f0ee29b1f22a9411d25e59ca610539e17da08410aff1"
     )
