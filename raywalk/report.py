@@ -315,9 +315,11 @@ def _walk_plot(table: pa.Table, columns: list[str], done: set[int], num_frames: 
         fig = _figure(0.6 + 1.3 * len(columns))
         axes = fig.subplots(len(columns), 1, sharex=True, squeeze=False)[:, 0]
         gaps = _runs([f for f in range(num_frames) if f not in first])
+        cuts = np.flatnonzero(np.diff(frames) > 1) + 1  # a NaN there: no line across frames not done
+        x = np.insert(np.asarray(frames, dtype=float), cuts, np.nan)
         for ax, column in zip(axes, columns):
-            values = [data[column][first[f]] for f in frames]
-            ax.plot(frames, values, ".-" if len(frames) <= 200 else "-", markersize=3, linewidth=1)
+            y = np.insert(np.array([data[column][first[f]] for f in frames], dtype=float), cuts, np.nan)
+            ax.plot(x, y, ".-" if len(frames) <= 200 else "-", markersize=3, linewidth=1)
             ax.set_ylabel(column)
             for lo, hi in gaps:
                 ax.axvspan(lo - 0.5, hi + 0.5, color="tab:red", alpha=0.15, linewidth=0)
@@ -368,6 +370,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequen
         for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _secs(x: float) -> str:
+    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
 
 
 def _img(alt: str, src: str, cls: str = "plot") -> str:
@@ -455,15 +461,15 @@ def _speed_section(index: Mapping[str, Sequence[Any]]) -> str:
     stat_header = ["frames", "mean s", "median s", "p90 s", "render s"]
 
     def numbers(g: GroupStats) -> tuple[Any, ...]:
-        return g.frames, f"{g.mean:.3f}", f"{g.median:.3f}", f"{g.p90:.3f}", f"{g.seconds:.1f}"
+        return g.frames, _secs(g.mean), _secs(g.median), _secs(g.p90), _secs(g.seconds)
 
     return (
         "<h2>Throughput</h2>"
         + _img("frames per minute over time, per worker and total", _throughput_plot(series))
         + f"<p class=sub>Frames per minute in bins of {series.bin_seconds:.3g} s, on {how}.</p>"
         "<h2>Seconds per frame</h2>"
-        f"<p>{seconds.mean():.3f} s per frame on average over {len(seconds)} index rows "
-        f"({seconds.sum():.1f} render seconds on {len(workers)} worker(s), {len(nodes)} node(s)).</p>"
+        f"<p>{_secs(seconds.mean())} s per frame on average over {len(seconds)} index rows "
+        f"({_secs(seconds.sum())} render seconds on {len(workers)} worker(s), {len(nodes)} node(s)).</p>"
         + _img("seconds per frame per worker", _seconds_plot(index, workers))
         + "<h3>Per worker</h3>"
         + _table(["worker", "node", *stat_header],
@@ -542,8 +548,7 @@ def build_report(store: RunStore) -> str:
         _walk_section(table, done, total),
         _job_section(job, manifest),
         f"<h2>Commands</h2><pre>{_e(commands)}</pre>",
-        f"<footer>raywalk report of {_e(store.url())}, generated {_e(generated)} from its manifest and index."
-        "</footer>",
+        f"<footer>raywalk report of {_e(store.url())}, generated {_e(generated)} from its manifest and index.</footer>",
     ])
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
