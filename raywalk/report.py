@@ -16,7 +16,6 @@ import base64
 import datetime
 import html
 import io
-import math
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -108,14 +107,16 @@ def completion_times(index: Mapping[str, Sequence[Any]]) -> tuple[str, dict[str,
 def throughput(index: Mapping[str, Sequence[Any]], bins: int | None = None) -> Throughput:
     """Frames per minute over time, per worker and in total (see `completion_times` for the clock).
 
-    The time from 0 to the last frame is cut into `bins` equal bins (default:
-    about the square root of the row count, 4 to 60), so no bin is partial.
+    The time from 0 to the last frame is cut into `bins` equal bins, so no bin
+    is partial; the default, one bin per 20 rows (4 to 60), keeps each bin's
+    count large enough that a frame more or less does not look like a change
+    of speed.
     """
     clock, times = completion_times(index)
     rows = sum(len(t) for t in times.values())
     if not rows:
         return Throughput(clock, 0.0, np.zeros(0), {}, np.zeros(0))
-    bins = bins or min(60, max(4, round(math.sqrt(rows))))
+    bins = bins or min(60, max(4, rows // 20))
     width = max(max(float(t[-1]) for t in times.values()), 1e-6) / bins
     per_worker = {
         w: np.bincount(np.clip(np.ceil(t / width).astype(int) - 1, 0, bins - 1), minlength=bins) * (60 / width)
