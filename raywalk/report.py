@@ -22,9 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
+from matplotlib.figure import Figure
 
 from raywalk.errors import RunLocationError, StoreError, one_line
 from raywalk.spec import OUTPUT_SUFFIXES, Job, job_from_dict
@@ -89,9 +91,11 @@ def completion_times(index: Mapping[str, Sequence[Any]]) -> tuple[str, dict[str,
         groups: dict[tuple[int, float], list[int]] = {}
         for i in np.lexsort((frames, stamps, chunks)):
             groups.setdefault((int(chunks[i]), float(stamps[i])), []).append(int(i))
+        starts = []
         for (_, stamp), rows in groups.items():
-            times[rows] = stamp - seconds[rows].sum() + np.cumsum(seconds[rows])
-        times -= min(stamp - seconds[rows].sum() for (_, stamp), rows in groups.items())
+            starts.append(stamp - seconds[rows].sum())
+            times[rows] = starts[-1] + np.cumsum(seconds[rows])
+        times -= min(starts)
     else:
         by_worker: dict[str, list[int]] = {}
         for i in np.lexsort((frames, chunks)):
@@ -227,24 +231,20 @@ def _data_uri(mime: str, data: bytes) -> str:
 
 # ---------------------------------------------------------------------------- plots
 
+# Text stays text in the SVG (smaller, crisp); ids are stable from one report to the next.
 _PLOT_RC = {"svg.fonttype": "none", "svg.hashsalt": "raywalk", "font.size": 9, "axes.spines.top": False,
             "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
 
 
-def _figure(height: float):
+def _figure(height: float) -> Figure:
     # A bare Figure, not pyplot: no global backend is chosen or changed in the
     # caller's process; savefig(format="svg") draws with matplotlib's SVG backend.
-    from matplotlib.figure import Figure
-
     return Figure(figsize=(8, height), layout="constrained")
 
 
-def _svg_uri(fig) -> str:
-    import matplotlib
-
+def _svg_uri(fig: Figure) -> str:
     buf = io.BytesIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "raywalk"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None})
     return _data_uri("image/svg+xml", buf.getvalue())
 
 
@@ -253,8 +253,6 @@ def _short(name: str) -> str:
 
 
 def _throughput_plot(series: Throughput) -> str:
-    import matplotlib
-
     with matplotlib.rc_context(_PLOT_RC):
         fig = _figure(3.2)
         ax = fig.add_subplot()
@@ -276,8 +274,6 @@ def _throughput_plot(series: Throughput) -> str:
 
 
 def _seconds_plot(index: Mapping[str, Sequence[Any]], stats: list[GroupStats]) -> str:
-    import matplotlib
-
     with matplotlib.rc_context(_PLOT_RC):
         fig = _figure(0.8 + 0.35 * len(stats))
         ax = fig.add_subplot()
@@ -288,7 +284,7 @@ def _seconds_plot(index: Mapping[str, Sequence[Any]], stats: list[GroupStats]) -
                    tick_labels=[f"{_short(s.name)} @ {', '.join(map(_short, s.members))}" for s in stats])
         ax.invert_yaxis()
         ax.set_xlabel("seconds per frame (box: quartiles, line: median)")
-        ax.set_xlim(0, 1.1 * max(max(v) for v in by_worker.values()))
+        ax.set_xlim(0, 1.1 * max(max(v) for v in by_worker.values()) or 1.0)
         return _svg_uri(fig)
 
 
@@ -304,8 +300,6 @@ def _runs(frames: list[int]) -> list[tuple[int, int]]:
 
 
 def _walk_plot(table: pa.Table, columns: list[str], done: set[int], num_frames: int) -> str:
-    import matplotlib
-
     data = table.select(["frame", *columns]).to_pydict()
     first: dict[int, int] = {}
     for i, frame in enumerate(data["frame"]):
