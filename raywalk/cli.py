@@ -224,8 +224,11 @@ def stage(directory: Path, version: str) -> None:
 @click.argument("uri")
 @click.option("--open", "open_page", is_flag=True, help="Open the report in a web browser (local runs).")
 def report(uri: str, open_page: bool) -> None:
-    """Write report.html into the run at URI (one self-contained page: job, outputs, progress, throughput,
-    commands) and print where it is; works on any run, finished or not."""
+    """Write report.html, a page about the run at URI that reads offline, and print where it is.
+
+    One self-contained file (job, outputs, progress, failures, throughput,
+    seconds per frame, walk, commands) for any run, finished or not.
+    """
     import webbrowser
 
     from raywalk.report import write_report

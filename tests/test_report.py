@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from raywalk import report as report_module
+from raywalk.cli import main
 from raywalk.driver import run_manifest
 from raywalk.report import (
     _manifest_dict,
@@ -211,6 +213,11 @@ def test_a_location_without_a_run_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr == f"raywalk: error: {tmp_path}: holds no raywalk run (no manifest.json)\n"
     assert not (tmp_path / "report.html").exists()
+
+
+def test_report_has_help():
+    result = CliRunner().invoke(main, ["report", "--help"])
+    assert result.exit_code == 0 and "--open" in result.output and "reads offline" in result.output
 
 
 def test_outputs_are_embedded_or_linked_by_size(tmp_path, monkeypatch):
