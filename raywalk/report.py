@@ -536,7 +536,7 @@ def build_report(store: RunStore) -> str:
     body = "".join([
         f"<h1>{_e(job.name)}</h1><p class=sub>{_e(store.url())} · {_e(state)}</p>",
         banner,
-        _summary(total, missing, failures, store.read_lock()),
+        _summary(total, missing, failures, store.read_lock() if missing else None),  # the lock matters mid-run
         _outputs_section(store, job),
         _failures_section(failures, index),
         _speed_section(index),
@@ -546,7 +546,7 @@ def build_report(store: RunStore) -> str:
         f"<footer>raywalk report of {_e(store.url())}, generated {_e(generated)} from its manifest and index.</footer>",
     ])
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
             f"<title>{_e(job.name)}: raywalk report</title><style>{_CSS}</style></head><body>{body}</body></html>")
 
 

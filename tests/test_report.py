@@ -7,10 +7,13 @@ import io
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +39,9 @@ from raywalk.report import (
 )
 from raywalk.spec import job_from_dict
 from raywalk.store import RunStore
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -198,8 +204,11 @@ def synthetic_run(uri: str, frames: int = 12, done: range | list[int] = (), chun
 
 def test_a_run_without_any_frame(tmp_path):
     store = synthetic_run(str(tmp_path / "run"))
+    store.acquire_lock({"job": "synthetic"})  # a render in progress
     url = write_report(store)
+    store.release_lock()
     page = Path(url).read_text()
+    assert f"A driver holds the run: host {socket.gethostname()}, pid {os.getpid()}" in page
     assert url == str(tmp_path / "run" / "report.html")
     assert "0 of 12 frames done, 12 missing (0-11), 0 failed chunks." in page
     assert "No frames rendered yet." in page and "RANDOM WEIGHTS" in page
@@ -227,7 +236,10 @@ def test_outputs_are_embedded_or_linked_by_size(tmp_path, monkeypatch):
     store.write_bytes("synthetic.gif", gif.getvalue())
     store.write_bytes("synthetic.mp4", b"\x00" * 4000)
     monkeypatch.setattr(report_module, "INLINE_LIMIT", 3000)
+    store.acquire_lock({"job": "synthetic"})  # the driver that just finished, writing its report
     page = build_report(store)
+    store.release_lock()
+    assert "A driver holds the run" not in page  # a finished run: nobody needs to know
     assert '<img class="out anim" alt="gif synthetic.gif" src="data:image/gif;base64,' in page
     assert '<a href="synthetic.mp4">synthetic.mp4</a> (0.00 MB, too large to embed)' in page
     monkeypatch.setattr(report_module, "INLINE_LIMIT", 8 << 20)
@@ -268,7 +280,7 @@ def find_browser() -> tuple[str, str] | None:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser() -> Iterator[WebDriver]:
     """Headless Chromium driven by selenium, logging the page's console."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[test])")
     found = find_browser()
@@ -286,7 +298,7 @@ def browser():
     driver.quit()
 
 
-def load(browser, path: Path) -> dict:
+def load(browser: WebDriver, path: Path) -> dict[str, Any]:
     """Open a local page; what it logged, which images it drew, what it fetched, and its text."""
     browser.get(path.as_uri())
     return {
@@ -302,7 +314,7 @@ def load(browser, path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def failed_run(tmp_path_factory, ray_connected):
+def failed_run(tmp_path_factory: pytest.TempPathFactory, ray_connected: dict[str, str]) -> Path:
     """A real render (FakeRenderer's failing sibling), 12 frames, chunk 1 (frames 4-7) failed, then a
     partial assembly of its GIF and contact sheet, as a user would preview it."""
     from test_render import run, write_job
