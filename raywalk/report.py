@@ -269,7 +269,7 @@ def _throughput_plot(series: Throughput) -> str:
                       else f"render {unit} of each worker (the index records no wall-clock times)")
         ax.set_ylabel("frames per minute")
         ax.set_ylim(bottom=0)
-        ax.legend(loc="lower left", fontsize=8, ncols=3)
+        fig.legend(loc="outside upper right", fontsize=8, ncols=5, frameon=False)
         return _svg_uri(fig)
 
 

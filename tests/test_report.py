@@ -175,8 +175,9 @@ def job_data(frames: int = 12, chunk_size: int = 4, outputs: dict | None = None)
 
 
 def synthetic_run(uri: str, frames: int = 12, done: range | list[int] = (), chunk_size: int = 4,
-                  written: bool = True, workers: int = 2) -> RunStore:
-    """A run as a render leaves it, written without Ray: manifest, frames `done`, their index."""
+                  written: bool = True, workers: int = 2, attempts: dict[int, int] | None = None) -> RunStore:
+    """A run as a render leaves it, written without Ray: manifest, frames `done`, their index
+    (chunk c on attempt `attempts[c]`, else 1)."""
     job = job_from_dict(job_data(frames, chunk_size))
     store = RunStore(uri)
     store.write_manifest(run_manifest(job, {"random_weights": True, "renderer": {"kind": "fake"},
@@ -192,7 +193,7 @@ def synthetic_run(uri: str, frames: int = 12, done: range | list[int] = (), chun
             "frame": chunk_frames, "file": [f"frames/{f:06d}.png" for f in chunk_frames],
             "sha256": [hashlib.sha256(png).hexdigest()] * len(chunk_frames), "bytes": [len(png)] * len(chunk_frames),
             "width": [64] * len(chunk_frames), "height": [64] * len(chunk_frames), "chunk": [chunk] * len(chunk_frames),
-            "attempt": [1] * len(chunk_frames), "node": ["node-a"] * len(chunk_frames),
+            "attempt": [(attempts or {}).get(chunk, 1)] * len(chunk_frames), "node": ["node-a"] * len(chunk_frames),
             "worker": [f"worker-{chunk % workers}"] * len(chunk_frames), "seconds": [0.5] * len(chunk_frames),
             "segment": [0] * len(chunk_frames), "t": [f / max(frames - 1, 1) for f in chunk_frames],
         }
@@ -366,9 +367,10 @@ def test_report_of_a_real_render_in_a_browser(failed_run, browser, tmp_path):
 
 
 def test_report_with_wall_clock_times_in_a_browser(browser, tmp_path):
-    store = synthetic_run(str(tmp_path / "run"), frames=60, done=range(40), chunk_size=5, workers=3)
+    store = synthetic_run(str(tmp_path / "run"), frames=60, done=range(40), chunk_size=5, workers=3, attempts={2: 3})
     seen = load(browser, Path(write_report(store)))
     assert seen["severe"] == []
     assert seen["svg_plots"] == 3 and all(width for _, width in seen["images"])
     assert "40 of 60 frames done, 20 missing (40-59), 0 failed chunks." in seen["text"]
     assert "wall-clock time from the index's written times" in seen["text"]
+    assert "5 index row(s) come from a second or later attempt, in 1 chunk(s)." in seen["text"]
