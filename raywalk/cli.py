@@ -1,4 +1,4 @@
-"""The `raywalk` command line: plan, render, resume, status, assemble, weights."""
+"""The `raywalk` command line: plan, render, resume, status, assemble, weights, report."""
 from __future__ import annotations
 
 import datetime
@@ -220,6 +220,31 @@ def stage(directory: Path, version: str) -> None:
 
     stage_weights(directory, version)
     click.echo(f"raywalk: {version} weights staged in {directory}")
+
+
+@main.command()
+@click.argument("uri")
+@click.option("--open", "open_page", is_flag=True, help="Open the report in a web browser (local runs).")
+def report(uri: str, open_page: bool) -> None:
+    """Write report.html, a page about the run at URI that reads offline, and print where it is.
+
+    One self-contained file (job, outputs, progress, failures, throughput,
+    seconds per frame, walk, commands) for any run, finished or not.
+    """
+    import webbrowser
+
+    from raywalk.report import write_report
+    from raywalk.store import RunStore
+
+    store = RunStore(uri, create=False)
+    url = write_report(store)
+    click.echo(url)
+    if not open_page:
+        return
+    if not store.local:
+        click.echo("raywalk: --open needs a local run; download the report to open it", err=True)
+    elif not webbrowser.open(Path(url).as_uri()):
+        click.echo("raywalk: no web browser found to open the report", err=True)
 
 
 if __name__ == "__main__":
