@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from matplotlib.figure import Figure
 
-from raywalk.errors import RunLocationError, StoreError, one_line
-from raywalk.spec import OUTPUT_SUFFIXES, Job, job_from_dict
-from raywalk.store import INDEX_SCHEMA, MANIFEST, RunStore, frame_ranges
+from raywalk.errors import StoreError, one_line
+from raywalk.spec import OUTPUT_SUFFIXES, Job
+from raywalk.store import INDEX_SCHEMA, RunStore, frame_ranges
 
 REPORT = "report.html"
 INLINE_LIMIT = 8 << 20  # outputs up to this size are embedded; larger ones are linked
@@ -202,18 +202,6 @@ def shell_commands(uri: str, missing: bool) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------- reading the run
-
-
-def _manifest_dict(store: RunStore) -> dict[str, Any]:
-    """The run's manifest as plain data, from a dict or a manifest object with `to_json()`.
-
-    Raises:
-        RunLocationError: the location holds no run.
-    """
-    manifest = store.read_manifest()
-    if manifest is None:
-        raise RunLocationError(f"{store.uri}: holds no raywalk run (no {MANIFEST})")
-    return manifest if isinstance(manifest, dict) else manifest.to_json()
 
 
 def _sizes(store: RunStore, names: Sequence[str]) -> dict[str, int]:
@@ -518,9 +506,10 @@ def build_report(store: RunStore) -> str:
         RunLocationError: the location holds no run.
         StoreError: the run cannot be read.
     """
-    manifest = _manifest_dict(store)
-    job = job_from_dict(manifest["job"], source=store.url(MANIFEST))
-    total = int(manifest.get("num_frames", job.num_frames))
+    record = store.require_manifest()
+    manifest = record.to_json()
+    job = record.job
+    total = record.num_frames
     table = store.read_index()
     done = store.done_frames()
     missing = [f for f in range(total) if f not in done]

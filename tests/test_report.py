@@ -25,7 +25,6 @@ from raywalk import report as report_module
 from raywalk.cli import main
 from raywalk.driver import run_manifest
 from raywalk.report import (
-    _manifest_dict,
     build_report,
     completion_times,
     node_stats,
@@ -144,19 +143,6 @@ def test_commands_are_shell_quoted():
     assert ["raywalk", "assemble", uri] in commands.values()
     assert ["raywalk", "assemble", uri, "--partial"] in commands.values()
     assert not any("--partial" in c for _, c in shell_commands(uri, missing=False))
-
-
-def test_manifest_as_a_dict_or_an_object_with_to_json(tmp_path):
-    store = RunStore(str(tmp_path))
-    store.write_manifest({"job": {"name": "x"}, "num_frames": 1})
-
-    class Manifest:
-        def to_json(self):
-            return {"job": {"name": "x"}, "num_frames": 1, "run_id": "r"}
-
-    assert _manifest_dict(store) == {"job": {"name": "x"}, "num_frames": 1}
-    store.read_manifest = Manifest  # what the store will return after its change
-    assert _manifest_dict(store)["run_id"] == "r"
 
 
 # ---------------------------------------------------------------------------- runs built in storage
