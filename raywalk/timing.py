@@ -41,7 +41,7 @@ def frame_energy(envelope: np.ndarray, rate: float, fps: int, num_frames: int) -
     Value j of `envelope` is taken to hold over [(j - 1/2) / rate, (j + 1/2) / rate). The mean
     over a frame is the difference of the running integral at the frame's two edges, divided by
     its length; both edges are computed from k / fps, never by counting hops, so nothing drifts
-    however long the track. Time past the envelope's end counts as silence.
+    however long the track. Time before the envelope's first value or after its last counts as silence.
 
     Raises:
         ValueError: an empty envelope or a rate, fps or frame count that is not positive.
