@@ -29,7 +29,7 @@ def soundtrack() -> np.ndarray:
     for beat, start in enumerate(np.arange(0.0, SECONDS, BEAT)):
         if BREAK[0] <= start < BREAK[1]:
             continue
-        i = int(round(start * RATE))
+        i = round(start * RATE)
         tail = np.arange(min(int(0.25 * RATE), n - i)) / RATE
         kick = 0.8 * np.sin(2 * np.pi * (50 + 100 * np.exp(-tail * 30)) * tail) * np.exp(-tail * 12)
         out[i:i + len(tail)] += kick

@@ -65,7 +65,7 @@ def features(image: np.ndarray) -> list[np.ndarray]:
 
 def feature_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     """Mean over scales of the mean absolute feature difference (see the module docstring)."""
-    return float(np.mean([np.abs(x - y).mean() for x, y in zip(a, b)]))
+    return float(np.mean([np.abs(x - y).mean() for x, y in zip(a, b, strict=True)]))
 
 
 def image_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -128,7 +128,7 @@ def test_frame_energy_does_not_drift_over_an_hour():
         env = np.zeros(hour)
         env[j] = 1.0
         energy = frame_energy(env, rate, fps, int(3600 * fps))
-        assert int(np.argmax(energy)) == int(np.floor(j / rate * fps + 0.5))
+        assert int(np.argmax(energy)) == np.floor(j / rate * fps + 0.5)
         assert energy.sum() / fps == pytest.approx(1 / rate)  # every bit of energy lands in some frame
     # Frame 0's window starts half a frame before 0 s, where there is no sound: only it reads less.
     np.testing.assert_allclose(frame_energy(np.full(500, 3.0), rate, fps, 200)[1:], 3.0)
@@ -152,7 +152,7 @@ def clicks_wav(path: Path, clicks: list[float], seconds: float, rate: int = 2205
     y = 0.1 * (np.sin(2 * np.pi * 220 * t) + np.sin(2 * np.pi * 277 * t))
     rng = np.random.default_rng(0)
     for c in clicks:
-        i = int(round(c * rate))
+        i = round(c * rate)
         y[i:i + 300] += 0.8 * rng.standard_normal(300) * np.exp(-np.arange(300) / 60)
     soundfile.write(path, y.astype(np.float32), rate)
     return path
@@ -176,7 +176,7 @@ def test_the_largest_steps_land_on_the_clicks(tmp_path):
              if steps[k - 1] < steps[k] >= steps[k + 1] and steps[k] > 2 * np.median(steps)]
     expected = [round(c * fps) for c in clicks]
     print(f"\nclick frames {expected}, largest steps arrive at {peaks}")
-    assert len(peaks) == len(clicks) and all(abs(a - b) <= 1 for a, b in zip(peaks, expected))
+    assert len(peaks) == len(clicks) and all(abs(a - b) <= 1 for a, b in zip(peaks, expected, strict=True))
     assert table[60] == 1.0 and table[-1] == 2.0  # the keyframe and the end stay pinned
     assert steps[1:].min() > 0  # the floor: never still
 
