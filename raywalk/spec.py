@@ -636,6 +636,8 @@ class _Validator:
             if data is not None:
                 self.fail("pacing", "first-pass settings apply only to walk.pacing: perceptual")
             return None
+        if walk.frames < 2:
+            self.fail("walk.pacing", "perceptual pacing spaces at least 2 frames")
         if noise.kind == "per_frame":
             self.fail("walk.pacing", "per_frame noise changes the picture at every frame by itself; perceptual "
                       "pacing cannot even that out (use fixed or slerp noise)")

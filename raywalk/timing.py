@@ -17,8 +17,10 @@ With a soundtrack the weights come from its percussive onset envelope
 `release` smooths it, `step_weights` adds the floor. Each is a function of
 arrays, so it can be tested without audio.
 
-Integration: the driver computes the table once, before dispatch, stores it
-with the run, and every worker passes it to `Trajectory(job, keys, timing=table)`.
+Integration: when `needs_table(job)`, the driver computes the table once,
+before dispatch, with `job_table` (from the soundtrack's envelope and the
+first pass's distances), stores it with the run, and every worker passes it
+to `Trajectory(job, keys, timing=table)`.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
+from raywalk.pacing import PerceptualWarp
 from raywalk.spec import Job, Timing
 from raywalk.trajectory import eased
 
@@ -134,13 +137,46 @@ def walk_table(job: Job, weights: np.ndarray | None = None, warp: Warp | None = 
     it gives the parameters the job gives alone (its keyframes and easing).
 
     Raises:
-        ValueError: not an interpolate walk that ends on its last prompt, or weights that do not fit it.
+        ValueError: not an interpolate walk of 2 or more frames ending on its last prompt, or weights that
+            do not fit it.
     """
-    if job.walk.kind != "interpolate" or job.walk.loop:
-        raise ValueError("walk_table times an interpolate walk that does not loop")
+    if job.walk.kind != "interpolate" or job.walk.loop or job.num_frames < 2:
+        raise ValueError("walk_table times an interpolate walk of at least 2 frames that does not loop")
     u = progress(job, weights)
     segment = np.minimum(np.floor(u), job.segments - 1)
     t = eased(job.walk, segment.astype(np.intp), u - segment)
     if warp is not None:
         t = warp(segment.astype(np.intp), t)
     return np.asarray(segment + t)
+
+
+def needs_table(job: Job) -> bool:
+    """Whether frames need a table measured before rendering: a soundtrack or perceptual pacing.
+    (Keyframes alone do not: `Trajectory` places them from the job.)"""
+    return (job.timing is not None and job.timing.audio is not None) or job.pacing is not None
+
+
+def job_table(job: Job, envelope: tuple[np.ndarray, float] | None = None,
+              first_pass_distances: np.ndarray | None = None) -> np.ndarray:
+    """The walk table of a job that `needs_table`, from what was measured before rendering.
+
+    Args:
+        envelope: `raywalk.audio.envelope(job's soundtrack)`, (values, rate), when the job has timing.audio.
+        first_pass_distances: `raywalk.pacing.distances(images)` of the first pass's frames in order
+            (`raywalk.pacing.first_pass_job`), when the job has walk.pacing: perceptual.
+
+    Raises:
+        ValueError: a measurement the job needs is missing, or one it does not use is given.
+    """
+    has_audio = job.timing is not None and job.timing.audio is not None
+    if (envelope is not None) != has_audio or (first_pass_distances is not None) != (job.pacing is not None):
+        raise ValueError(f"job {job.name} needs " + (" and ".join(
+            ["the soundtrack's envelope"] * has_audio + ["the first pass's distances"] * (job.pacing is not None))
+            or "no measurement"))
+    weights = None
+    if envelope is not None and job.timing is not None:
+        weights = music_weights(job.timing, envelope[0], envelope[1], job.num_frames)
+    warp = None
+    if first_pass_distances is not None and job.pacing is not None:
+        warp = PerceptualWarp.from_distances(first_pass_distances, job.segments, job.pacing.samples)
+    return walk_table(job, weights, warp)

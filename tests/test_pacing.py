@@ -12,7 +12,7 @@ from raywalk.pacing import (
     sample_points, smoothness,
 )
 from raywalk.plan import first_pass_plan
-from raywalk.timing import walk_table
+from raywalk.timing import job_table, needs_table, walk_table
 from raywalk.trajectory import block_mean
 
 RNG = np.random.default_rng(0)
@@ -51,8 +51,9 @@ def test_perceptual_pacing_evens_out_a_non_uniform_walk():
     d_uniform = distances(image_at(u) for u in walk_table(uniform(job)))
 
     first = sample_points(job.segments, job.pacing.samples)  # the first pass: 17 images
-    warp = PerceptualWarp.from_distances(distances(image_at(u) for u in first), job.segments, job.pacing.samples)
-    paced = walk_table(job, warp=warp)
+    d_first = distances(image_at(u) for u in first)
+    paced = walk_table(job, warp=PerceptualWarp.from_distances(d_first, job.segments, job.pacing.samples))
+    assert needs_table(job) and np.array_equal(job_table(job, first_pass_distances=d_first), paced)
     d_paced = distances(image_at(u) for u in paced)
 
     before = (smoothness(d_uniform), max_jump(d_uniform))

@@ -12,7 +12,9 @@ import yaml
 
 from raywalk import JobError, Trajectory, job_from_dict, load_job
 from raywalk.audio import envelope, probe
-from raywalk.timing import frame_energy, music_weights, progress, release, step_weights, walk_table
+from raywalk.timing import (
+    frame_energy, job_table, music_weights, needs_table, progress, release, step_weights, walk_table,
+)
 
 D, SIZE = 16, 64
 
@@ -170,6 +172,9 @@ def test_the_largest_steps_land_on_the_clicks(tmp_path):
     assert job.num_frames == round(5.5 * fps) and job.walk.keyframes[1].frame == 60
     env, rate = envelope(job.audio_file())
     table = walk_table(job, music_weights(job.timing, env, rate, job.num_frames))
+    assert needs_table(job) and np.array_equal(job_table(job, (env, rate)), table)
+    with pytest.raises(ValueError, match="needs the soundtrack's envelope"):
+        job_table(job)
     steps = np.r_[0.0, np.diff(table)]  # steps[k]: the step into frame k
     # The large steps: local maxima of more than twice the median step (a click's energy may fall into two frames).
     peaks = [k for k in range(1, len(steps) - 1)
@@ -267,6 +272,7 @@ BAD = [
          outputs={"mp4": {"rubber_band": True}}), "outputs.mp4.rubber_band", "does not play backwards"),
     (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "fast"}), "walk.pacing", "unknown pacing 'fast'"),
     (bad(pacing={"samples": 5}), "pacing", "apply only to walk.pacing: perceptual"),
+    (bad(walk={"kind": "interpolate", "frames": 1, "pacing": "perceptual"}), "walk.pacing", "at least 2 frames"),
     (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, noise={"kind": "per_frame"}),
      "walk.pacing", "per_frame noise"),
     (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"samples": 1}),
