@@ -124,7 +124,7 @@ class Trajectory:
     `timing` (interpolate walks): the walk parameter u of every frame, from
     `raywalk.timing.walk_table`; frame i mixes prompts floor(u) and floor(u) + 1
     at t = u - floor(u) (the last frame: t = 1). Without it, frames follow the
-    job's keyframes and easing, or today's even spacing.
+    job's keyframes and easing, or are evenly spaced.
 
     `noise_from`: draw every noise at this larger latent shape and average it
     down to the job's (`block_mean`), so a small first pass sees the noise of
