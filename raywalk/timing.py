@@ -60,11 +60,13 @@ def frame_energy(envelope: np.ndarray, rate: float, fps: int, num_frames: int) -
 
 
 def release(energy: np.ndarray, seconds: float, fps: int) -> np.ndarray:
-    """Each beat's energy decaying over the next frames: y_k = x_k + a · y_k-1 with a = exp(-1 / (seconds · fps)).
+    """Each beat's energy dying away over the next frames: y_k = max(x_k, a · y_k-1), a = exp(-1 / (seconds · fps)).
 
-    An exponential release (as on an audio compressor) rather than a symmetric
-    blur, so the motion starts on the beat and dies away after it, never
-    before it. `seconds` 0 leaves the energy as it is.
+    An envelope follower with instant attack and exponential release (as on an
+    audio compressor), rather than a symmetric blur or a sum: the motion starts
+    on the beat, dies away after it, never leads it, and the largest step stays
+    on the beat's frame even when its energy falls into two frames. `seconds` 0
+    leaves the energy as it is.
     """
     energy = np.asarray(energy, dtype=np.float64)
     if seconds <= 0:
@@ -72,8 +74,8 @@ def release(energy: np.ndarray, seconds: float, fps: int) -> np.ndarray:
     a = np.exp(-1.0 / (seconds * fps))
     out = np.empty_like(energy)
     level = 0.0
-    for k, x in enumerate(energy):  # a recursive filter: scipy.signal.lfilter would do, numpy alone is enough
-        level = x + a * level
+    for k, x in enumerate(energy):  # recursive, so a loop: numpy has no running max with decay
+        level = max(x, a * level)
         out[k] = level
     return out
 

@@ -141,6 +141,9 @@ def test_release_keeps_the_peak_on_the_beat_and_the_floor_keeps_quiet_parts_movi
     x[5] = 1.0
     y = release(x, 0.25, 24)
     assert np.argmax(y) == 5 and y[4] == 0 and np.all(np.diff(y[5:]) < 0)
+    np.testing.assert_allclose(y[5:], np.exp(-np.arange(15) / 6))  # e^(-1) after 0.25 s = 6 frames
+    split = release(np.r_[0, 1.0, 0.7, 0], 0.25, 24)  # a beat's energy over two frames: the peak stays first
+    assert np.argmax(split) == 1
     np.testing.assert_array_equal(release(x, 0, 24), x)
     w = step_weights(np.r_[np.zeros(10), np.ones(10)], 0.2)
     assert w.min() == pytest.approx(0.2 * w.mean())
