@@ -88,14 +88,18 @@ def test_the_table_of_a_job_alone_gives_its_own_frames(walk):
     np.testing.assert_allclose(timed.frames(0, job.num_frames)[0], alone.frames(0, job.num_frames)[0], atol=1e-5)
 
 
-def test_a_timed_range_alone_equals_the_same_frames_of_the_whole_walk():
-    job = make_job({"kind": "interpolate", "method": "slerp", "keyframes": [{}, {"at": 7}, {"at": 30}]},
-                   noise={"kind": "slerp"})
+@pytest.mark.parametrize("timed", [False, True], ids=["keyframes", "table"])
+def test_a_range_alone_equals_the_same_frames_of_the_whole_walk(timed):
+    job = make_job({"kind": "interpolate", "method": "slerp",
+                    "keyframes": [{"easing": "cosine"}, {"at": 7}, {"at": 30}]}, noise={"kind": "slerp"})
     weights = np.random.default_rng(1).random(job.num_frames)
-    traj = Trajectory(job, keys(3), timing=walk_table(job, weights))
-    enc, noise = traj.frames(0, job.num_frames)
-    for start, stop in ((0, 1), (5, 12), (29, 31)):
-        e, n = Trajectory(job, keys(3), timing=walk_table(job, weights)).frames(start, stop)
+
+    def trajectory():
+        return Trajectory(job, keys(3), timing=walk_table(job, weights) if timed else None)
+
+    enc, noise = trajectory().frames(0, job.num_frames)
+    for start, stop in ((0, 1), (5, 12), (29, 31), (4, 4)):
+        e, n = trajectory().frames(start, stop)
         np.testing.assert_array_equal(e, enc[start:stop])
         np.testing.assert_array_equal(n, noise[start:stop])
 
