@@ -34,6 +34,8 @@ from raywalk.trajectory import eased
 
 
 class Warp(Protocol):
+    """Stage 3: each frame's eased t in [0, 1] within its segment -> the t it renders at (0 and 1 fixed)."""
+
     def __call__(self, segment: np.ndarray, t: np.ndarray) -> np.ndarray: ...
 
 
