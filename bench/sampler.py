@@ -71,7 +71,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     renderer_for = {s: KerasCVRenderer.from_models(models, width=args.size, height=args.size, steps=s,
                                                    weights="random", batch_size=args.batch) for s in args.steps}
-    encodings = renderer_for[args.steps[0]].encode_text(["a photograph of a dog", "a bowl of fruit"])
+    encodings = renderer_for[args.steps[0]].encode_text(["a photograph of a dog", "a bowl of fruit"])["context"]
     encodings = encodings[np.arange(frames) % 2]
     noise = rng.standard_normal((frames, args.size // 8, args.size // 8, 4), dtype=np.float32)
 

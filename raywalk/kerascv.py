@@ -22,6 +22,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,13 @@ import numpy as np
 
 from raywalk.clip_tokens import MAX_TOKENS, counter
 from raywalk.errors import RendererError
+from raywalk.trajectory import Encodings
 from raywalk.weights import WEIGHT_FILES, keras_cache, verify_weights, vocabulary
 
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+CONTEXT = "context"  # the one encoding part of SD 1.x/2.x: (77, D) per prompt
 PRECISIONS = (AUTO, "float32", "mixed_float16")
 TRISTATE = (AUTO, True, False)
 PROBE_TIMEOUT_S = 5.0  # how long `check_resources` waits for the weights' download host
@@ -281,7 +284,7 @@ class KerasCVRenderer:
 
         b = settings.batch_size
         if settings.negative_prompt:
-            uncond = self.encode_text([settings.negative_prompt])
+            uncond = self.encode_text([settings.negative_prompt])[CONTEXT]
         else:
             uncond = kerascv_api.unconditional_context(sd)
         self._uncond = tf.constant(np.repeat(uncond, b, axis=0))
@@ -323,16 +326,17 @@ class KerasCVRenderer:
 
         self._step, self._decode = step, decode
 
-    def encode_text(self, prompts: list[str]) -> np.ndarray:
-        """(K, 77, D) float32: KerasCV's `encode_text` of each prompt, squeezed and stacked in order."""
+    def encode_text(self, prompts: list[str]) -> dict[str, np.ndarray]:
+        """{"context": (K, 77, D)} float32: KerasCV's `encode_text` of each prompt, squeezed and stacked in order."""
         for prompt in prompts:
             _check_length(prompt, len(self._sd.tokenizer.encode(prompt)))
         rows = [np.asarray(self._sd.encode_text(p), np.float32)[0] for p in prompts]
-        return np.stack(rows) if rows else np.zeros((0, *self._uncond.shape[1:]), np.float32)
+        return {CONTEXT: np.stack(rows) if rows else np.zeros((0, *self._uncond.shape[1:]), np.float32)}
 
-    def render(self, encodings: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """uint8 (B, H, W, 3) images for encodings (B, 77, D) and noise (B, h, w, 4), batch_size at a time."""
-        encodings = np.asarray(encodings, np.float32)
+    def render(self, encodings: Encodings, noise: np.ndarray) -> np.ndarray:
+        """uint8 (B, H, W, 3) images for encodings {"context": (B, 77, D)} (or that array) and noise
+        (B, h, w, 4), batch_size at a time."""
+        encodings = np.asarray(encodings[CONTEXT] if isinstance(encodings, Mapping) else encodings, np.float32)
         noise = np.asarray(noise, np.float32)
         if encodings.ndim != 3 or noise.shape[1:] != self.latent_shape or len(encodings) != len(noise):
             raise RendererError(

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from raywalk.spec import MAX_NAME, Job, Outputs, Walk, first_pass_height
-from raywalk.trajectory import Trajectory
+from raywalk.trajectory import Encodings, Trajectory
 
 SCALES = (64, 32, 16)  # long side, in pixels, of each level the distance compares
 # RGB -> luminance and two colour differences (ITU-R BT.601 YCbCr without offsets).
@@ -179,6 +179,9 @@ def first_pass_job(job: Job) -> Job:
     )
 
 
-def first_pass_trajectory(job: Job, keyframes: np.ndarray) -> Trajectory:
-    """The inputs of the first pass's frames: its walk, with the noise of the full-size job averaged down."""
-    return Trajectory(first_pass_job(job), keyframes, noise_from=job.latent_shape)
+def first_pass_trajectory(job: Job, keyframes: Encodings, channels: int = 4) -> Trajectory:
+    """The inputs of the first pass's frames: its walk, with the noise of the full-size job averaged down;
+    `channels`: the renderer's latent channels (4 for SD 1.x, 16 for SD3)."""
+    small = first_pass_job(job)
+    return Trajectory(small, keyframes, latent_shape=(*small.latent_shape[:2], channels),
+                      noise_from=(*job.latent_shape[:2], channels))

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from raywalk.errors import RendererError
+from raywalk.trajectory import Encodings
 
 STANDARD_KWARGS = ("width", "height", "steps", "guidance_scale", "weights", "precision", "batch_size")
 CONTRACT = ("encode_text", "render")
@@ -40,14 +41,16 @@ class Renderer(Protocol):
     """
 
     latent_shape: tuple[int, int, int]
-    """(height // 8, width // 8, 4): the shape of one frame's noise."""
+    """(height // 8, width // 8, channels): the shape of one frame's noise (4 channels for SD 1.x/2.x, 16 for SD3)."""
 
-    def encode_text(self, prompts: list[str]) -> np.ndarray:
-        """(K, 77, D) float32, one row per prompt, in the given order."""
+    def encode_text(self, prompts: list[str]) -> Encodings:
+        """The prompts' encodings, float32, one leading row per prompt in the given order: named parts
+        (e.g. SD3's {"sequence": (K, 154, 4096), "pooled": (K, 2048)}), or one (K, ...) array."""
         ...
 
-    def render(self, encodings: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """Encodings (B, 77, D) float32 and noise (B, h, w, 4) float32 -> uint8 (B, H, W, 3).
+    def render(self, encodings: Encodings, noise: np.ndarray) -> np.ndarray:
+        """Encodings (B, ...) per part, in the form `encode_text` gives, and noise (B, h, w, c) float32
+        -> uint8 (B, H, W, 3).
 
         Any B: the renderer splits and pads batches itself.
         """

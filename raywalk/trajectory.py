@@ -8,6 +8,12 @@ keyed by (seed, stream, index) — never by batch, chunk, worker or attempt.
 The maths follows the keras.io tutorial "Walking through latent space with
 Stable Diffusion"; configured like the tutorial, each walk gives its frames.
 
+A prompt's encoding is one array (SD 1.x/2.x: a (77, D) context) or several
+named parts (SD3: a (154, 4096) sequence and a (2048,) pooled vector): every
+walk is applied to every part alike — lerp/slerp per part, the grid bilinear
+per part, the text walk steps every part — and the noise takes the
+renderer's latent shape (16 channels for SD3).
+
 An interpolate walk may also be timed from data: `timing`, a table of one
 walk parameter u per frame (`raywalk.timing.walk_table`: keyframes at given
 frames, steps that follow a soundtrack, perceptually even pacing), computed
@@ -15,11 +21,15 @@ once before rendering. Frames are then a pure function of (job, table, index).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Mapping
+from typing import Union
 
 import numpy as np
 
 from raywalk.spec import Job, Walk
+
+Encodings = Union[np.ndarray, dict[str, np.ndarray]]
+"""One array per prompt/frame (the contract's original form), or named parts, each with one leading row each."""
 
 # Independent random streams under one seed (the second element of every key).
 FIXED_NOISE, FRAME_NOISE, KEYFRAME_NOISE, CIRCLE_NOISE, WALK_DIRECTION = range(5)
@@ -126,6 +136,11 @@ class Trajectory:
     at t = u - floor(u) (the last frame: t = 1). Without it, frames follow the
     job's keyframes and easing, or are evenly spaced.
 
+    `keyframes`: the prompts' encodings in job order, one (K, ...) array or a
+    mapping of part name to (K, ...) arrays; `frames` gives encodings in the
+    same form. `latent_shape`: the renderer's (h, w, channels), by default the
+    job's (H/8, W/8, 4).
+
     `noise_from`: draw every noise at this larger latent shape and average it
     down to the job's (`block_mean`), so a small first pass sees the noise of
     the full-size frames (`raywalk.pacing.first_pass_trajectory`).
@@ -134,26 +149,33 @@ class Trajectory:
         ValueError: keyframes, table or noise shape that do not fit the job.
     """
 
-    def __init__(self, job: Job, keyframes: np.ndarray, timing: np.ndarray | None = None,
-                 noise_from: tuple[int, int, int] | None = None):
-        keyframes = np.asarray(keyframes)
-        if keyframes.ndim != 3 or len(keyframes) != len(job.prompts):
-            raise ValueError(
-                f"keyframes must be (K, 77, D) with K = {len(job.prompts)} prompts, got {keyframes.shape}"
-            )
+    def __init__(self, job: Job, keyframes: np.ndarray | Mapping[str, np.ndarray],
+                 timing: np.ndarray | None = None, noise_from: tuple[int, int, int] | None = None,
+                 latent_shape: tuple[int, int, int] | None = None):
+        self._named = isinstance(keyframes, Mapping)
+        parts = dict(keyframes) if isinstance(keyframes, Mapping) else {"": keyframes}
+        if not parts:
+            raise ValueError("keyframes hold no parts")
+        for name, part in parts.items():
+            part = np.asarray(part)
+            if part.ndim < 2 or len(part) != len(job.prompts):
+                label = f"keyframe part {name!r}" if self._named else "keyframes"
+                raise ValueError(f"{label} must be (K, ...) with K = {len(job.prompts)} prompts and at least one "
+                                 f"value per prompt, got {part.shape}")
         if timing is not None and (job.walk.kind != "interpolate" or job.walk.loop):
             raise ValueError("a timing table times an interpolate walk that does not loop")
         self.job = job
         self.num_frames = job.num_frames
-        self._keys = keyframes.astype(np.float64)
+        self.latent_shape = latent_shape or job.latent_shape
+        self._parts = {name: np.asarray(part).astype(np.float64) for name, part in parts.items()}
         self._table = None if timing is None else check_table(timing, job.num_frames, job.segments)
         self._mix = lerp if job.walk.method == "lerp" else slerp
         self._ease = EASINGS[job.walk.easing]
-        noise, shape = job.noise, noise_from or job.latent_shape
-        self._noise_factor = shape[0] // job.latent_shape[0]
-        if noise_from is not None and (shape[2] != job.latent_shape[2] or shape[:2] != tuple(
-                self._noise_factor * side for side in job.latent_shape[:2])):
-            raise ValueError(f"noise_from {shape} is not a whole multiple of the latent shape {job.latent_shape}")
+        noise, shape = job.noise, noise_from or self.latent_shape
+        self._noise_factor = shape[0] // self.latent_shape[0]
+        if noise_from is not None and (shape[2] != self.latent_shape[2] or shape[:2] != tuple(
+                self._noise_factor * side for side in self.latent_shape[:2])):
+            raise ValueError(f"noise_from {shape} is not a whole multiple of the latent shape {self.latent_shape}")
         self._noise_shape = shape
         if noise.kind == "fixed":
             self._fixed_noise = normal(shape, noise.seed, FIXED_NOISE)
@@ -161,22 +183,22 @@ class Trajectory:
             self._key_noise = np.stack([normal(shape, s, KEYFRAME_NOISE) for s in noise.seeds])
         elif noise.kind == "circle":
             self._circle = normal(shape, noise.seed, CIRCLE_NOISE, 0), normal(shape, noise.seed, CIRCLE_NOISE, 1)
-        if job.walk.kind == "text_walk":
-            e0 = self._keys[0]
-            self._direction = (
-                np.ones_like(e0) if job.walk.direction == "ones"
-                else normal(e0.shape, job.walk.direction_seed, WALK_DIRECTION)
-            )
+        if job.walk.kind == "text_walk":  # one direction per part, the i-th part's keyed by index i
+            self._direction = {
+                name: np.ones_like(part[0]) if job.walk.direction == "ones"
+                else normal(part[0].shape, job.walk.direction_seed, WALK_DIRECTION, i)
+                for i, (name, part) in enumerate(self._parts.items())
+            }
 
-    def frames(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Encodings (n, 77, D) and noise (n, H/8, W/8, 4), float32, for frames [start, stop)."""
+    def frames(self, start: int, stop: int) -> tuple[Encodings, np.ndarray]:
+        """Encodings (n, ...) per part and noise (n, h, w, c), float32, for frames [start, stop)."""
         index = self._range(start, stop)
         params = self._walk_params(index)
-        encodings = self._encodings(index, params)
+        encodings = {name: self._encodings(name, index, params).astype(np.float32) for name in self._parts}
         noise = self._noise(index, params)
         if self._noise_factor > 1:
             noise = block_mean(noise, self._noise_factor)
-        return encodings.astype(np.float32), noise.astype(np.float32)
+        return (encodings if self._named else encodings[""]), noise.astype(np.float32)
 
     def params(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Per-frame walk parameters (for the run index: how each frame was made)."""
@@ -202,7 +224,7 @@ class Trajectory:
             # Global parameter u runs over the segments between consecutive prompts;
             # a path that ends on its last prompt includes it, a loop stops one step short
             # of its first, so joints and the loop's seam are never repeated.
-            segments = len(self._keys) if walk.loop else len(self._keys) - 1
+            segments = len(self.job.prompts) if walk.loop else len(self.job.prompts) - 1
             span = n if walk.loop else max(n - 1, 1)
             segment = np.minimum(index * segments // span, segments - 1)
             t = index * segments / span - segment
@@ -221,15 +243,15 @@ class Trajectory:
             theta = 2.0 * np.pi * index / n
         return {"theta": theta}
 
-    def _encodings(self, index: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
-        keys, kind = self._keys, self.job.walk.kind
+    def _encodings(self, part: str, index: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+        keys, kind = self._parts[part], self.job.walk.kind
         if kind == "interpolate":
             seg = p["segment"]
             return self._mix(keys[seg], keys[(seg + 1) % len(keys)], p["t"])
         if kind == "grid":
             return _grid(keys, p, self._mix)
         if kind == "text_walk":
-            return np.asarray(keys[0] + _per_row(p["offset"], keys[:1]) * self._direction)
+            return np.asarray(keys[0] + _per_row(p["offset"], keys[:1]) * self._direction[part])
         return np.repeat(keys[:1], len(index), axis=0)
 
     # -- the noise ------------------------------------------------------------

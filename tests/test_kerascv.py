@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 import types
 
 import numpy as np
@@ -254,9 +255,10 @@ def test_the_licence_is_printed_only_for_real_weights(capsys):
 def test_encode_text_is_kerascv_encode_text_squeezed(sd_models, reference):
     r = renderer(sd_models)
     encodings = r.encode_text(PROMPTS)
-    assert encodings.shape == (2, 77, 768) and encodings.dtype == np.float32
-    np.testing.assert_array_equal(encodings, reference.encodings)
-    assert r.encode_text([]).shape == (0, 77, 768)
+    assert list(encodings) == ["context"]
+    assert encodings["context"].shape == (2, 77, 768) and encodings["context"].dtype == np.float32
+    np.testing.assert_array_equal(encodings["context"], reference.encodings)
+    assert r.encode_text([])["context"].shape == (0, 77, 768)
     with pytest.raises(RendererError, match="is 84 CLIP tokens long"):
         r.encode_text([LONG_PROMPT])
 
@@ -307,3 +309,16 @@ def test_random_weights_are_recorded(sd_models):
     assert r.latent_shape == (16, 16, 4)
     assert r.info == {"renderer": "kerascv", "version": "v1.4", "weights": "random", "random_weights": True,
                       "precision": "float32", "xla": False, "joint_guidance": True}
+
+
+@pytest.mark.large
+def test_kerascv_jobs_keep_their_bytes(sd_models):
+    """Frames of four walks rendered now have the SHA-256s they had before encodings became named parts
+    (random weights, 128x128, 2 steps; see tests/kerascv_golden.py)."""
+    import json
+
+    from kerascv_golden import MODEL, render_cases
+
+    golden = json.loads((Path(__file__).parent / "data" / "kerascv_golden.json").read_text())
+    r = KerasCVRenderer.from_models(sd_models, **MODEL, xla=False, joint_guidance=True)
+    assert render_cases(r) == golden

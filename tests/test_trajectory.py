@@ -276,3 +276,66 @@ def test_frame_noise_is_keyed_as_recorded():
     assert hashlib.sha256(noise[0].tobytes()).hexdigest() == (
         "dff5f5268d221a6ed580f0ee29b1f22a9411d25e59ca610539e17da08410aff1"
     )
+
+
+# ---------------------------------------------------------------------------- named parts (SD3)
+
+PART_WALKS = [
+    ({"kind": "interpolate", "frames": 7, "method": "slerp"}, 3, {"kind": "slerp"}),
+    ({"kind": "interpolate", "frames": 6, "method": "lerp", "loop": True, "easing": "cosine"}, 2, None),
+    ({"kind": "grid", "size": 3, "method": "slerp"}, 4, {"kind": "per_frame"}),
+    ({"kind": "text_walk", "frames": 5, "step_size": 0.01}, 1, None),
+    ({"kind": "noise_circle", "frames": 5, "mode": "tutorial"}, 1, None),
+]
+
+
+@pytest.mark.parametrize("walk,prompts,noise", PART_WALKS, ids=[w[0]["kind"] for w in PART_WALKS])
+def test_every_walk_moves_every_part_as_it_moves_one_array(walk, prompts, noise):
+    """SD3's two parts: each walks exactly as a lone array would (the first one bit for bit), the noise takes
+    the renderer's 16 latent channels."""
+    job = make_job(walk, prompts, noise)
+    rng = np.random.default_rng(1)
+    parts = {"sequence": rng.standard_normal((prompts, 5, 12)).astype(np.float32),
+             "pooled": rng.standard_normal((prompts, 9)).astype(np.float32)}
+    latent = (SIZE // 8, SIZE // 8, 16)
+    encodings, noise_out = Trajectory(job, parts, latent_shape=latent).frames(0, job.num_frames)
+    assert set(encodings) == {"sequence", "pooled"} and noise_out.shape == (job.num_frames, *latent)
+    alone, _ = Trajectory(job, parts["sequence"], latent_shape=latent).frames(0, job.num_frames)
+    np.testing.assert_array_equal(encodings["sequence"], alone)
+    if walk["kind"] != "text_walk" or walk.get("direction") == "random":
+        alone_pooled, _ = Trajectory(job, parts["pooled"], latent_shape=latent).frames(0, job.num_frames)
+        np.testing.assert_array_equal(encodings["pooled"], alone_pooled)
+    assert encodings["pooled"].shape == (job.num_frames, 9) and encodings["pooled"].dtype == np.float32
+    # A range alone equals the same slice of the whole walk, part by part.
+    some, _ = Trajectory(job, parts, latent_shape=latent).frames(2, 4)
+    for name in parts:
+        np.testing.assert_array_equal(some[name], encodings[name][2:4])
+
+
+def test_the_tutorial_slerps_both_sd3_parts():
+    """SD3 tutorial: slerp (dot threshold 0.9995) of the sequence and of the pooled vector, endpoints included."""
+    job = make_job({"kind": "interpolate", "frames": 5, "method": "slerp"}, 2)
+    rng = np.random.default_rng(2)
+    parts = {"sequence": rng.standard_normal((2, 4, 6)), "pooled": rng.standard_normal((2, 8))}
+    encodings, _ = Trajectory(job, parts, latent_shape=(8, 8, 16)).frames(0, 5)
+    for name, part in parts.items():
+        for i, t in enumerate(np.linspace(0, 1, 5)):
+            np.testing.assert_allclose(encodings[name][i], reference_slerp(part[0], part[1], t).reshape(part[0].shape),
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_a_random_text_walk_draws_one_direction_per_part():
+    job = make_job({"kind": "text_walk", "frames": 3, "step_size": 0.5, "direction": "random"}, 1)
+    parts = {"a": np.zeros((1, 4, 3)), "b": np.zeros((1, 4, 3))}
+    encodings, _ = Trajectory(job, parts).frames(2, 3)
+    assert not np.array_equal(encodings["a"], encodings["b"])  # independent streams, not one direction twice
+    np.testing.assert_array_equal(encodings["a"][0], (1.0 * normal((4, 3), 0, 4, 0)).astype(np.float32))
+    np.testing.assert_array_equal(encodings["b"][0], (1.0 * normal((4, 3), 0, 4, 1)).astype(np.float32))
+
+
+def test_parts_that_do_not_fit_the_prompts_are_refused():
+    job = make_job({"kind": "interpolate", "frames": 3}, 2)
+    with pytest.raises(ValueError, match="keyframe part 'pooled' must be"):
+        Trajectory(job, {"sequence": np.zeros((2, 4, 6)), "pooled": np.zeros((3, 8))})
+    with pytest.raises(ValueError, match="keyframes hold no parts"):
+        Trajectory(job, {})
