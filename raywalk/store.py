@@ -53,6 +53,7 @@ import logging
 import os
 import random
 import re
+import socket
 import tempfile
 import time
 import uuid
@@ -118,7 +119,7 @@ OPEN_DEADLINE = 10.0  # seconds: checking a location gives up by then, so a bad 
 # for 15 minutes).
 S3_CONNECT_TIMEOUT = 5.0
 S3_REQUEST_TIMEOUT = 30.0
-GCS_RETRY_SECONDS = 5
+GCS_RETRY_SECONDS = 3
 
 # Errors worth another try: throttling, server errors, timeouts, dropped
 # connections, as pyarrow words them for S3 (AWS SDK error names or
