@@ -168,7 +168,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def transient(exc: BaseException) -> bool:
+def _transient(exc: BaseException) -> bool:
     """Whether a storage error may pass if the call is tried again (see _TRANSIENT)."""
     if isinstance(exc, FileNotFoundError):
         return False
@@ -333,7 +333,7 @@ class RunStore:
                 delay = min(RETRY_MAX_DELAY, RETRY_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
                 now = time.monotonic()
                 over = deadline is not None and now - started + delay + (now - tried) > deadline
-                if not transient(exc) or attempt == RETRY_ATTEMPTS or over:
+                if not _transient(exc) or attempt == RETRY_ATTEMPTS or over:
                     tries = f" (tried {attempt} times)" if attempt > 1 else ""
                     raise error(f"{self.uri}: {what}: {_one_line(exc)}{tries}") from None
                 log.info("%s: %s: %s; trying again in %.1f s", self.uri, what, _one_line(exc), delay)
