@@ -576,6 +576,8 @@ class RunStore:
         """
         manifest = self.read_manifest()
         if manifest is None:
+            if not self.root_exists():
+                raise RunLocationError(f"{self.uri}: no run there")
             raise RunLocationError(f"{self.uri}: holds no raywalk run (no manifest.json)")
         return manifest
 

@@ -282,8 +282,10 @@ def test_missing_bucket_and_missing_run(s3_endpoint, tmp_path):
         RunStore(uri)
     nothing = RunStore(tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists() and not nothing.root_exists()  # opening writes nothing
-    with pytest.raises(RunLocationError, match="holds no raywalk run"):
+    with pytest.raises(RunLocationError, match="nothing: no run there"):
         nothing.require_manifest()
     nothing.create()
     assert nothing.root_exists() and (tmp_path / "nothing").is_dir()
+    with pytest.raises(RunLocationError, match="holds no raywalk run"):
+        nothing.require_manifest()
 
