@@ -2,9 +2,9 @@
 
 The public API for notebooks and scripts::
 
-    from raywalk import load_job
+    from raywalk import Trajectory, load_job
     job = load_job("jobs/dog-to-fruit-150.yaml")
-    traj = job.trajectory(keyframes)        # (K, 77, D), prompts in job order
+    traj = Trajectory(job, keyframes)       # (K, 77, D), prompts in job order
     enc, noise = traj.frames(start, stop)
 """
 from raywalk.spec import Job, JobError, job_from_dict, load_job

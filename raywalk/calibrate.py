@@ -13,6 +13,7 @@ import ray
 from raywalk.driver import WorkerSpec, connect, worker_resources
 from raywalk.renderer import load_renderer
 from raywalk.spec import Job, job_from_dict
+from raywalk.trajectory import Trajectory
 
 
 def calibrate(job: Job, address: str | None = None) -> float:
@@ -26,7 +27,7 @@ def calibrate(job: Job, address: str | None = None) -> float:
 def _measure(job_data: dict[str, Any]) -> float:
     job = job_from_dict(job_data, source="calibration")
     renderer = load_renderer(job.model)
-    trajectory = job.trajectory(renderer.encode_text(list(job.prompts)))
+    trajectory = Trajectory(job, renderer.encode_text(list(job.prompts)))
     batch = min(job.model.batch_size, job.num_frames)
     encodings, noise = trajectory.frames(0, batch)
     renderer.render(encodings, noise)  # the first call builds and compiles the graphs

@@ -1,4 +1,4 @@
-"""The `raywalk` command line: plan, render, resume, status, assemble, weights."""
+"""The `raywalk` command line: plan, render, resume, status, assemble, weights, report."""
 from __future__ import annotations
 
 import datetime
@@ -74,12 +74,14 @@ def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, worker
     job = load_job(job_file)
     from raywalk.renderer import check_renderer
 
-    check_renderer(job.model, list(job.prompts))
+    notes = check_renderer(job.model, list(job.prompts), strict=False)
     if calibrate:
         from raywalk.calibrate import calibrate as measure
 
         seconds_per_step = measure(job, address)
     click.echo(describe(job, seconds_per_step, workers))
+    for note in notes:
+        click.echo(f"unchecked         {note}")
 
 
 def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) -> str:
@@ -105,8 +107,8 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
         f"batches           {p.batches} of {p.batch_size} ({p.padded_frames - p.frames} padding frames)",
         f"UNet evaluations  {p.unet_evaluations} ({p.padded_frames} frames x {p.steps} steps x 2 guidance passes)",
         "files             manifest.json, keyframes.npy, "
-        f"frames/{frame_name(0)} .. frames/{frame_name(last)}, "
-        f"index/chunk-000000.parquet .. index/chunk-{p.chunks - 1:06d}.parquet",
+        + (f"frames/{frame_name(0)}" if last == 0 else f"frames/{frame_name(0)} .. frames/{frame_name(last)}")
+        + f" ({p.frames} PNG{'s' if p.frames > 1 else ''}), index/ (a Parquet file per chunk rendered)",
     ]
     if job.outputs.files:
         lines.append("outputs           " + ", ".join(job.output_files().values()))
@@ -214,10 +216,35 @@ def weights() -> None:
 @click.option("--version", "version", type=click.Choice(["v1.4", "v2.1"]), default="v1.4", show_default=True)
 def stage(directory: Path, version: str) -> None:
     """Download and verify the KerasCV weights and CLIP vocabulary into DIRECTORY (then set weights: DIRECTORY)."""
-    from raywalk.kerascv import stage_weights
+    from raywalk.weights import stage_weights
 
     stage_weights(directory, version)
     click.echo(f"raywalk: {version} weights staged in {directory}")
+
+
+@main.command()
+@click.argument("uri")
+@click.option("--open", "open_page", is_flag=True, help="Open the report in a web browser (local runs).")
+def report(uri: str, open_page: bool) -> None:
+    """Write report.html, a page about the run at URI that reads offline, and print where it is.
+
+    One self-contained file (job, outputs, progress, failures, throughput,
+    seconds per frame, walk, commands) for any run, finished or not.
+    """
+    import webbrowser
+
+    from raywalk.report import write_report
+    from raywalk.store import RunStore
+
+    store = RunStore(uri, create=False)
+    url = write_report(store)
+    click.echo(url)
+    if not open_page:
+        return
+    if not store.local:
+        click.echo("raywalk: --open needs a local run; download the report to open it", err=True)
+    elif not webbrowser.open(Path(url).as_uri()):
+        click.echo("raywalk: no web browser found to open the report", err=True)
 
 
 if __name__ == "__main__":

@@ -7,181 +7,37 @@ per renderer, nothing is printed per step, the conditional and unconditional
 UNet passes can share one call, and every batch has the same shape so the
 compiled step is traced once per worker.
 
-TensorFlow and KerasCV are imported inside functions: the driver imports this
-module to check a job (`check_renderer`) and must stay light.
+TensorFlow and KerasCV are imported inside functions, through
+`raywalk.kerascv_api` (the one module that touches KerasCV's private API): the
+driver and `raywalk plan` import this module to check a job (`check_renderer`)
+and must stay light. Weight files live in `raywalk.weights`; prompts are
+measured by `raywalk.clip_tokens`.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import math
-import os
+import threading
+import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from raywalk.renderer import RendererError
+from raywalk.clip_tokens import MAX_TOKENS, counter
+from raywalk.errors import RendererError
+from raywalk.weights import WEIGHT_FILES, keras_cache, verify_weights, vocabulary
 
 log = logging.getLogger(__name__)
 
-MAX_TOKENS = 77  # CLIP context, start and end tokens included
 AUTO = "auto"
 PRECISIONS = (AUTO, "float32", "mixed_float16")
 TRISTATE = (AUTO, True, False)
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file KerasCV fetches with `keras.utils.get_file`, with the SHA-256 it checks."""
-
-    name: str
-    url: str
-    sha256: str
-
-
-_HF_V1 = "https://huggingface.co/fchollet/stable-diffusion/resolve/main/"
-_HF_V2 = "https://huggingface.co/ianstenbit/keras-sd2.1/resolve/main/"
-VOCAB = WeightFile(
-    "bpe_simple_vocab_16e6.txt.gz",
-    "https://github.com/openai/CLIP/blob/main/clip/bpe_simple_vocab_16e6.txt.gz?raw=true",
-    "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
-)
-DECODER = WeightFile(
-    "kcv_decoder.h5", _HF_V1 + "kcv_decoder.h5", "ad350a65cc8bc4a80c8103367e039a3329b4231c2469a1093869a345f55b1962"
-)
-# version -> (text encoder, diffusion model, decoder, vocabulary): what a weights directory holds.
-WEIGHT_FILES: dict[str, tuple[WeightFile, ...]] = {
-    "v1.4": (
-        WeightFile(
-            "kcv_encoder.h5",
-            _HF_V1 + "kcv_encoder.h5",
-            "4789e63e07c0e54d6a34a29b45ce81ece27060c499a709d556c7755b42bb0dc4",
-        ),
-        WeightFile(
-            "kcv_diffusion_model.h5",
-            _HF_V1 + "kcv_diffusion_model.h5",
-            "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe",
-        ),
-        DECODER,
-        VOCAB,
-    ),
-    "v2.1": (
-        WeightFile(
-            "text_encoder_v2_1.h5",
-            _HF_V2 + "text_encoder_v2_1.h5",
-            "985002e68704e1c5c3549de332218e99c5b9b745db7171d5f31fcd9a6089f25b",
-        ),
-        WeightFile(
-            "diffusion_model_v2_1.h5",
-            _HF_V2 + "diffusion_model_v2_1.h5",
-            "c31730e91111f98fe0e2dbde4475d381b5287ebb9672b1821796146a25c5132d",
-        ),
-        DECODER,
-        VOCAB,
-    ),
-}
-
-
-# ----------------------------------------------------------------------------- weight files
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _problem(path: Path, file: WeightFile) -> str | None:
-    """Why `path` is not `file` (missing or wrong SHA-256), or None if it is."""
-    if not path.is_file():
-        return f"{file.name} is missing"
-    if _sha256(path) != file.sha256:
-        return f"{file.name} has the wrong SHA-256 (corrupt or partial copy)"
-    return None
-
-
-def verify_weights(directory: str | Path, version: str) -> dict[str, Path]:
-    """The weight files of `version` in `directory`, by name, after checking each SHA-256."""
-    directory = Path(directory).expanduser()
-    if not directory.is_dir():
-        raise RendererError(f"weights directory {str(directory)!r} does not exist")
-    files = {f.name: directory / f.name for f in WEIGHT_FILES[version]}
-    problems = [p for f in WEIGHT_FILES[version] if (p := _problem(files[f.name], f))]
-    if problems:
-        raise RendererError(
-            f"weights directory {str(directory)!r} ({version}): {'; '.join(problems)};"
-            f" stage it with `raywalk weights stage {directory} --version {version}`"
-        )
-    return files
-
-
-def keras_cache() -> Path:
-    """Where `keras.utils.get_file` keeps KerasCV's downloads (``$KERAS_HOME/datasets``)."""
-    base = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
-    if not os.access(base, os.W_OK):
-        base = Path("/tmp/.keras")
-    return base / "datasets"
-
-
-def stage_weights(directory: str | Path, version: str = "v1.4", progress: bool = True) -> list[Path]:
-    """Put the weight files of `version` into `directory` and verify them, for clusters without internet.
-
-    Files already there with the right SHA-256 are kept; the others are copied
-    from KerasCV's download cache when it holds a good copy, else downloaded.
-    Returns the paths of the staged files.
-    """
-    from tqdm import tqdm
-
-    if version not in WEIGHT_FILES:
-        raise RendererError(f"unknown Stable Diffusion version {version!r} (choose from {', '.join(WEIGHT_FILES)})")
-    directory = Path(directory).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    staged = []
-    for file in WEIGHT_FILES[version]:
-        target = directory / file.name
-        if _problem(target, file) is None:
-            staged.append(target)
-            continue
-        cached = keras_cache() / file.name
-        partial = target.with_name(target.name + ".part")
-        digest = hashlib.sha256()
-        with _open_source(file, cached) as (source, total), partial.open("wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, desc=file.name, disable=not progress
-        ) as bar:
-            while block := source.read(1 << 22):
-                out.write(block)
-                digest.update(block)
-                bar.update(len(block))
-        if digest.hexdigest() != file.sha256:
-            partial.unlink()
-            raise RendererError(f"{file.name} from {file.url} has the wrong SHA-256; nothing staged for it")
-        os.replace(partial, target)
-        staged.append(target)
-    return staged
-
-
-@contextmanager
-def _open_source(file: WeightFile, cached: Path) -> Iterator[tuple[IO[bytes], int | None]]:
-    """A readable stream and its size for `file`: the verified cached copy if any, else the download."""
-    if _problem(cached, file) is None:
-        with cached.open("rb") as stream:
-            yield stream, cached.stat().st_size
-        return
-    try:
-        response = urllib.request.urlopen(file.url)
-    except OSError as e:
-        raise RendererError(f"cannot download {file.name} from {file.url}: {e}") from e
-    with response:
-        length = response.headers.get("Content-Length")
-        yield response, int(length) if length else None
+PROBE_TIMEOUT_S = 5.0  # how long `check_resources` waits for the weights' download host
 
 
 # ----------------------------------------------------------------------------- settings
@@ -189,7 +45,7 @@ def _open_source(file: WeightFile, cached: Path) -> Iterator[tuple[IO[bytes], in
 
 @dataclass(frozen=True)
 class Settings:
-    """The constructor's arguments, validated (shared by the constructor and `check_prompts`)."""
+    """The constructor's arguments, validated (shared by the constructor, `check_prompts` and `check_resources`)."""
 
     width: int
     height: int
@@ -258,32 +114,22 @@ class SubModels:
     tokenizer: Any
 
 
-def _tokenizer(weights_dir: Path | None) -> Any:
-    """KerasCV's CLIP tokenizer, from the verified vocabulary in `weights_dir`, else from KerasCV's cache."""
-    from keras_cv.models.stable_diffusion import SimpleTokenizer
-
-    if weights_dir is None:
-        return SimpleTokenizer()
-    problem = _problem(weights_dir / VOCAB.name, VOCAB)
-    if problem:
-        raise RendererError(f"weights directory {str(weights_dir)!r}: {problem}")
-    return SimpleTokenizer(bpe_path=str(weights_dir / VOCAB.name))
-
-
 def build_models(version: str, width: int, height: int, weights: str) -> SubModels:
     """Build the sub-models at `width` x `height` with `weights`: 'download', 'random' or a directory.
 
     Random weights are seeded, so every worker of a smoke-test run renders the same
     images. Set the precision policy before calling this.
+
+    Raises:
+        RendererError: a weights directory with files missing or wrong, no CLIP vocabulary, or another keras-cv.
     """
     import keras
-    from keras_cv.src.models.stable_diffusion.decoder import Decoder
-    from keras_cv.src.models.stable_diffusion.diffusion_model import DiffusionModel, DiffusionModelV2
-    from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoder, TextEncoderV2
 
-    text_cls, unet_cls = {"v1.4": (TextEncoder, DiffusionModel), "v2.1": (TextEncoderV2, DiffusionModelV2)}[version]
+    from raywalk import kerascv_api
+
     directory = _weights_dir(weights)
     files = verify_weights(directory, version) if directory else {}
+    text_cls, unet_cls, decoder_cls = kerascv_api.sub_model_classes(version)
     if weights == "random":
         log.warning("KerasCV Stable Diffusion %s with RANDOM weights: the images are noise (smoke tests only)", version)
         keras.utils.set_random_seed(0)
@@ -291,8 +137,8 @@ def build_models(version: str, width: int, height: int, weights: str) -> SubMode
     models = SubModels(
         text_encoder=text_cls(MAX_TOKENS, download_weights=download),
         diffusion_model=unet_cls(height, width, MAX_TOKENS, download_weights=download),
-        decoder=Decoder(height, width, download_weights=download),
-        tokenizer=_tokenizer(directory),
+        decoder=decoder_cls(height, width, download_weights=download),
+        tokenizer=kerascv_api.tokenizer(vocabulary(directory)),
     )
     if directory:
         for model, file in zip((models.text_encoder, models.diffusion_model, models.decoder), WEIGHT_FILES[version]):
@@ -364,26 +210,59 @@ class KerasCVRenderer:
 
     @classmethod
     def check_prompts(cls, prompts: list[str], **kwargs: Any) -> None:
-        """Refuse prompts (and a negative prompt) longer than CLIP's 77 tokens, naming them; builds no model.
+        """Refuse prompts (and a negative prompt) longer than CLIP's 77 tokens, naming them; imports neither
+        TensorFlow nor KerasCV and builds no model.
 
         The vocabulary comes from the weights directory when it exists here (the
         planning machine may not see a cluster's shared storage), else from KerasCV's cache.
+
+        Raises:
+            RendererError: an over-long prompt, an option the renderer does not take, or no CLIP vocabulary
+                on this machine (the message says where to copy it).
         """
         settings = Settings.of(**kwargs)
-        weights_dir = settings.weights_dir if settings.weights_dir and settings.weights_dir.is_dir() else None
-        try:
-            tokenizer = _tokenizer(weights_dir)
-        except RendererError:
-            raise
-        except Exception as e:
-            raise RendererError(f"cannot load the CLIP vocabulary to count prompt tokens: {e}") from e
+        directory = settings.weights_dir
+        tokens = counter(vocabulary(directory if directory and directory.is_dir() else None))
         for prompt in [*prompts, settings.negative_prompt]:
-            _tokens(tokenizer, prompt)
+            _check_length(prompt, tokens.count(prompt))
+
+    @classmethod
+    def check_resources(cls, **kwargs: Any) -> list[str]:
+        """Check the weights this renderer would load, without loading them; returns notes of what this
+        machine cannot check (see `raywalk.renderer.check_renderer`).
+
+        A weights directory that is here has every file's SHA-256 checked; one that is
+        not is a note. With ``weights: download`` and files missing from KerasCV's cache,
+        the download host must answer within `PROBE_TIMEOUT_S`, else a note with the fix.
+
+        Raises:
+            RendererError: a weights directory with files missing or wrong (named, with the
+                `raywalk weights stage` fix), or an option the renderer does not take.
+        """
+        settings = Settings.of(**kwargs)
+        directory = settings.weights_dir
+        if directory is not None:
+            if not directory.is_dir():
+                return [f"weights directory {str(directory)!r} is not on this machine"]
+            verify_weights(directory, settings.version)
+            return []
+        if settings.weights != "download":
+            return []
+        missing = [f for f in WEIGHT_FILES[settings.version] if not (keras_cache() / f.name).is_file()]
+        notes = []
+        for host in dict.fromkeys(urllib.parse.urlsplit(f.url).hostname or f.url for f in missing):
+            if why := _unreachable(host):
+                notes.append(
+                    f"weights: download needs {host}, which this machine cannot reach ({why}); for a cluster without"
+                    " internet, run `raywalk weights stage DIR` on a machine with internet, then set `weights: DIR`"
+                )
+        return notes
 
     def _start(self, settings: Settings, models: SubModels, on_gpu: bool) -> None:
         import keras
         import tensorflow as tf
-        from keras_cv.models import StableDiffusion, StableDiffusionV2
+
+        from raywalk import kerascv_api
 
         self.settings = settings
         self.latent_shape = (settings.height // 8, settings.width // 8, 4)
@@ -396,25 +275,23 @@ class KerasCVRenderer:
             "xla": xla, "joint_guidance": joint,
         }
         # KerasCV's model object around our sub-models: its encode_text and schedule helpers are the reference.
-        sd_cls = {"v1.4": StableDiffusion, "v2.1": StableDiffusionV2}[settings.version]
-        sd = sd_cls(settings.height, settings.width, jit_compile=False)
-        sd._text_encoder, sd._diffusion_model = models.text_encoder, models.diffusion_model
-        sd._decoder, sd._tokenizer = models.decoder, models.tokenizer
+        sd = kerascv_api.reference_model(settings.version, settings.height, settings.width, models,
+                                         licence=not self.random_weights)
         self._sd = sd
 
         b = settings.batch_size
         if settings.negative_prompt:
             uncond = self.encode_text([settings.negative_prompt])
         else:
-            uncond = np.asarray(sd._get_unconditional_context(), np.float32)
+            uncond = kerascv_api.unconditional_context(sd)
         self._uncond = tf.constant(np.repeat(uncond, b, axis=0))
         # KerasCV's DDIM schedule (generate_image), walked from the last timestep to the first.
         ratio = (1000 - 1) / (settings.steps - 1) if settings.steps > 1 else 1000
         timesteps = (np.arange(0, settings.steps) * ratio).round().astype(np.int64)
-        alphas, alphas_prev = sd._get_initial_alphas(timesteps)
+        alphas, alphas_prev = kerascv_api.initial_alphas(sd, timesteps)
         self._schedule = [
             (
-                sd._get_timestep_embedding(t, 2 * b if joint else b),
+                kerascv_api.timestep_embedding(sd, t, 2 * b if joint else b),
                 # generate_image's Python-float coefficients, as the float32 they become in TF
                 tf.constant([math.sqrt(1 - a_t), math.sqrt(a_t), math.sqrt(1.0 - a_prev), math.sqrt(a_prev)],
                             tf.float32),
@@ -449,7 +326,7 @@ class KerasCVRenderer:
     def encode_text(self, prompts: list[str]) -> np.ndarray:
         """(K, 77, D) float32: KerasCV's `encode_text` of each prompt, squeezed and stacked in order."""
         for prompt in prompts:
-            _tokens(self._sd.tokenizer, prompt)
+            _check_length(prompt, len(self._sd.tokenizer.encode(prompt)))
         rows = [np.asarray(self._sd.encode_text(p), np.float32)[0] for p in prompts]
         return np.stack(rows) if rows else np.zeros((0, *self._uncond.shape[1:]), np.float32)
 
@@ -489,13 +366,38 @@ def _pad(rows: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)]) if len(rows) < size else rows
 
 
-def _tokens(tokenizer: Any, prompt: str) -> int:
-    """The CLIP token count of `prompt`, start and end included; RendererError if over 77."""
-    count = len(tokenizer.encode(prompt))
+def _check_length(prompt: str, count: int) -> None:
+    """Refuse `prompt` if its `count` CLIP tokens (start and end included) are over 77.
+
+    Raises:
+        RendererError: naming the prompt and its length.
+    """
     if count > MAX_TOKENS:
         short = prompt if len(prompt) <= 60 else prompt[:57] + "..."
         raise RendererError(
             f"prompt {short!r} is {count} CLIP tokens long; Stable Diffusion takes at most {MAX_TOKENS}"
             " (start and end tokens included)"
         )
-    return count
+
+
+def _unreachable(host: str) -> str | None:
+    """Why `host` does not answer HTTPS within `PROBE_TIMEOUT_S` (through any proxy urllib uses), or None.
+
+    The probe runs in a daemon thread so that a name lookup, which no socket timeout bounds, cannot stall it.
+    """
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"https://{host}/", method="HEAD"),
+                                   timeout=PROBE_TIMEOUT_S).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:  # an answer, whatever its status: the host is reachable
+            outcome.append(None)
+        except (OSError, ValueError) as e:
+            outcome.append(str(getattr(e, "reason", e)) or type(e).__name__)
+
+    thread = threading.Thread(target=probe, name=f"probe {host}", daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S)
+    return outcome[0] if outcome else f"no answer in {PROBE_TIMEOUT_S:g} s"

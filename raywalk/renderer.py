@@ -4,8 +4,10 @@ A renderer is any class named by import path ``package.module:Class``; a worker
 builds it once with the model section's settings as keyword arguments and then
 turns batches of (text encoding, noise) into images. Everything here that the
 driver calls (`check_renderer`) imports the class but never builds a model, so a
-bad path, a class without the contract, an option it does not take or a prompt it
-cannot encode fails in one line when the job is planned, not hours into a run.
+bad path, a class without the contract, an option it does not take, a prompt it
+cannot encode or weights it cannot load fail in one line when the job is planned
+(and again, strictly, on a worker's resources before a run writes anything), not
+hours into a run.
 """
 from __future__ import annotations
 
@@ -26,9 +28,15 @@ class Renderer(Protocol):
     """What a worker needs from a model: text encodings in, uint8 images out.
 
     The class is built as ``Class(width=, height=, steps=, guidance_scale=,
-    weights=, precision=, batch_size=, **options)``. It may define a classmethod
-    ``check_prompts(prompts, **kwargs)`` (same kwargs) that raises
-    `RendererError` for prompts it cannot encode; it must not build a model.
+    weights=, precision=, batch_size=, **options)``. It may define two
+    classmethods, with the same kwargs, that must not build a model:
+
+    - ``check_prompts(prompts, **kwargs) -> None`` raises `RendererError` for
+      prompts it cannot encode;
+    - ``check_resources(**kwargs) -> list[str]`` raises `RendererError` for
+      resources (weights, vocabularies, hosts) it cannot use, and returns one-line
+      notes of what it cannot check on this machine (a directory not mounted
+      here, a host not reachable from here).
     """
 
     latent_shape: tuple[int, int, int]
@@ -105,12 +113,28 @@ def _checked_class(model: Any) -> tuple[type, dict[str, Any]]:
     return cls, kwargs
 
 
-def check_renderer(model: Any, prompts: list[str]) -> None:
-    """Check, without building a model, that the job's renderer can be loaded and can encode its prompts."""
+def check_renderer(model: Any, prompts: list[str], *, strict: bool = False) -> list[str]:
+    """Check, without building a model, that the job's renderer can be loaded, can encode its prompts and
+    has what it loads (the class's `check_prompts` and `check_resources`).
+
+    Returns notes of what could not be checked on this machine, each ending in
+    "render checks it on the workers". `raywalk plan` runs this on whatever
+    machine it is given; `render` runs it with ``strict=True`` inside a Ray task on
+    a worker's resources, where anything unchecked is refused.
+
+    Raises:
+        RendererError: the renderer cannot be loaded or built with the model section, a prompt cannot be
+            encoded, a resource cannot be used, or (strict) something cannot be checked here.
+    """
     cls, kwargs = _checked_class(model)
+    check_resources = getattr(cls, "check_resources", None)
+    notes = list(check_resources(**kwargs)) if callable(check_resources) else []
+    if strict and notes:  # first: a worker without the weights directory also lacks the vocabulary in it
+        raise RendererError("; ".join(notes))
     check_prompts = getattr(cls, "check_prompts", None)
     if callable(check_prompts):
         check_prompts(list(prompts), **kwargs)
+    return [f"{note}; render checks it on the workers" for note in notes]
 
 
 def load_renderer(model: Any) -> Renderer:

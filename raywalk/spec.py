@@ -5,6 +5,12 @@ space, the diffusion noise, the model, how frames are chunked and which
 outputs are assembled. Validation is strict and happens before anything runs,
 so that a typo fails in a second instead of after a night of rendering. Every
 error is one line naming the file, the field and the reason.
+
+Job files are read defensively, since one may come from anyone: only regular
+files of at most `MAX_JOB_BYTES`, YAML whose nesting and alias expansion are
+bounded (checked on the event stream, before any object is built), no
+duplicate keys, and every number within a documented maximum (`LIMITS`).
+A job is still trusted code: its renderer is an import path that runs.
 """
 from __future__ import annotations
 
@@ -12,14 +18,18 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
-import numpy as np
 import yaml
 
 from raywalk.errors import JobError
+
+__all__ = ["Job", "JobError", "job_from_dict", "load_job"]
 
 DEFAULT_RENDERER = "raywalk.kerascv:KerasCVRenderer"
 WALK_KINDS = ("interpolate", "grid", "text_walk", "noise_circle")
@@ -29,12 +39,37 @@ EASINGS = ("linear", "ease_in_out", "cosine")
 DIRECTIONS = ("ones", "random")
 CIRCLE_MODES = ("seamless", "tutorial")
 PRECISIONS = ("auto", "float32", "mixed_float16")
+# Maxima, so that a hostile or mistyped job fails in one line instead of exhausting memory.
+MAX_JOB_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 100_000
+MAX_NAME = 100
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_PROMPTS = 256
+MAX_PROMPT_CHARS = 2_000
+MAX_FRAMES = 1_000_000
+MAX_GRID = 1_000  # a 1000 x 1000 grid is MAX_FRAMES
+MAX_SEED = 2**63 - 1
+MAX_SIDE = 4_096
+MAX_STEPS = 1_000
+MAX_BATCH = 256
+MAX_GUIDANCE = 100.0
+MAX_STEP_SIZE = 1e6
+MAX_CHUNK = 100_000
+MAX_ATTEMPTS = 100
+MAX_IN_FLIGHT = 64
+MAX_FPS = 240
+MAX_OUTPUT_SIDE = 8_192
+MAX_TILE = 1_024
+MAX_COLUMNS = 256
+MAX_SHEET_PIXELS = 200_000_000  # a contact sheet of at most ~600 MB of RGB
 WALK_KEYS = {  # the fields of `Walk` that each kind reads
     "interpolate": ("kind", "frames", "method", "easing", "loop"),
     "grid": ("kind", "size", "method", "easing"),
     "text_walk": ("kind", "frames", "step_size", "direction", "direction_seed"),
     "noise_circle": ("kind", "frames", "mode"),
 }
+ARTICLES = {kind: ("an" if kind[0] in "aeiou" else "a") for kind in WALK_KINDS}
 OUTPUT_KINDS = ("gif", "mp4", "grid", "contact_sheet")
 OUTPUT_SUFFIXES = {"gif": ".gif", "mp4": ".mp4", "grid": "-grid.png", "contact_sheet": "-contact.png"}
 
@@ -140,12 +175,6 @@ class Job:
         """Output kind -> file name in the run directory, for the outputs the job asks for."""
         return {kind: f"{self.name}{OUTPUT_SUFFIXES[kind]}" for kind in self.outputs.files}
 
-    def trajectory(self, keyframes: np.ndarray):
-        """The frame-by-frame walk, given one encoding per prompt (K, 77, D) in job order."""
-        from raywalk.trajectory import Trajectory
-
-        return Trajectory(self, keyframes)
-
     def to_dict(self) -> dict[str, Any]:
         """The job as plain data, loadable again by `job_from_dict`."""
         data = dataclasses.asdict(self)
@@ -176,19 +205,90 @@ class Job:
 
 
 def load_job(path: str | Path) -> Job:
-    """Read and validate a YAML job file."""
+    """Read and validate a YAML job file.
+
+    Raises:
+        JobError: the file cannot be read, is not a bounded YAML mapping, or does not validate.
+    """
     source = str(path)
+    text = _read_text(Path(path), source)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobError(f"{source}: cannot read job file: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        data = yaml.safe_load(text)
+        _check_shape(text, source)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise JobError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise JobError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     return job_from_dict(data, source=source, default_name=Path(path).stem)
+
+
+def _read_text(path: Path, source: str) -> str:
+    """The text of a regular file of at most MAX_JOB_BYTES, without opening anything else
+    (a FIFO would block, /dev/zero never ends)."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise JobError(f"{source}: cannot read job file: {kind}")
+        if info.st_size > MAX_JOB_BYTES:
+            raise JobError(f"{source}: cannot read job file: {info.st_size} bytes, more than the "
+                           f"{MAX_JOB_BYTES} a job file may have")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JOB_BYTES + 1)
+        if len(raw) > MAX_JOB_BYTES:
+            raise JobError(f"{source}: cannot read job file: more than {MAX_JOB_BYTES} bytes")
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobError(f"{source}: cannot read job file: {getattr(exc, 'strerror', None) or exc}") from None
+    if "\x00" in text:
+        raise JobError(f"{source}: cannot read job file: it holds a NUL character")
+    return text
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Refuse YAML nested deeper than MAX_YAML_DEPTH or expanding (aliases included) to more than
+    MAX_YAML_NODES nodes, from the parser's event stream: nothing is built, so an alias bomb or a
+    20,000-deep list costs what reading it costs."""
+    sizes: dict[str, int] = {}  # anchor -> expanded node count of its node
+    stack: list[list[Any]] = []  # open collections: [anchor, expanded nodes inside]
+    total = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+            size = sizes.get(event.anchor or "", 1) if isinstance(event, yaml.AliasEvent) else 1
+            if isinstance(event, yaml.ScalarEvent) and event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 0])
+            if len(stack) > MAX_YAML_DEPTH:
+                raise JobError(f"{source}: nested more than {MAX_YAML_DEPTH} levels deep")
+            continue
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, inside = stack.pop()
+            size = 1 + inside
+            if anchor:
+                sizes[anchor] = size
+        else:
+            continue
+        total += size
+        if stack:
+            stack[-1][1] += size
+        if total > MAX_YAML_NODES:
+            raise JobError(f"{source}: expands to more than {MAX_YAML_NODES} values (aliases included)")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def job_from_dict(data: Any, source: str = "<dict>", default_name: str = "walk") -> Job:
@@ -202,54 +302,59 @@ class _Validator:
     def __init__(self, source: str):
         self.source = source
 
-    def fail(self, where: str, reason: str) -> None:
+    def fail(self, where: str, reason: str) -> NoReturn:
         raise JobError(f"{self.source}: {where}: {reason}")
 
     def section(self, data: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         if data is None:
             return {}
         if not isinstance(data, dict):
-            self.fail(where, f"must be a mapping, got {_type(data)}")
+            self.fail(where or "job", f"must be a mapping, got {_type(data)}")
         for key in data:
             if key not in allowed:
-                self.fail(f"{where}.{key}" if where else str(key),
+                self.fail(f"{where}.{key}" if where else _short(key),
                           f"unknown key (expected one of: {', '.join(allowed)})")
         return data
 
-    def integer(self, data: dict, key: str, where: str, default: int, minimum: int | None = None) -> int:
+    def integer(self, data: dict[str, Any], key: str, where: str, default: int, minimum: int | None = None,
+                maximum: int | None = None) -> int:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(f"{where}.{key}", f"must be an integer, got {_type(value)}")
         if minimum is not None and value < minimum:
             self.fail(f"{where}.{key}", f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            self.fail(f"{where}.{key}", f"must be at most {maximum:,}, got {_short(value)}")
         return value
 
-    def number(self, data: dict, key: str, where: str, default: float,
-               minimum: float | None = None, exclusive: bool = False) -> float:
+    def number(self, data: dict[str, Any], key: str, where: str, default: float,
+               minimum: float | None = None, exclusive: bool = False, maximum: float | None = None) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(f"{where}.{key}", f"must be a number, got {_type(value)}")
         if minimum is not None and (value <= minimum if exclusive else value < minimum):
             self.fail(f"{where}.{key}", f"must be {'>' if exclusive else '>='} {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            self.fail(f"{where}.{key}", f"must be at most {maximum:g}, got {_short(value)}")
         return float(value)
 
-    def boolean(self, data: dict, key: str, where: str, default: bool) -> bool:
+    def boolean(self, data: dict[str, Any], key: str, where: str, default: bool) -> bool:
         value = data.get(key, default)
         if not isinstance(value, bool):
             self.fail(f"{where}.{key}", f"must be true or false, got {_type(value)}")
         return value
 
-    def string(self, data: dict, key: str, where: str, default: str) -> str:
+    def string(self, data: dict[str, Any], key: str, where: str, default: str) -> str:
         value = data.get(key, default)
         if not isinstance(value, str) or not value.strip():
             self.fail(f"{where}.{key}", f"must be a non-empty string, got {_type(value)}")
         return value
 
-    def choice(self, data: dict, key: str, where: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, data: dict[str, Any], key: str, where: str, default: str, choices: tuple[str, ...]) -> str:
         value = data.get(key, default)
         if value not in choices:
-            self.fail(f"{where}.{key}", f"unknown {key} {value!r} (expected one of: {', '.join(choices)})")
-        return value
+            self.fail(f"{where}.{key}", f"unknown {key} {_short(value)} (expected one of: {', '.join(choices)})")
+        return str(value)
 
     # -- sections -----------------------------------------------------------
 
@@ -259,20 +364,22 @@ class _Validator:
         top = self.section(data, "", ("name", "prompts", "walk", "noise", "model",
                                       "chunking", "workers", "outputs"))
         name = self.string(top, "name", "job", default_name)
-        if any(c in name for c in "/\\") or name.startswith("."):
-            self.fail("name", f"must be a plain file name, got {name!r}")
+        if len(name) > MAX_NAME or not NAME_PATTERN.fullmatch(name):
+            self.fail("name", f"must be a file name of at most {MAX_NAME} letters, digits, '.', '_' and '-' "
+                      f"starting with a letter or digit, got {_short(name)}")
         prompts = self.prompts(top.get("prompts"))
         walk = self.walk(top.get("walk"), prompts)
         noise = self.noise(top.get("noise"), walk, prompts)
+        model = self.model(top.get("model"))
         return Job(
             name=name,
             prompts=prompts,
             walk=walk,
             noise=noise,
-            model=self.model(top.get("model")),
+            model=model,
             chunking=self.chunking(top.get("chunking")),
             workers=self.workers(top.get("workers")),
-            outputs=self.outputs(top.get("outputs"), walk),
+            outputs=self.outputs(top.get("outputs"), walk, model),
             source=self.source,
         )
 
@@ -283,11 +390,17 @@ class _Validator:
             data = [data]
         if not isinstance(data, list) or not data:
             self.fail("prompts", f"must be a non-empty list of strings, got {_type(data)}")
+        if len(data) > MAX_PROMPTS:
+            self.fail("prompts", f"at most {MAX_PROMPTS} prompts, got {len(data)}")
         for i, prompt in enumerate(data):
             if not isinstance(prompt, str):
                 self.fail(f"prompts[{i}]", f"must be a string, got {_type(prompt)}")
             if not prompt.strip():
                 self.fail(f"prompts[{i}]", "is empty")
+            if len(prompt) > MAX_PROMPT_CHARS:
+                self.fail(f"prompts[{i}]", f"is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS}")
+            if "\x00" in prompt:
+                self.fail(f"prompts[{i}]", "holds a NUL character")
         return tuple(data)
 
     def walk(self, data: Any, prompts: tuple[str, ...]) -> Walk:
@@ -297,21 +410,21 @@ class _Validator:
                   "noise_circle": "exactly 1"}[kind]
         count_ok = {"interpolate": len(prompts) >= 2, "grid": len(prompts) == 4}.get(kind, len(prompts) == 1)
         if not count_ok:
-            self.fail("prompts", f"a {kind} walk needs {wanted} prompts, got {len(prompts)}")
+            self.fail("prompts", f"{ARTICLES[kind]} {kind} walk needs {wanted} prompts, got {len(prompts)}")
         relevant = WALK_KEYS[kind]
         for key in w:
             if key not in relevant:
-                self.fail(f"walk.{key}", f"does not apply to a {kind} walk "
+                self.fail(f"walk.{key}", f"does not apply to {ARTICLES[kind]} {kind} walk "
                           f"(its keys: {', '.join(sorted(relevant))})")
         if kind == "grid":
-            size, frames = self.integer(w, "size", "walk", 0, minimum=1), 0
+            size, frames = self.integer(w, "size", "walk", 0, minimum=1, maximum=MAX_GRID), 0
             if "size" not in w:
                 self.fail("walk.size", "missing: a grid walk needs its side length n (n x n frames)")
         else:
             size = 0
             if "frames" not in w:
-                self.fail("walk.frames", f"missing: a {kind} walk needs a frame count")
-            frames = self.integer(w, "frames", "walk", 0, minimum=1)
+                self.fail("walk.frames", f"missing: {ARTICLES[kind]} {kind} walk needs a frame count")
+            frames = self.integer(w, "frames", "walk", 0, minimum=1, maximum=MAX_FRAMES)
         return Walk(
             kind=kind,
             frames=frames,
@@ -319,9 +432,9 @@ class _Validator:
             method=self.choice(w, "method", "walk", "lerp", METHODS),
             easing=self.choice(w, "easing", "walk", "linear", EASINGS),
             loop=self.boolean(w, "loop", "walk", False),
-            step_size=self.number(w, "step_size", "walk", 0.005),
+            step_size=self.number(w, "step_size", "walk", 0.005, minimum=-MAX_STEP_SIZE, maximum=MAX_STEP_SIZE),
             direction=self.choice(w, "direction", "walk", "ones", DIRECTIONS),
-            direction_seed=self.integer(w, "direction_seed", "walk", 0, minimum=0),
+            direction_seed=self.integer(w, "direction_seed", "walk", 0, minimum=0, maximum=MAX_SEED),
             mode=self.choice(w, "mode", "walk", "seamless", CIRCLE_MODES),
         )
 
@@ -334,8 +447,8 @@ class _Validator:
                       if kind == "circle" else f"a noise_circle walk draws circle noise, not {kind!r}")
         if kind == "slerp" and walk.kind not in ("interpolate", "grid"):
             self.fail("noise.kind", f"slerp noise follows an interpolation between prompts; "
-                      f"a {walk.kind} walk has one prompt")
-        seed = self.integer(n, "seed", "noise", 12345, minimum=0)
+                      f"{ARTICLES[walk.kind]} {walk.kind} walk has one prompt")
+        seed = self.integer(n, "seed", "noise", 12345, minimum=0, maximum=MAX_SEED)
         seeds: tuple[int, ...] = ()
         if "seeds" in n:
             if kind != "slerp":
@@ -343,9 +456,9 @@ class _Validator:
             raw = n["seeds"]
             if not isinstance(raw, list) or len(raw) != len(prompts):
                 self.fail("noise.seeds", f"must be a list of {len(prompts)} integers, one per prompt")
-            seeds = tuple(self.integer({"seeds": s}, "seeds", "noise", 0, minimum=0) for s in raw)
+            seeds = tuple(self.integer({"seeds": s}, "seeds", "noise", 0, minimum=0, maximum=MAX_SEED) for s in raw)
         elif kind == "slerp":
-            seeds = tuple(seed + k for k in range(len(prompts)))
+            seeds = tuple(min(seed + k, MAX_SEED) for k in range(len(prompts)))
         return Noise(kind=kind, seed=seed, seeds=seeds)
 
     def model(self, data: Any) -> Model:
@@ -356,10 +469,10 @@ class _Validator:
             self.fail("model.renderer", f"must be an import path 'package.module:Class', got {renderer!r}")
         sides = {}
         for side in ("width", "height"):
-            value = self.integer(m, side, "model", 512, minimum=64)
+            value = self.integer(m, side, "model", 512, minimum=64, maximum=MAX_SIDE)
             if value % 64:
-                self.fail(f"model.{side}", f"must be a multiple of 64 (the UNet halves the "
-                          f"{value // 8}-pixel latent three times), got {value}")
+                self.fail(f"model.{side}", f"must be a multiple of 64 (the latent is {side}/8 and the UNet "
+                          f"halves it three times), got {value}")
             sides[side] = value
         options = m.get("options", {})
         if options is None:
@@ -368,11 +481,11 @@ class _Validator:
             self.fail("model.options", f"must be a mapping of option names to values, got {_type(options)}")
         return Model(
             renderer=renderer,
-            steps=self.integer(m, "steps", "model", 50, minimum=1),
-            guidance_scale=self.number(m, "guidance_scale", "model", 7.5, minimum=0),
+            steps=self.integer(m, "steps", "model", 50, minimum=1, maximum=MAX_STEPS),
+            guidance_scale=self.number(m, "guidance_scale", "model", 7.5, minimum=0, maximum=MAX_GUIDANCE),
             weights=self.string(m, "weights", "model", "download"),
             precision=self.choice(m, "precision", "model", "auto", PRECISIONS),
-            batch_size=self.integer(m, "batch_size", "model", 1, minimum=1),
+            batch_size=self.integer(m, "batch_size", "model", 1, minimum=1, maximum=MAX_BATCH),
             options=dict(options),
             **sides,
         )
@@ -380,9 +493,9 @@ class _Validator:
     def chunking(self, data: Any) -> Chunking:
         c = self.section(data, "chunking", ("chunk_size", "max_attempts", "in_flight"))
         return Chunking(
-            chunk_size=self.integer(c, "chunk_size", "chunking", 16, minimum=1),
-            max_attempts=self.integer(c, "max_attempts", "chunking", 3, minimum=1),
-            in_flight=self.integer(c, "in_flight", "chunking", 2, minimum=1),
+            chunk_size=self.integer(c, "chunk_size", "chunking", 16, minimum=1, maximum=MAX_CHUNK),
+            max_attempts=self.integer(c, "max_attempts", "chunking", 3, minimum=1, maximum=MAX_ATTEMPTS),
+            in_flight=self.integer(c, "in_flight", "chunking", 2, minimum=1, maximum=MAX_IN_FLIGHT),
         )
 
     def workers(self, data: Any) -> Workers:
@@ -393,9 +506,9 @@ class _Validator:
             cpus=self.number(w, "cpus", "workers", 1.0, minimum=0),
         )
 
-    def outputs(self, data: Any, walk: Walk) -> Outputs:
+    def outputs(self, data: Any, walk: Walk, model: Model) -> Outputs:
         o = self.section(data, "outputs", OUTPUT_KINDS + ("preview_every",))
-        option_keys = {
+        option_keys: dict[str, dict[str, Any]] = {
             "gif": {"fps": 10, "rubber_band": False, "resize": None},
             "mp4": {"fps": 24, "rubber_band": False, "quality": 8},
             "grid": {},
@@ -410,9 +523,10 @@ class _Validator:
             opts = self.section(o[kind], f"outputs.{kind}", tuple(option_keys[kind]))
             merged = {**option_keys[kind], **opts}
             where = f"outputs.{kind}"
-            for key in ("fps", "every", "columns", "tile"):
+            maxima = {"fps": MAX_FPS, "every": MAX_FRAMES, "columns": MAX_COLUMNS, "tile": MAX_TILE}
+            for key, maximum in maxima.items():
                 if key in merged:
-                    merged[key] = self.integer(merged, key, where, 0, minimum=1)
+                    merged[key] = self.integer(merged, key, where, 0, minimum=1, maximum=maximum)
             if "rubber_band" in merged:
                 merged["rubber_band"] = self.boolean(merged, "rubber_band", where, False)
             if "quality" in merged:
@@ -423,11 +537,38 @@ class _Validator:
                 size = merged["resize"]
                 if (not isinstance(size, list) or len(size) != 2
                         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
-                    self.fail(f"{where}.resize", f"must be [width, height] in pixels, got {size!r}")
+                    self.fail(f"{where}.resize", f"must be [width, height] in pixels, got {_short(size)}")
+                if max(size) > MAX_OUTPUT_SIDE:
+                    self.fail(f"{where}.resize", f"sides must be at most {MAX_OUTPUT_SIDE} pixels, got {size}")
                 merged["resize"] = list(size)
+            self.image_size(kind, merged, walk, model)
             files[kind] = merged
-        return Outputs(files=files, preview_every=self.integer(o, "preview_every", "outputs", 0, minimum=0))
+        preview_every = self.integer(o, "preview_every", "outputs", 0, minimum=0, maximum=MAX_FRAMES)
+        return Outputs(files=files, preview_every=preview_every)
+
+    def image_size(self, kind: str, options: dict[str, Any], walk: Walk, model: Model) -> None:
+        """Refuse a grid or contact sheet too large to hold in memory."""
+        frames = walk.size**2 if walk.kind == "grid" else walk.frames
+        if kind == "grid":
+            pixels = walk.size**2 * model.width * model.height
+        elif kind == "contact_sheet":
+            tiles = -(-frames // options["every"])
+            rows = -(-tiles // options["columns"])
+            tile_height = max(1, round(options["tile"] * model.height / model.width))
+            pixels = options["columns"] * options["tile"] * rows * tile_height
+        else:
+            return
+        if pixels > MAX_SHEET_PIXELS:
+            self.fail(f"outputs.{kind}", f"would be a {pixels / 1e6:,.0f}-megapixel image, more than "
+                      f"{MAX_SHEET_PIXELS / 1e6:,.0f}" + (" (raise `every` or lower `tile`)" if kind != "grid" else ""))
 
 
 def _type(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:60]
+    return "nothing" if value is None else f"{type(value).__name__} {_short(value)}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, so that a hostile value cannot flood a message."""
+    text = repr(value) if not isinstance(value, int) or isinstance(value, bool) or abs(value) < 10**30 \
+        else f"{str(value)[:6]}...({len(str(abs(value)))} digits)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

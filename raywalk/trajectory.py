@@ -28,13 +28,13 @@ EASINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 def normal(shape: tuple[int, ...], seed: int, stream: int, index: int = 0) -> np.ndarray:
     """A standard-normal float64 draw keyed by (seed, stream, index), the same everywhere."""
-    return np.random.default_rng([seed, stream, index]).standard_normal(shape)
+    return np.asarray(np.random.default_rng([seed, stream, index]).standard_normal(shape))
 
 
 def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     """a + t (b - a), with one t per leading row."""
     t = _per_row(t, a)
-    return a + t * (b - a)
+    return np.asarray(a + t * (b - a))
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray, parallel: float = 0.9995) -> np.ndarray:
@@ -50,10 +50,13 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray, parallel: float = 0.9995)
     sin_theta = np.where(near, 1.0, np.sin(theta))
     wa = np.where(near, 1.0 - t, np.sin((1.0 - t) * theta) / sin_theta)
     wb = np.where(near, t, np.sin(t * theta) / sin_theta)
-    return _per_row(wa, a) * a + _per_row(wb, b) * b
+    return np.asarray(_per_row(wa, a) * a + _per_row(wb, b) * b)
 
 
-def _grid(corners: np.ndarray, p: dict[str, np.ndarray], mix: Callable) -> np.ndarray:
+Mix = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _grid(corners: np.ndarray, p: dict[str, np.ndarray], mix: Mix) -> np.ndarray:
     """Bilinear path: top row corners[0] -> corners[1], bottom row corners[2] -> corners[3]."""
     n = len(p["row"])
     top = mix(np.repeat(corners[:1], n, 0), np.repeat(corners[1:2], n, 0), p["t_col"])
@@ -145,7 +148,7 @@ class Trajectory:
         if kind == "grid":
             return _grid(keys, p, self._mix)
         if kind == "text_walk":
-            return keys[0] + _per_row(p["offset"], keys[:1]) * self._direction
+            return np.asarray(keys[0] + _per_row(p["offset"], keys[:1]) * self._direction)
         return np.repeat(keys[:1], len(index), axis=0)
 
     # -- the noise ------------------------------------------------------------
@@ -165,4 +168,4 @@ class Trajectory:
             return slerp(keys[seg], keys[(seg + 1) % len(keys)], p["t"])
         x, y = self._circle
         theta = _per_row(p["theta"], x[None])
-        return np.cos(theta) * x + np.sin(theta) * y
+        return np.asarray(np.cos(theta) * x + np.sin(theta) * y)

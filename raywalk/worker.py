@@ -29,6 +29,7 @@ from raywalk.errors import RunError, RunLocationError
 from raywalk.renderer import load_renderer
 from raywalk.spec import job_from_dict
 from raywalk.store import KEYFRAMES, RunStore
+from raywalk.trajectory import Trajectory
 
 MODEL_STACK = ("raywalk", "ray", "numpy", "keras", "keras-cv", "tensorflow", "tensorflow-cpu", "pyarrow", "pillow")
 
@@ -67,7 +68,7 @@ class RenderWorker:
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         self.worker = context.get_actor_id()
-        self._trajectory: tuple[str | None, Any] | None = None  # (keyframes SHA-256, trajectory)
+        self._trajectory: tuple[str | None, Trajectory] | None = None  # (keyframes SHA-256, trajectory)
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
 
     def describe(self) -> dict[str, Any]:
@@ -122,7 +123,7 @@ class RenderWorker:
         return {"chunk": chunk, "frames": len(frames), "seconds": time.perf_counter() - started,
                 "node": self.node, "worker": self.worker}
 
-    def _load_trajectory(self, sha256: str | None):
+    def _load_trajectory(self, sha256: str | None) -> Trajectory:
         """The job's trajectory from the stored keyframes, which must have the manifest's SHA-256 (if it
         records one): frames rendered from other encodings would be wrong, and counted as done."""
         if self._trajectory is None or self._trajectory[0] != sha256:
@@ -130,7 +131,7 @@ class RenderWorker:
             if keyframes is None:
                 raise RunError(f"{self.store.url(KEYFRAMES)} is missing, damaged or not the manifest's keyframes; "
                                "rendering again re-encodes the prompts")
-            self._trajectory = (sha256, self.job.trajectory(keyframes))
+            self._trajectory = (sha256, Trajectory(self.job, keyframes))
         return self._trajectory[1]
 
     def _write_frame(self, frame: int, image: np.ndarray) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """`raywalk plan`: every job plans; counts and estimates are right; over-long prompts are refused."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,50 @@ def test_calibration_measures_a_worker(ray_connected, tmp_path):
     assert result.exit_code == 0, result.output
     seconds = float(re.search(r"at ([\d.]+) s/step", result.output).group(1))
     assert seconds == pytest.approx(0.25, rel=0.3)  # 2 frames x 0.25 s over 2 steps
+
+
+# `raywalk plan` in a process of its own, as a user runs it: TensorFlow's start-up lines would show.
+PLAN = """
+import sys
+from raywalk.cli import main
+try:
+    main(["plan", sys.argv[1]])
+finally:
+    print("tensorflow imported:", "tensorflow" in sys.modules)
+"""
+
+
+def run_plan(path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # TensorFlow as loud as it gets
+    return subprocess.run([sys.executable, "-c", PLAN, str(path)], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def test_plan_is_quiet_and_never_imports_tensorflow(tmp_path):
+    smoke = yaml.safe_load(next(p for p in JOBS if p.stem == "smoke").read_text())
+    result = run_plan(next(p for p in JOBS if p.stem == "smoke"))
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.splitlines()[-1] == "tensorflow imported: False"
+
+    smoke["prompts"][1] = "a very " * 40 + "long prompt"
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(smoke))
+    result = run_plan(path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [(
+        "raywalk: error: prompt 'a very a very a very a very a very a very a very a very a...' is 84 CLIP tokens"
+        " long; Stable Diffusion takes at most 77 (start and end tokens included)"
+    )]
+    assert result.stdout.splitlines() == ["tensorflow imported: False"]
+
+
+def test_plan_prints_what_it_cannot_check_here(tmp_path):
+    path = tmp_path / "remote.yaml"
+    path.write_text(yaml.safe_dump({"prompts": ["a", "b"], "walk": {"kind": "interpolate", "frames": 3},
+                                    "model": {"weights": str(tmp_path / "on-the-cluster")}}))
+    result = CliRunner().invoke(main, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == (
+        f"unchecked         weights directory {str(tmp_path / 'on-the-cluster')!r} is not on this machine;"
+        " render checks it on the workers"
+    )

@@ -1,12 +1,14 @@
 """The renderer contract: loading by import path and the one-line errors before any rendering."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 
 import numpy as np
 import pytest
 
+from raywalk.errors import BadInputError
 from raywalk.renderer import (
     Renderer,
     RendererError,
@@ -15,14 +17,13 @@ from raywalk.renderer import (
     renderer_class,
     renderer_kwargs,
 )
+from raywalk.spec import Model
 
 
-def model(renderer: str = "doubles:FakeRenderer", **options):
-    """A duck-typed job model section, as `raywalk.spec.Model` provides it."""
-    return types.SimpleNamespace(
-        renderer=renderer, width=64, height=128, steps=2, guidance_scale=7.5, weights="random",
-        precision="auto", batch_size=2, options=options,
-    )
+def model(renderer: str = "doubles:FakeRenderer", **options) -> Model:
+    """A job's model section."""
+    return Model(renderer=renderer, width=64, height=128, steps=2, guidance_scale=7.5, weights="random",
+                 precision="auto", batch_size=2, options=options)
 
 
 @pytest.fixture
@@ -134,9 +135,45 @@ def test_check_renderer_calls_check_prompts_with_the_kwargs_and_never_builds(fak
     assert one_line_error(check_renderer, model("fakemod:Picky"), ["cat"]) == "no cats"
 
 
-def test_renderer_error_is_one_line_value_error():
+def test_check_renderer_returns_what_check_resources_cannot_check_here_and_strict_refuses_it(fake_module):
+    seen = {}
+
+    class Remote:
+        def __init__(self, **kwargs):
+            raise AssertionError("check_renderer must not build the renderer")
+
+        @classmethod
+        def check_resources(cls, **kwargs):
+            seen.update(kwargs)
+            if kwargs["weights"] == "broken":
+                raise RendererError("weights are broken")
+            return [] if kwargs["weights"] == "random" else [f"weights {kwargs['weights']} are not on this machine"]
+
+        def encode_text(self, prompts): ...
+        def render(self, encodings, noise): ...
+
+    fake_module.Remote = Remote
+    assert check_renderer(model("fakemod:Remote"), ["dog"], strict=True) == []
+    assert seen == renderer_kwargs(model())
+    remote = dataclasses.replace(model("fakemod:Remote"), weights="/mnt/w")
+    assert check_renderer(remote, ["dog"]) == [
+        "weights /mnt/w are not on this machine; render checks it on the workers"
+    ]
+    assert one_line_error(lambda: check_renderer(remote, ["dog"], strict=True)) == (
+        "weights /mnt/w are not on this machine"
+    )
+    broken = dataclasses.replace(model("fakemod:Remote"), weights="broken")
+    assert one_line_error(check_renderer, broken, ["dog"]) == "weights are broken"
+
+
+def test_a_renderer_without_the_optional_checks_has_nothing_unchecked():
+    assert check_renderer(model(), ["dog"], strict=True) == []
+    assert check_renderer(model(), ["dog"]) == []
+
+
+def test_renderer_error_is_one_line_bad_input_error():
     error = RendererError("first line\n  second line")
-    assert isinstance(error, ValueError)
+    assert isinstance(error, BadInputError) and error.exit_code == 2
     assert str(error) == "first line second line"
 
 

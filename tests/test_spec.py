@@ -63,13 +63,36 @@ BAD = [
     (with_(chunking__chunk_size=0), "chunking.chunk_size", "must be >= 1"),
     (with_(noise__kind="pink"), "noise.kind", "unknown kind 'pink'"),
     (with_(walk__easing="bounce"), "walk.easing", "unknown easing 'bounce'"),
-    (with_(walk__step_size=0.1), "walk.step_size", "does not apply to a interpolate walk"),
+    (with_(walk__step_size=0.1), "walk.step_size", "does not apply to an interpolate walk"),
     (with_(noise__kind="circle"), "noise.kind", "circle noise"),
     (with_(outputs={"gif": {"fps": 0}}), "outputs.gif.fps", "must be >= 1"),
     (with_(outputs={"grid": {}}), "outputs.grid", "needs a grid walk"),
     (with_(outputs={"webm": {}}), "outputs.webm", "unknown key"),
     ("walk: [unclosed", "job.yaml", "not valid YAML"),
-    ("- just\n- a list\n", "", "must be a mapping"),
+    ("- just\n- a list\n", "job: must be a mapping", "got list"),
+    (with_(model__width=100), "model.width", "multiple of 64 (the latent is width/8 and the UNet halves it"),
+    (with_(walk__frames=10**23), "walk.frames", "must be at most 1,000,000, got 100000000000000000000000"),
+    (with_(prompts=["a", "b", "c", "d"], walk={"kind": "grid", "size": 100000}), "walk.size", "at most 1,000"),
+    (with_(name="x" * 300), "name", "at most 100 letters"),
+    (with_(name="a\x00b"), "name", "at most 100 letters"),
+    (with_(name="../escape"), "name", "at most 100 letters"),
+    (with_(name="two words"), "name", "at most 100 letters"),
+    (with_(prompts=["a dog", "x" * 3000]), "prompts[1]", "is 3000 characters long"),
+    (with_(outputs={"gif": {"resize": [100000, 100000]}}), "outputs.gif.resize", "at most 8192 pixels"),
+    (with_(outputs={"contact_sheet": {"tile": 1000000}}), "outputs.contact_sheet.tile", "at most 1,024"),
+    (with_(walk__frames=1000000, outputs={"contact_sheet": {"every": 1, "tile": 512, "columns": 200}}),
+     "outputs.contact_sheet", "megapixel image"),
+    (with_(outputs={"gif": {"fps": 100000}}), "outputs.gif.fps", "at most 240"),
+    (with_(model__steps=10**6), "model.steps", "at most 1,000"),
+    (with_(model__width=65536), "model.width", "at most 4,096"),
+    (with_(model__batch_size=10**5), "model.batch_size", "at most 256"),
+    (with_(model__guidance_scale=1e9), "model.guidance_scale", "at most 100"),
+    (with_(noise__seed=2**70), "noise.seed", "at most"),
+    (with_(chunking__chunk_size=10**9), "chunking.chunk_size", "at most 100,000"),
+    ("walk:\n  frames: 5\n  frames: 6\nprompts: [a, b]\n", "job.yaml", "key 'frames' is given twice"),
+    ("model: {renderer: a:B}\nmodel: {renderer: c:D}\nprompts: [a, b]\n", "job.yaml", "key 'model' is given twice"),
+    ("prompts: [a, b]\nwalk: {frames: 3}\nmodel:\n  options: {x: " + "[" * 20000 + "]" * 20000 + "}\n",
+     "job.yaml", "nested more than 32 levels deep"),
     ("", "job", "file is empty"),
 ]
 
@@ -82,6 +105,45 @@ def test_bad_job_files_fail_with_one_line(tmp_path, data, field, reason):
     message = str(err.value)
     assert message.startswith(str(path)) and field in message and reason in message
     assert "\n" not in message
+
+
+ALIAS_BOMB = "prompts: [a, b]\nwalk: {frames: 3}\nmodel:\n  options:\n    a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    import resource
+    import time
+
+    path = write(tmp_path, ALIAS_BOMB)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(JobError, match="expands to more than 100000 values"):
+        load_job(path)
+    assert time.perf_counter() - started < 5  # a bound, not a benchmark: the expansion would take minutes
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: never expanded
+    shallow = write(tmp_path, ALIAS_BOMB.split("    a2:")[0], "ok.yaml")  # 9 x 9 values: fine
+    assert len(load_job(shallow).model.options["a1"]) == 9
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "huge"])
+def test_only_regular_job_files_of_bounded_size_are_read(tmp_path, kind):
+    import os
+
+    if kind == "fifo":
+        path = tmp_path / "job.yaml"
+        os.mkfifo(path)  # opening it would block forever
+        reason = "not a regular file"
+    elif kind == "device":
+        path, reason = Path("/dev/zero"), "not a regular file"
+    elif kind == "directory":
+        path, reason = tmp_path, "a directory"
+    else:
+        path = write(tmp_path, "# padding\n" * 200_000 + "prompts: [a, b]\nwalk: {frames: 3}\n")
+        reason = "more than the 1048576 a job file may have"
+    with pytest.raises(JobError, match=reason) as err:
+        load_job(path)
+    assert str(err.value).startswith(f"{path}: cannot read job file")
 
 
 def test_unreadable_and_missing_files(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from raywalk import job_from_dict
-from raywalk.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, normal
+from raywalk.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, Trajectory, normal
 
 D = 16  # a small encoding width keeps these tests in milliseconds
 SIZE = 64  # 64x64 images: (8, 8, 4) latents
@@ -30,7 +30,7 @@ def keyframes(k: int, seed: int = 0) -> np.ndarray:
 
 
 def whole(job, keys):
-    return job.trajectory(keys).frames(0, job.num_frames)
+    return Trajectory(job, keys).frames(0, job.num_frames)
 
 
 def reference_slerp(a, b, t):
@@ -103,13 +103,13 @@ def test_grid_is_the_tutorials_nested_linspace():
     tutorial = np.linspace(np.linspace(keys[0], keys[1], n), np.linspace(keys[2], keys[3], n), n)
     np.testing.assert_allclose(enc, tutorial.reshape(n * n, 77, D), rtol=1e-5, atol=1e-5)
     assert job.num_frames == 36
-    params = job.trajectory(keys).params(7, 8)
+    params = Trajectory(job, keys).params(7, 8)
     assert params["row"].tolist() == [1] and params["col"].tolist() == [1]
 
 
 def test_grid_varying_noise_is_fresh_per_frame_and_keyed_by_frame():
     job = make_job({"kind": "grid", "size": 3}, 4, {"kind": "per_frame", "seed": 7})
-    traj = job.trajectory(keyframes(4))
+    traj = Trajectory(job, keyframes(4))
     _, noise = traj.frames(0, 9)
     assert len({n.tobytes() for n in noise}) == 9
     _, again = traj.frames(4, 5)
@@ -198,7 +198,7 @@ def test_a_range_alone_equals_the_same_frames_of_the_whole_walk(walk, prompts, n
     keys = keyframes(prompts)
     enc, noi = whole(job, keys)
     for start, stop in ((0, 1), (3, 10), (job.num_frames - 2, job.num_frames), (5, 5)):
-        e, n = job.trajectory(keys).frames(start, stop)
+        e, n = Trajectory(job, keys).frames(start, stop)
         np.testing.assert_array_equal(e, enc[start:stop])
         np.testing.assert_array_equal(n, noi[start:stop])
 
@@ -206,23 +206,23 @@ def test_a_range_alone_equals_the_same_frames_of_the_whole_walk(walk, prompts, n
 def test_out_of_range_frames_are_refused():
     job = make_job({"kind": "interpolate", "frames": 4}, 2)
     with pytest.raises(IndexError, match="outside the walk's 4 frames"):
-        job.trajectory(keyframes(2)).frames(2, 5)
+        Trajectory(job, keyframes(2)).frames(2, 5)
 
 
 def test_keyframes_must_match_the_prompts():
     job = make_job({"kind": "interpolate", "frames": 4}, 2)
     with pytest.raises(ValueError, match="K = 2 prompts"):
-        job.trajectory(keyframes(3))
+        Trajectory(job, keyframes(3))
 
 
 FRAME_DIGEST = textwrap.dedent("""
     import hashlib, sys
     import numpy as np
-    from raywalk import job_from_dict
+    from raywalk import Trajectory, job_from_dict
     job = job_from_dict({"prompts": ["a", "b", "c"], "walk": {"kind": "interpolate", "frames": 40,
         "method": "slerp"}, "noise": {"kind": "per_frame", "seed": 3}, "model": {"width": 64, "height": 64}})
     keys = np.random.default_rng(0).standard_normal((3, 77, 16)).astype(np.float32)
-    enc, noise = job.trajectory(keys).frames(int(sys.argv[1]), int(sys.argv[2]))
+    enc, noise = Trajectory(job, keys).frames(int(sys.argv[1]), int(sys.argv[2]))
     print(hashlib.sha256(enc.tobytes() + noise.tobytes()).hexdigest())
 """)
 
@@ -237,6 +237,42 @@ def test_the_same_frames_in_two_separate_processes():
                          "method": "slerp"}, "noise": {"kind": "per_frame", "seed": 3},
                          "model": {"width": 64, "height": 64}})
     keys = np.random.default_rng(0).standard_normal((3, 77, 16)).astype(np.float32)
-    enc, noise = job.trajectory(keys).frames(10, 30)
+    enc, noise = Trajectory(job, keys).frames(10, 30)
     here = hashlib.sha256(enc.tobytes() + noise.tobytes()).hexdigest()
     assert digests == [here, here]
+
+
+# Golden values: a change of keying (seed, stream, index), of numpy's generator or of its stream
+# changes every frame of every run, and silently mixes old and new noise in a resumed run.
+GOLDEN_DRAWS = [
+    ((8, 8, 4), 12345, FIXED_NOISE, 0, "2f7cd5b899b35784133b3157c20c00ae21a2aef5d564989dfda65b9bed695a11",
+     [-1.4238250364546312, 1.2637284581291104, -0.8706617379590857]),
+    ((8, 8, 4), 99, CIRCLE_NOISE, 1, "947edfac98486b62fab1fe51ca04e542e09badafec71949665dbd28f19b8ce98",
+     [1.307659541579938, 0.7357948103150708, 0.8180254008885929]),
+    ((8, 8, 4), 40, KEYFRAME_NOISE, 0, "497f8b06d675a86b730091c39b6da82dcb5ccf628c5013bd7abab85021ece238",
+     [0.5628718572452279, -0.1708224227689446, 0.35960578856776715]),
+    ((64, 64, 4), 7, FIXED_NOISE, 3, "c4ca210744598b7d8e1d1844f46af93c11eb580a71152e15176b6791aa520918",
+     [0.45609358009147466, -1.0842138791144404, 1.055040796844857]),
+]
+
+
+@pytest.mark.parametrize("shape,seed,stream,index,digest,first", GOLDEN_DRAWS)
+def test_draws_are_the_recorded_golden_values(shape, seed, stream, index, digest, first):
+    draw = normal(shape, seed, stream, index)
+    assert draw.dtype == np.float64 and draw.shape == shape
+    assert draw.ravel()[:3].tolist() == first
+    assert hashlib.sha256(draw.tobytes()).hexdigest() == digest
+
+
+def test_frame_noise_is_keyed_as_recorded():
+    grid = make_job({"kind": "grid", "size": 3}, 4, {"kind": "per_frame", "seed": 7})
+    _, noise = Trajectory(grid, keyframes(4)).frames(3, 5)
+    assert [hashlib.sha256(n.tobytes()).hexdigest() for n in noise] == [
+        "9b0c56a1de9ea3177d9f787a823b890d5ae9f5d6c84a4354095520c3204d8d6a",
+        "2de4c37e5441fc0475c4fb5e2c23790ad08df39d96a1ae257874742c9dbf1e86",
+    ]
+    fixed = make_job({"kind": "interpolate", "frames": 3}, 2)
+    _, noise = Trajectory(fixed, keyframes(2)).frames(2, 3)
+    assert hashlib.sha256(noise[0].tobytes()).hexdigest() == (
+        "dff5f5268d221a6ed580f0ee29b1f22a9411d25e59ca610539e17da08410aff1"
+    )
