@@ -103,7 +103,7 @@ INDEX_SCHEMA = pa.schema(
         ("written", pa.float64()),  # UNIX seconds when the chunk's index file was written
     ]
 )
-_STAMPED = ("run_id", "fingerprint", "written")  # filled by write_chunk_index itself
+_STAMPED = ("run_id", "fingerprint", "written")  # filled in by write_chunk_index
 
 # The retry budget of every storage call: RETRY_ATTEMPTS tries, waiting RETRY_BACKOFF
 # seconds after the first failure, doubling up to RETRY_MAX_DELAY, each wait with
@@ -684,24 +684,31 @@ class RunStore:
         """A frame's PNG bytes; FileNotFoundError if it was never written."""
         return self.read_bytes(f"{FRAMES}/{frame_name(frame)}")
 
-    def write_chunk_index(self, chunk: int, columns: Mapping[str, Sequence[Any]], *, run_id: str,
-                          fingerprint: str) -> str:
+    def write_chunk_index(self, chunk: int, columns: Mapping[str, Sequence[Any]], *, run_id: str | None = None,
+                          fingerprint: str | None = None) -> str:
         """Add the index rows one attempt at chunk `chunk` rendered (after their PNGs); returns the file's name.
 
-        `columns` holds the INDEX_SCHEMA columns but run_id, fingerprint and
-        written, which this stamps, plus any extra ones (the frames' trajectory
-        parameters, which keep the types pyarrow infers). Each call writes a new
-        file (`index/chunk-000007-<token>.parquet`) and touches no other.
+        `columns` holds the INDEX_SCHEMA columns, plus any extra ones (the
+        frames' trajectory parameters, which keep the types pyarrow infers).
+        Every row is stamped with `run_id` and `fingerprint` (default: the
+        manifest's) and, unless `columns` has them, the time of writing. Each
+        call writes a new file (`index/chunk-000007-<token>.parquet`) and
+        touches no other.
 
         Raises:
             ValueError: a required column is missing.
+            RunLocationError: `run_id` or `fingerprint` is None and the location holds no run.
             StoreError: the write kept failing.
         """
         missing = [f.name for f in INDEX_SCHEMA if f.name not in columns and f.name not in _STAMPED]
         if missing:
             raise ValueError(f"chunk {chunk} index lacks columns {', '.join(missing)}")
+        if run_id is None or fingerprint is None:
+            manifest = self.require_manifest()
+            run_id, fingerprint = run_id or manifest.run_id, fingerprint or manifest.fingerprint
         rows = len(columns["frame"])
-        stamps = {"run_id": [run_id] * rows, "fingerprint": [fingerprint] * rows, "written": [time.time()] * rows}
+        stamps = {"run_id": [run_id] * rows, "fingerprint": [fingerprint] * rows,
+                  "written": columns.get("written", [time.time()] * rows)}
         arrays = {f.name: pa.array(stamps[f.name] if f.name in _STAMPED else columns[f.name], type=f.type)
                   for f in INDEX_SCHEMA}
         for name, values in columns.items():
