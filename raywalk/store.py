@@ -111,7 +111,7 @@ _STAMPED = ("run_id", "fingerprint", "written")  # filled in by write_chunk_inde
 RETRY_ATTEMPTS = int(os.environ.get("RAYWALK_STORE_ATTEMPTS", "6"))
 RETRY_BACKOFF = float(os.environ.get("RAYWALK_STORE_BACKOFF", "0.2"))
 RETRY_MAX_DELAY = 5.0
-OPEN_DEADLINE = 10.0  # seconds: checking a location gives up by then, so a bad --out fails fast
+OPEN_DEADLINE = 8.0  # seconds: checking a location retries only within this, so a bad --out fails fast
 
 # Defaults for what a URI does not set. pyarrow's S3 URIs cannot carry timeouts,
 # so raywalk takes `connect_timeout` and `request_timeout` (seconds) from the

@@ -257,7 +257,7 @@ def test_assemble_job_builds_a_grid_jobs_outputs(store):
 
 
 def test_assemble_run_reads_the_job_from_the_manifest(store):
-    with pytest.raises(StoreError, match="no manifest"):
+    with pytest.raises(StoreError, match="no run there"):
         list(assemble_run(store.uri))
     job = load_job(JOBS / "smoke.yaml")
     store.write_manifest(new_manifest(job))
