@@ -138,6 +138,11 @@ _COPY_BLOCK = 8 << 20
 _READERS = 8  # index files read at once: the memory bound of an index scan
 
 
+def _index_field(name: str) -> pa.Field:
+    """An index column's field: INDEX_SCHEMA's, or untyped for a trajectory parameter."""
+    return INDEX_SCHEMA.field(name) if name in INDEX_SCHEMA.names else pa.field(name, pa.null())
+
+
 def frame_name(frame: int) -> str:
     """File name of a frame's PNG: six digits at least, so names sort in frame order."""
     return f"{frame:06d}.png"
@@ -723,7 +728,7 @@ class RunStore:
         return name
 
     def _index_tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
-        """Each index file's rows (only `columns`, INDEX_SCHEMA ones, if given), a few files at a time.
+        """Each index file's rows (only `columns`, if given), a few files at a time.
 
         A file that cannot be decoded (truncated, garbage) counts as no rows: it
         is named in `self.damaged` and in one warning. A missing `run_id`
@@ -745,7 +750,7 @@ class RunStore:
                 self.damaged.append(name)
                 self._warn_once(name, f"{self.url(name)} is damaged ({_one_line(exc)}); its frames count as missing")
                 return None
-            for field in INDEX_SCHEMA if columns is None else [INDEX_SCHEMA.field(c) for c in columns]:
+            for field in INDEX_SCHEMA if columns is None else map(_index_field, columns):
                 if field.name not in table.column_names:
                     table = table.append_column(field, pa.nulls(table.num_rows, field.type))
             if "run_id" in table.column_names:
@@ -768,11 +773,13 @@ class RunStore:
         tables = list(self._index_tables(wanted))
         if run_id is not None:
             tables = [t.filter(pc.equal(t["run_id"], run_id)) for t in tables]
-        schema = INDEX_SCHEMA if columns is None else pa.schema([INDEX_SCHEMA.field(c) for c in columns])
+        schema = INDEX_SCHEMA if columns is None else pa.schema(map(_index_field, columns))
         if not any(t.num_rows for t in tables):
             return schema.empty_table()
         table = pa.concat_tables([t for t in tables if t.num_rows], promote_options="default")
-        return table if columns is None else table.select(columns)
+        if columns is None:  # INDEX_SCHEMA's columns first, whichever file came first
+            columns = INDEX_SCHEMA.names + [c for c in table.column_names if c not in INDEX_SCHEMA.names]
+        return table.select(columns)
 
     def done_frames(self, num_frames: int, run_id: str | None = None, verify: bool = False) -> np.ndarray:
         """A boolean array over frames 0..num_frames-1: True where the frame is done for run `run_id`
