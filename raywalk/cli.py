@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
-from raywalk.plan import estimate, make_plan
+from raywalk.pacing import first_pass_job
+from raywalk.plan import estimate, first_pass_plan, make_plan
 from raywalk.spec import Job, load_job
 from raywalk.store import frame_name, frame_ranges
 
@@ -112,6 +113,12 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
     ]
     if job.outputs.files:
         lines.append("outputs           " + ", ".join(job.output_files().values()))
+    first = first_pass_plan(job)
+    if first is not None:
+        small = first_pass_job(job).model
+        lines.append(f"first pass        {first.frames} frames at {small.width}x{small.height}, {first.steps} steps: "
+                     f"{first.unet_evaluations} UNet evaluations of {(small.width / m.width) ** 2:.3g} the pixels "
+                     "(perceptual pacing)")
     if seconds_per_step is not None:
         e = estimate(job, p, seconds_per_step, workers)
         lines.append(

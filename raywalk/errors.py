@@ -18,6 +18,7 @@ README repeats it::
     ├── BadInputError (2)
     │   ├── JobError             a job file or job data that cannot be run
     │   ├── RendererError        a renderer that cannot be loaded or cannot do what the job asks
+    │   ├── AudioError           a soundtrack that cannot be read or muxed
     │   └── RunLocationError     an --out / run URI that is not usable, holds no run or another job
     ├── IncompleteError (1)
     │   ├── RunError             a run that cannot go on (no workers, every renderer died)
@@ -73,6 +74,10 @@ class JobError(BadInputError):
 
 class RendererError(BadInputError):
     """A renderer that cannot be loaded or cannot do what the job asks."""
+
+
+class AudioError(BadInputError):
+    """A soundtrack (`timing.audio`) that cannot be read, decoded or muxed."""
 
 
 class IncompleteError(RaywalkError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from raywalk.pacing import first_pass_job
 from raywalk.spec import Job
 
 GUIDANCE_PASSES = 2  # classifier-free guidance: a conditional and an unconditional pass
@@ -54,6 +55,16 @@ def make_plan(job: Job) -> Plan:
         chunk_batches=tuple(math.ceil(len(job.chunk_frames(c)) / batch) for c in range(job.num_chunks)),
         steps=job.model.steps,
     )
+
+
+def first_pass_plan(job: Job) -> Plan | None:
+    """The work of a perceptually paced job's first pass (`raywalk.pacing.first_pass_job`), or None without one.
+
+    Its frames are `segments x (samples - 1) + 1` images of `pacing.size` pixels wide at `pacing.steps`
+    steps, batched and chunked like the job's own; each UNet evaluation costs about
+    (pacing.size / model.width)² of a full-size one.
+    """
+    return make_plan(first_pass_job(job)) if job.pacing is not None else None
 
 
 def estimate(job: Job, plan: Plan, seconds_per_step: float, workers: int) -> Estimate:

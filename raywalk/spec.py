@@ -27,9 +27,9 @@ from typing import Any, Mapping, NoReturn
 
 import yaml
 
-from raywalk.errors import JobError
+from raywalk.errors import AudioError, JobError
 
-__all__ = ["Job", "JobError", "job_from_dict", "load_job"]
+__all__ = ["Job", "JobError", "Keyframe", "Pacing", "Timing", "job_from_dict", "load_job"]
 
 DEFAULT_RENDERER = "raywalk.kerascv:KerasCVRenderer"
 WALK_KINDS = ("interpolate", "grid", "text_walk", "noise_circle")
@@ -37,6 +37,7 @@ NOISE_KINDS = ("fixed", "per_frame", "slerp", "circle")
 METHODS = ("lerp", "slerp")
 EASINGS = ("linear", "ease_in_out", "cosine")
 DIRECTIONS = ("ones", "random")
+PACINGS = ("uniform", "perceptual")
 CIRCLE_MODES = ("seamless", "tutorial")
 PRECISIONS = ("auto", "float32", "mixed_float16")
 # Maxima, so that a hostile or mistyped job fails in one line instead of exhausting memory.
@@ -63,8 +64,10 @@ MAX_OUTPUT_SIDE = 8_192
 MAX_TILE = 1_024
 MAX_COLUMNS = 256
 MAX_SHEET_PIXELS = 200_000_000  # a contact sheet of at most ~600 MB of RGB
+MAX_SMOOTHING = 60.0  # seconds of release after a beat
+MAX_PACING_SAMPLES = 1_000  # first-pass images per segment
 WALK_KEYS = {  # the fields of `Walk` that each kind reads
-    "interpolate": ("kind", "frames", "method", "easing", "loop"),
+    "interpolate": ("kind", "frames", "method", "easing", "loop", "keyframes", "pacing"),
     "grid": ("kind", "size", "method", "easing"),
     "text_walk": ("kind", "frames", "step_size", "direction", "direction_seed"),
     "noise_circle": ("kind", "frames", "mode"),
@@ -72,6 +75,19 @@ WALK_KEYS = {  # the fields of `Walk` that each kind reads
 ARTICLES = {kind: ("an" if kind[0] in "aeiou" else "a") for kind in WALK_KINDS}
 OUTPUT_KINDS = ("gif", "mp4", "grid", "contact_sheet")
 OUTPUT_SUFFIXES = {"gif": ".gif", "mp4": ".mp4", "grid": "-grid.png", "contact_sheet": "-contact.png"}
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """Where an interpolate walk reaches one prompt, and how the segment after it moves."""
+
+    frame: int
+    seconds: float | None = None  # as written: `frame` is round(seconds x timing.fps)
+    easing: str = "linear"  # of the segment that follows (the last keyframe's is unused)
+
+    def to_dict(self, last: bool) -> dict[str, Any]:
+        data: dict[str, Any] = {"at": self.frame} if self.seconds is None else {"seconds": self.seconds}
+        return data if last else {**data, "easing": self.easing}
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,8 @@ class Walk:
     direction: str = "ones"
     direction_seed: int = 0
     mode: str = "seamless"
+    keyframes: tuple[Keyframe, ...] = ()  # interpolate: one per prompt, at increasing frames, the last the last frame
+    pacing: str = "uniform"  # interpolate: uniform | perceptual (see `raywalk.pacing`)
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,31 @@ class Noise:
     kind: str = "fixed"
     seed: int = 12345
     seeds: tuple[int, ...] = ()  # slerp: one per keyframe prompt (default seed, seed+1, ...)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Walk time: frames per second, and optionally a soundtrack whose beats drive the walk."""
+
+    fps: int
+    audio: str | None = None  # as written in the job, relative to the job file's folder
+    smoothing: float = 0.1  # seconds: release of the motion after each beat
+    floor: float = 0.2  # the slowest step, as a share of the mean step
+    duration: float | None = None  # seconds of the soundtrack the walk lasts (read from the file)
+    sha256: str | None = None  # of the soundtrack file: the frames follow its content
+
+    def frame(self, seconds: float) -> int:
+        """The frame showing at `seconds`: frame k shows at k / fps, so round(seconds x fps), halves up."""
+        return math.floor(seconds * self.fps + 0.5)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """The first pass of `walk.pacing: perceptual`: images at evenly spaced parameters, rendered cheaply."""
+
+    samples: int = 9  # images per segment, both ends included (neighbouring segments share one)
+    steps: int = 10  # denoising steps of each first-pass image
+    size: int = 256  # first-pass width in pixels (height in proportion)
 
 
 @dataclass(frozen=True)
@@ -152,6 +195,8 @@ class Job:
     chunking: Chunking = Chunking()
     workers: Workers = Workers()
     outputs: Outputs = Outputs()
+    timing: Timing | None = None
+    pacing: Pacing | None = None  # set when walk.pacing is perceptual
     source: str = field(default="<dict>", compare=False)
 
     @property
@@ -171,6 +216,17 @@ class Job:
         size = self.chunking.chunk_size
         return range(chunk * size, min((chunk + 1) * size, self.num_frames))
 
+    @property
+    def segments(self) -> int:
+        """Segments of an interpolate walk: one between each two consecutive prompts (and back, for a loop)."""
+        return len(self.prompts) if self.walk.loop else len(self.prompts) - 1
+
+    def audio_file(self) -> Path | None:
+        """The soundtrack, resolved against the job file's folder (a job from a dict: the working directory)."""
+        if self.timing is None or self.timing.audio is None:
+            return None
+        return Path(self.source).parent / self.timing.audio
+
     def output_files(self) -> dict[str, str]:
         """Output kind -> file name in the run directory, for the outputs the job asks for."""
         return {kind: f"{self.name}{OUTPUT_SUFFIXES[kind]}" for kind in self.outputs.files}
@@ -181,6 +237,20 @@ class Job:
         data.pop("source")
         data["prompts"] = list(self.prompts)
         data["walk"] = {k: v for k, v in data["walk"].items() if k in WALK_KEYS[self.walk.kind]}
+        # Fields added later are written only when used, so older jobs keep their fingerprints.
+        if self.walk.keyframes:
+            last = len(self.walk.keyframes) - 1
+            data["walk"]["keyframes"] = [kf.to_dict(k == last) for k, kf in enumerate(self.walk.keyframes)]
+        else:
+            data["walk"].pop("keyframes", None)
+        if self.walk.pacing == "uniform":
+            data["walk"].pop("pacing", None)
+        for optional in ("timing", "pacing"):
+            if data[optional] is None:
+                del data[optional]
+        if self.timing is not None:
+            data["timing"] = ({k: v for k, v in data["timing"].items() if v is not None} if self.timing.audio
+                              else {"fps": self.timing.fps})
         if self.noise.kind == "slerp":
             data["noise"]["seeds"] = list(self.noise.seeds)
         else:
@@ -362,14 +432,15 @@ class _Validator:
         if data is None:
             self.fail("job", "file is empty")
         top = self.section(data, "", ("name", "prompts", "walk", "noise", "model",
-                                      "chunking", "workers", "outputs"))
+                                      "chunking", "workers", "outputs", "timing", "pacing"))
         name = self.string(top, "name", "job", default_name)
         if len(name) > MAX_NAME or not NAME_PATTERN.fullmatch(name):
             self.fail("name", f"must be a file name of at most {MAX_NAME} letters, digits, '.', '_' and '-' "
                       f"starting with a letter or digit, got {_short(name)}")
         prompts = self.prompts(top.get("prompts"))
-        walk = self.walk(top.get("walk"), prompts)
-        noise = self.noise(top.get("noise"), walk, prompts)
+        timing = self.timing(top.get("timing"))
+        walk, keyframe_seeds = self.walk(top.get("walk"), prompts, timing)
+        noise = self.noise(top.get("noise"), walk, prompts, keyframe_seeds)
         model = self.model(top.get("model"))
         return Job(
             name=name,
@@ -379,7 +450,9 @@ class _Validator:
             model=model,
             chunking=self.chunking(top.get("chunking")),
             workers=self.workers(top.get("workers")),
-            outputs=self.outputs(top.get("outputs"), walk, model),
+            outputs=self.outputs(top.get("outputs"), walk, model, timing),
+            timing=timing,
+            pacing=self.pacing(top.get("pacing"), walk, noise, model),
             source=self.source,
         )
 
@@ -403,7 +476,9 @@ class _Validator:
                 self.fail(f"prompts[{i}]", "holds a NUL character")
         return tuple(data)
 
-    def walk(self, data: Any, prompts: tuple[str, ...]) -> Walk:
+    def walk(self, data: Any, prompts: tuple[str, ...], timing: Timing | None
+             ) -> tuple[Walk, tuple[int | None, ...]]:
+        """The walk, and the noise seed each keyframe gives (None where it gives none)."""
         w = self.section(data, "walk", tuple(f.name for f in dataclasses.fields(Walk)))
         kind = self.choice(w, "kind", "walk", "interpolate", WALK_KINDS)
         wanted = {"interpolate": "at least 2", "grid": "exactly 4", "text_walk": "exactly 1",
@@ -416,29 +491,171 @@ class _Validator:
             if key not in relevant:
                 self.fail(f"walk.{key}", f"does not apply to {ARTICLES[kind]} {kind} walk "
                           f"(its keys: {', '.join(sorted(relevant))})")
+        if timing is not None and kind != "interpolate":
+            self.fail("timing", f"times an interpolate walk, not {ARTICLES[kind]} {kind} walk")
+        easing = self.choice(w, "easing", "walk", "linear", EASINGS)
+        loop = self.boolean(w, "loop", "walk", False)
+        pacing = self.choice(w, "pacing", "walk", "uniform", PACINGS)
+        if loop and ("keyframes" in w or timing is not None or pacing != "uniform"):
+            self.fail("walk.loop", "a looping walk takes no keyframes, timing or perceptual pacing "
+                      "(end on the first prompt again instead)")
+        keyframes: tuple[Keyframe, ...] = ()
+        seeds: tuple[int | None, ...] = ()
         if kind == "grid":
             size, frames = self.integer(w, "size", "walk", 0, minimum=1, maximum=MAX_GRID), 0
             if "size" not in w:
                 self.fail("walk.size", "missing: a grid walk needs its side length n (n x n frames)")
         else:
             size = 0
-            if "frames" not in w:
-                self.fail("walk.frames", f"missing: {ARTICLES[kind]} {kind} walk needs a frame count")
-            frames = self.integer(w, "frames", "walk", 0, minimum=1, maximum=MAX_FRAMES)
-        return Walk(
+            frames = self.frames(w, kind, timing)
+            if "keyframes" in w:
+                keyframes, seeds = self.keyframes(w["keyframes"], prompts, easing, timing, frames or None)
+                frames = keyframes[-1].frame + 1
+        walk = Walk(
             kind=kind,
             frames=frames,
             size=size,
             method=self.choice(w, "method", "walk", "lerp", METHODS),
-            easing=self.choice(w, "easing", "walk", "linear", EASINGS),
-            loop=self.boolean(w, "loop", "walk", False),
+            easing=easing,
+            loop=loop,
             step_size=self.number(w, "step_size", "walk", 0.005, minimum=-MAX_STEP_SIZE, maximum=MAX_STEP_SIZE),
             direction=self.choice(w, "direction", "walk", "ones", DIRECTIONS),
             direction_seed=self.integer(w, "direction_seed", "walk", 0, minimum=0, maximum=MAX_SEED),
             mode=self.choice(w, "mode", "walk", "seamless", CIRCLE_MODES),
+            keyframes=keyframes,
+            pacing=pacing,
+        )
+        return walk, seeds
+
+    def frames(self, w: dict[str, Any], kind: str, timing: Timing | None) -> int:
+        """walk.frames: as given, or the soundtrack's length in frames; 0 if only keyframes can tell."""
+        audio = timing.frame(timing.duration) if timing is not None and timing.duration is not None else None
+        if "frames" not in w:
+            if audio is None and "keyframes" not in w:
+                self.fail("walk.frames", f"missing: {ARTICLES[kind]} {kind} walk needs a frame count")
+            return audio or 0
+        frames = self.integer(w, "frames", "walk", 0, minimum=1, maximum=MAX_FRAMES)
+        if audio is not None and frames != audio:
+            assert timing is not None and timing.duration is not None
+            self.fail("walk.frames", f"is {frames}, but timing.audio lasts {timing.duration:.3f} s, {audio} frames "
+                      f"at {timing.fps} fps (leave walk.frames out)")
+        return frames
+
+    def keyframes(self, data: Any, prompts: tuple[str, ...], easing: str, timing: Timing | None,
+                  frames: int | None) -> tuple[tuple[Keyframe, ...], tuple[int | None, ...]]:
+        """walk.keyframes: one entry per prompt at increasing frames, the first at 0, the last the walk's
+        last frame (`frames - 1` when walk.frames or the soundtrack gives the length; then it may be left out)."""
+        last_frame = frames - 1 if frames is not None else None
+        if not isinstance(data, list) or len(data) != len(prompts):
+            self.fail("walk.keyframes", f"must be a list of {len(prompts)} entries, one per prompt, "
+                      f"got {_type(data)}")
+        keyframes: list[Keyframe] = []
+        seeds: list[int | None] = []
+        last = len(data) - 1
+        for k, entry in enumerate(data):
+            where = f"walk.keyframes[{k}]"
+            e = self.section(entry, where, ("at", "seconds", "easing", "seed"))
+            seconds: float | None = None
+            if "at" in e and "seconds" in e:
+                self.fail(where, "give its position as `at` (a frame) or `seconds`, not both")
+            if "at" in e:
+                frame = self.integer(e, "at", where, 0, minimum=0, maximum=MAX_FRAMES - 1)
+            elif "seconds" in e:
+                if timing is None:
+                    self.fail(f"{where}.seconds", "needs timing.fps to turn seconds into frames")
+                seconds = self.number(e, "seconds", where, 0.0, minimum=0, maximum=(MAX_FRAMES - 1) / timing.fps)
+                frame = timing.frame(seconds)
+            elif k == 0:
+                frame = 0
+            elif k == last and last_frame is not None:
+                frame = last_frame
+            else:
+                self.fail(where, "needs its position: `at: FRAME` or `seconds: S` (only the first, at 0, and the "
+                          "last, when walk.frames or timing.audio gives the length, may leave it out)")
+            shown = f"frame {frame}" + (f" ({seconds:g} s)" if seconds is not None else "")
+            if k == 0 and frame != 0:
+                self.fail(where, f"the first keyframe starts the walk: it must be at frame 0, got {shown}")
+            if k > 0 and frame <= keyframes[-1].frame:
+                self.fail(where, f"must come after keyframe {k - 1} (frame {keyframes[-1].frame}), got {shown}")
+            if k == last and last_frame is not None and frame != last_frame:
+                self.fail(where, f"the last keyframe ends the walk: it must be at its last frame, {last_frame}, "
+                          f"got {shown}")
+            if k == last and "easing" in e:
+                self.fail(f"{where}.easing", "the last keyframe ends the walk: no segment follows it to ease")
+            keyframes.append(Keyframe(frame=frame, seconds=seconds,
+                                      easing=self.choice(e, "easing", where, easing, EASINGS)))
+            seeds.append(self.integer(e, "seed", where, 0, minimum=0, maximum=MAX_SEED) if "seed" in e else None)
+        return tuple(keyframes), tuple(seeds)
+
+    def timing(self, data: Any) -> Timing | None:
+        if data is None:
+            return None
+        t = self.section(data, "timing", tuple(f.name for f in dataclasses.fields(Timing)))
+        if "fps" not in t:
+            self.fail("timing.fps", "missing: timing needs the frames per second of the walk")
+        fps = self.integer(t, "fps", "timing", 0, minimum=1, maximum=MAX_FPS)
+        if "audio" not in t:
+            for key in t:
+                if key != "fps":
+                    self.fail(f"timing.{key}", "applies only with timing.audio")
+            return Timing(fps=fps)
+        audio = self.string(t, "audio", "timing", "")
+        duration = self.number(t, "duration", "timing", 0.0, minimum=0, exclusive=True,
+                               maximum=MAX_FRAMES / fps) if "duration" in t else None
+        sha256 = self.string(t, "sha256", "timing", "") if "sha256" in t else None
+        if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            self.fail("timing.sha256", f"must be 64 lowercase hexadecimal digits, got {_short(sha256)}")
+        if duration is None or sha256 is None:  # a run manifest records both; a job file is checked against the file
+            from raywalk.audio import probe  # librosa and soundfile only for jobs with a soundtrack
+
+            try:
+                info = probe(Path(self.source).parent / audio)
+            except AudioError as exc:
+                self.fail("timing.audio", str(exc))
+            if sha256 is not None and sha256 != info.sha256:
+                self.fail("timing.sha256", f"is not that of {audio} ({info.sha256[:12]}...)")
+            if duration is not None and duration > info.duration:
+                self.fail("timing.duration", f"is {duration:g} s, but {audio} lasts only {info.duration:.3f} s")
+            duration, sha256 = duration or info.duration, info.sha256
+        timing = Timing(
+            fps=fps,
+            audio=audio,
+            smoothing=self.number(t, "smoothing", "timing", 0.1, minimum=0, maximum=MAX_SMOOTHING),
+            floor=self.number(t, "floor", "timing", 0.2, minimum=0, maximum=1),
+            duration=duration,
+            sha256=sha256,
+        )
+        frames = timing.frame(duration)
+        if not 2 <= frames <= MAX_FRAMES:
+            self.fail("timing.audio", f"{duration:.3f} s at {fps} fps is {frames} frames; a walk has 2 to "
+                      f"{MAX_FRAMES:,}")
+        return timing
+
+    def pacing(self, data: Any, walk: Walk, noise: Noise, model: Model) -> Pacing | None:
+        if walk.pacing != "perceptual":
+            if data is not None:
+                self.fail("pacing", "first-pass settings apply only to walk.pacing: perceptual")
+            return None
+        if walk.frames < 2:
+            self.fail("walk.pacing", "perceptual pacing spaces at least 2 frames")
+        if noise.kind == "per_frame":
+            self.fail("walk.pacing", "per_frame noise changes the picture at every frame by itself; perceptual "
+                      "pacing cannot even that out (use fixed or slerp noise)")
+        p = self.section(data, "pacing", tuple(f.name for f in dataclasses.fields(Pacing)))
+        default_size = 256 if first_pass_height(model, 256) else model.width
+        size = self.integer(p, "size", "pacing", default_size, minimum=64, maximum=model.width)
+        if not first_pass_height(model, size):
+            self.fail("pacing.size", f"must be model.width ({model.width}) divided by a whole factor f that also "
+                      f"divides model.height ({model.height}) into a multiple of 64 (the first pass averages the "
+                      f"job's noise down in f x f blocks), got {size}")
+        return Pacing(
+            samples=self.integer(p, "samples", "pacing", 9, minimum=2, maximum=MAX_PACING_SAMPLES),
+            steps=self.integer(p, "steps", "pacing", min(10, model.steps), minimum=1, maximum=MAX_STEPS),
+            size=size,
         )
 
-    def noise(self, data: Any, walk: Walk, prompts: tuple[str, ...]) -> Noise:
+    def noise(self, data: Any, walk: Walk, prompts: tuple[str, ...], keyframe_seeds: tuple[int | None, ...]
+              ) -> Noise:
         n = self.section(data, "noise", ("kind", "seed", "seeds"))
         default_kind = "circle" if walk.kind == "noise_circle" else "fixed"
         kind = self.choice(n, "kind", "noise", default_kind, NOISE_KINDS)
@@ -457,8 +674,16 @@ class _Validator:
             if not isinstance(raw, list) or len(raw) != len(prompts):
                 self.fail("noise.seeds", f"must be a list of {len(prompts)} integers, one per prompt")
             seeds = tuple(self.integer({"seeds": s}, "seeds", "noise", 0, minimum=0, maximum=MAX_SEED) for s in raw)
-        elif kind == "slerp":
-            seeds = tuple(min(seed + k, MAX_SEED) for k in range(len(prompts)))
+        given = [k for k, s in enumerate(keyframe_seeds) if s is not None]
+        if given:
+            if kind != "slerp":
+                self.fail(f"walk.keyframes[{given[0]}].seed", "a keyframe's seed is the slerp noise's at its "
+                          "prompt: set noise.kind: slerp")
+            if "seeds" in n:
+                self.fail("noise.seeds", "give the seeds in one place: noise.seeds or walk.keyframes[].seed")
+        if kind == "slerp" and "seeds" not in n:
+            seeds = tuple(s if s is not None else min(seed + k, MAX_SEED)
+                          for k, s in enumerate(keyframe_seeds or (None,) * len(prompts)))
         return Noise(kind=kind, seed=seed, seeds=seeds)
 
     def model(self, data: Any) -> Model:
@@ -506,11 +731,11 @@ class _Validator:
             cpus=self.number(w, "cpus", "workers", 1.0, minimum=0),
         )
 
-    def outputs(self, data: Any, walk: Walk, model: Model) -> Outputs:
+    def outputs(self, data: Any, walk: Walk, model: Model, timing: Timing | None) -> Outputs:
         o = self.section(data, "outputs", OUTPUT_KINDS + ("preview_every",))
         option_keys: dict[str, dict[str, Any]] = {
             "gif": {"fps": 10, "rubber_band": False, "resize": None},
-            "mp4": {"fps": 24, "rubber_band": False, "quality": 8},
+            "mp4": {"fps": timing.fps if timing else 24, "rubber_band": False, "quality": 8},
             "grid": {},
             "contact_sheet": {"every": 10, "columns": 8, "tile": 128},
         }
@@ -542,9 +767,20 @@ class _Validator:
                     self.fail(f"{where}.resize", f"sides must be at most {MAX_OUTPUT_SIDE} pixels, got {size}")
                 merged["resize"] = list(size)
             self.image_size(kind, merged, walk, model)
+            if kind == "mp4" and timing is not None:
+                self.mp4_timing(merged, timing)
             files[kind] = merged
         preview_every = self.integer(o, "preview_every", "outputs", 0, minimum=0, maximum=MAX_FRAMES)
         return Outputs(files=files, preview_every=preview_every)
+
+    def mp4_timing(self, options: dict[str, Any], timing: Timing) -> None:
+        """A timed walk's MP4 plays at timing.fps, forwards: frame k at k / fps, with its soundtrack."""
+        if options["fps"] != timing.fps:
+            self.fail("outputs.mp4.fps", f"must equal timing.fps ({timing.fps}) so that frame k shows at k / fps, "
+                      f"got {options['fps']}")
+        if options["rubber_band"] and timing.audio:
+            self.fail("outputs.mp4.rubber_band", "a soundtrack does not play backwards: no rubber band with "
+                      "timing.audio")
 
     def image_size(self, kind: str, options: dict[str, Any], walk: Walk, model: Model) -> None:
         """Refuse a grid or contact sheet too large to hold in memory."""
@@ -561,6 +797,20 @@ class _Validator:
         if pixels > MAX_SHEET_PIXELS:
             self.fail(f"outputs.{kind}", f"would be a {pixels / 1e6:,.0f}-megapixel image, more than "
                       f"{MAX_SHEET_PIXELS / 1e6:,.0f}" + (" (raise `every` or lower `tile`)" if kind != "grid" else ""))
+
+
+def first_pass_height(model: Model, size: int) -> int:
+    """Height of the perceptual first pass at width `size`, or 0 where `size` does not fit the model.
+
+    It fits when f = model.width / size is a whole number that divides
+    model.height into a multiple of 64: the first pass then sees the job's
+    own noise averaged down in f x f blocks (`raywalk.pacing.first_pass_trajectory`).
+    """
+    if size < 64 or model.width % size:
+        return 0
+    factor = model.width // size
+    height = model.height // factor
+    return height if model.height % factor == 0 and height % 64 == 0 else 0
 
 
 def _type(value: Any) -> str:

@@ -7,6 +7,11 @@ keyed by (seed, stream, index) — never by batch, chunk, worker or attempt.
 
 The maths follows the keras.io tutorial "Walking through latent space with
 Stable Diffusion"; configured like the tutorial, each walk gives its frames.
+
+An interpolate walk may also be timed from data: `timing`, a table of one
+walk parameter u per frame (`raywalk.timing.walk_table`: keyframes at given
+frames, steps that follow a soundtrack, perceptually even pacing), computed
+once before rendering. Frames are then a pure function of (job, table, index).
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from raywalk.spec import Job
+from raywalk.spec import Job, Walk
 
 # Independent random streams under one seed (the second element of every key).
 FIXED_NOISE, FRAME_NOISE, KEYFRAME_NOISE, CIRCLE_NOISE, WALK_DIRECTION = range(5)
@@ -68,21 +73,88 @@ def _per_row(t: np.ndarray, like: np.ndarray) -> np.ndarray:
     return np.asarray(t, dtype=np.float64).reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-class Trajectory:
-    """The frames of one job, given the text encodings of its prompts."""
+def keyframe_segments(walk: Walk, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segment k and linear progress x of frames on a walk with keyframes at frames f_0 = 0 < f_1 < ... :
 
-    def __init__(self, job: Job, keyframes: np.ndarray):
+    for f_k <= i < f_k+1, segment k and x = (i - f_k) / (f_k+1 - f_k); the last frame is x = 1 of the
+    last segment, so frame f_k is exactly prompt k.
+    """
+    f = np.array([kf.frame for kf in walk.keyframes])
+    segment = np.clip(np.searchsorted(f, index, side="right") - 1, 0, len(f) - 2)
+    return segment, (index - f[segment]) / (f[segment + 1] - f[segment])
+
+
+def eased(walk: Walk, segment: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """t = ease(x) with each segment's easing: its keyframe's, or the walk's for every segment."""
+    if not walk.keyframes:
+        return EASINGS[walk.easing](x)
+    names = np.array([kf.easing for kf in walk.keyframes])[segment]
+    t = np.empty_like(x, dtype=np.float64)
+    for name in set(names.tolist()):
+        mask = names == name
+        t[mask] = EASINGS[name](x[mask])
+    return t
+
+
+def check_table(table: np.ndarray, num_frames: int, segments: int) -> np.ndarray:
+    """A walk-parameter table as float64, checked: one finite u per frame, non-decreasing from 0 to `segments`.
+
+    Raises:
+        ValueError: the table does not fit the walk.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    if table.shape != (num_frames,) or not np.all(np.isfinite(table)):
+        raise ValueError(f"timing table must hold {num_frames} finite values, one per frame, got {table.shape}")
+    if table[0] != 0 or table[-1] != segments or np.any(np.diff(table) < 0):
+        raise ValueError(f"timing table must run from 0 to {segments} without going back")
+    return table
+
+
+def block_mean(noise: np.ndarray, factor: int) -> np.ndarray:
+    """(n, H, W, C) noise averaged in factor x factor blocks and scaled by `factor`: unit variance again
+    (the mean of f² independent unit normals has variance 1 / f²), the same noise seen smaller."""
+    n, h, w, c = noise.shape
+    blocks = noise.reshape(n, h // factor, factor, w // factor, factor, c)
+    return np.asarray(blocks.mean(axis=(2, 4)) * factor)
+
+
+class Trajectory:
+    """The frames of one job, given the text encodings of its prompts.
+
+    `timing` (interpolate walks): the walk parameter u of every frame, from
+    `raywalk.timing.walk_table`; frame i mixes prompts floor(u) and floor(u) + 1
+    at t = u - floor(u) (the last frame: t = 1). Without it, frames follow the
+    job's keyframes and easing, or are evenly spaced.
+
+    `noise_from`: draw every noise at this larger latent shape and average it
+    down to the job's (`block_mean`), so a small first pass sees the noise of
+    the full-size frames (`raywalk.pacing.first_pass_trajectory`).
+
+    Raises:
+        ValueError: keyframes, table or noise shape that do not fit the job.
+    """
+
+    def __init__(self, job: Job, keyframes: np.ndarray, timing: np.ndarray | None = None,
+                 noise_from: tuple[int, int, int] | None = None):
         keyframes = np.asarray(keyframes)
         if keyframes.ndim != 3 or len(keyframes) != len(job.prompts):
             raise ValueError(
                 f"keyframes must be (K, 77, D) with K = {len(job.prompts)} prompts, got {keyframes.shape}"
             )
+        if timing is not None and (job.walk.kind != "interpolate" or job.walk.loop):
+            raise ValueError("a timing table times an interpolate walk that does not loop")
         self.job = job
         self.num_frames = job.num_frames
         self._keys = keyframes.astype(np.float64)
+        self._table = None if timing is None else check_table(timing, job.num_frames, job.segments)
         self._mix = lerp if job.walk.method == "lerp" else slerp
         self._ease = EASINGS[job.walk.easing]
-        noise, shape = job.noise, job.latent_shape
+        noise, shape = job.noise, noise_from or job.latent_shape
+        self._noise_factor = shape[0] // job.latent_shape[0]
+        if noise_from is not None and (shape[2] != job.latent_shape[2] or shape[:2] != tuple(
+                self._noise_factor * side for side in job.latent_shape[:2])):
+            raise ValueError(f"noise_from {shape} is not a whole multiple of the latent shape {job.latent_shape}")
+        self._noise_shape = shape
         if noise.kind == "fixed":
             self._fixed_noise = normal(shape, noise.seed, FIXED_NOISE)
         elif noise.kind == "slerp":
@@ -102,6 +174,8 @@ class Trajectory:
         params = self._walk_params(index)
         encodings = self._encodings(index, params)
         noise = self._noise(index, params)
+        if self._noise_factor > 1:
+            noise = block_mean(noise, self._noise_factor)
         return encodings.astype(np.float32), noise.astype(np.float32)
 
     def params(self, start: int, stop: int) -> dict[str, np.ndarray]:
@@ -117,6 +191,13 @@ class Trajectory:
 
     def _walk_params(self, index: np.ndarray) -> dict[str, np.ndarray]:
         walk, n = self.job.walk, self.num_frames
+        if walk.kind == "interpolate" and self._table is not None:
+            u = self._table[index]
+            segment = np.minimum(np.floor(u), self.job.segments - 1)
+            return {"segment": segment.astype(np.int32), "t": u - segment}
+        if walk.kind == "interpolate" and walk.keyframes:
+            segment, x = keyframe_segments(walk, index)
+            return {"segment": segment.astype(np.int32), "t": eased(walk, segment, x)}
         if walk.kind == "interpolate":
             # Global parameter u runs over the segments between consecutive prompts;
             # a path that ends on its last prompt includes it, a loop stops one step short
@@ -154,7 +235,7 @@ class Trajectory:
     # -- the noise ------------------------------------------------------------
 
     def _noise(self, index: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
-        noise, shape = self.job.noise, self.job.latent_shape
+        noise, shape = self.job.noise, self._noise_shape
         if noise.kind == "fixed":
             return np.repeat(self._fixed_noise[None], len(index), axis=0)
         if noise.kind == "per_frame":
