@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image
 
 from raywalk.assemble import write_gif, write_mp4
+from raywalk.manifest import new_manifest
+from raywalk.spec import job_from_dict
 from raywalk.store import RunStore, frame_name
 
 CHUNK = 50
@@ -58,6 +60,8 @@ def synthetic_frame(frame: int, size: int) -> np.ndarray:
 
 def make_run(path: str, frames: int, size: int) -> None:
     store = RunStore(path)
+    manifest = new_manifest(job_from_dict({"name": "bench", "prompts": ["a", "b"], "walk": {"frames": frames}}))
+    store.write_manifest(manifest)
     for chunk, start in enumerate(range(0, frames, CHUNK)):
         rows = []
         for frame in range(start, min(start + CHUNK, frames)):
@@ -69,7 +73,7 @@ def make_run(path: str, frames: int, size: int) -> None:
             **{k: [r[k] for r in rows] for k in ("frame", "file", "sha256", "bytes")},
             "width": [size] * n, "height": [size] * n, "chunk": [chunk] * n, "attempt": [0] * n,
             "node": ["bench"] * n, "worker": ["bench"] * n, "seconds": [0.0] * n,
-        })
+        }, run_id=manifest.run_id, fingerprint=manifest.fingerprint)
 
 
 def gif_error(run: str, gif: str, frames: int = 10) -> float:
@@ -122,7 +126,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="raywalk-bench-") as tmp:
         run = args.run or os.path.join(tmp, "run")
         needed = max(args.frames)
-        if RunStore(run).missing_frames(needed):
+        store = RunStore(run)
+        if store.read_manifest() is None or store.missing_frames(needed):
             start = time.perf_counter()
             make_run(run, needed, args.size)
             print(f"wrote {needed} frames of {args.size}x{args.size} in {time.perf_counter() - start:.0f} s")

@@ -89,7 +89,8 @@ def resume_finished(frames: int, tmp: Path) -> dict:
 
     job = load_job(job_file(tmp, frames, 64, 0.0, chunk=16, batch=4))
     store = RunStore(str(tmp / "finished"))
-    store.write_manifest(run_manifest(job, {"random_weights": True, "renderer": {}, "versions": versions()}))
+    manifest = run_manifest(job, {"random_weights": True, "renderer": {}, "versions": versions()})
+    store.write_manifest(manifest)
     store.write_keyframes(np.zeros((2, 77, 768), np.float32))
     png = encode_png(np.zeros((64, 64, 3), np.uint8))
     for chunk in range(job.num_chunks):
@@ -100,7 +101,7 @@ def resume_finished(frames: int, tmp: Path) -> dict:
             "width": [64] * len(rows), "height": [64] * len(rows), "chunk": [chunk] * len(rows),
             "attempt": [1] * len(rows), "node": ["n"] * len(rows), "worker": ["w"] * len(rows),
             "seconds": [0.0] * len(rows),
-        })
+        }, run_id=manifest.run_id, fingerprint=manifest.fingerprint)
     timings = {}
     for flag in ([], ["--verify"]):
         started = time.perf_counter()

@@ -3,9 +3,12 @@
 Frames are read from the run one at a time, in index order whatever order
 they were rendered in, by a small pool of threads that decodes a few frames
 ahead; nothing holds more than a handful of images, so a 20,000-frame run
-assembles in the memory of a 20-frame one. Outputs are written through the
-store (temp name + move locally, one upload to object stores), so a reader
-never sees half an animation.
+assembles in the memory of a 20-frame one. Outputs are published through the
+store (temporary name, then moved into place, then recorded with their size,
+SHA-256 and run id), so a reader never sees half an animation under a final
+name. Partial outputs (previews, `raywalk assemble --partial`) go under
+`preview/` and say PARTIAL in their metadata; final names are written only when
+every frame is there.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from PIL import GifImagePlugin, Image, ImageDraw, ImageFont, PngImagePlugin
 
 from raywalk.errors import AssembleError
 from raywalk.spec import OUTPUT_SUFFIXES, Job
-from raywalk.store import FRAMES, RunStore, frame_name, frame_ranges
+from raywalk.store import FRAMES, RunStore, frame_name, frame_ranges, preview_name
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +53,13 @@ def ping_pong(frames: list[int]) -> list[int]:
     return frames + frames[-2:0:-1]
 
 
-def available_frames(store: RunStore, num_frames: int, partial: bool = False) -> list[int]:
-    """Done frames of 0..num_frames-1 in order; MissingFramesError if any lack, unless `partial`."""
-    done = store.done_frames()
-    frames = [f for f in range(num_frames) if f in done]
+def available_frames(store: RunStore, num_frames: int, run_id: str, partial: bool = False) -> list[int]:
+    """Done frames of run `run_id` among 0..num_frames-1 in order; MissingFramesError if any lack, unless
+    `partial`."""
+    done = store.done_frames(num_frames, run_id)
+    frames = np.flatnonzero(done).tolist()
     if len(frames) < num_frames:
-        missing = [f for f in range(num_frames) if f not in done]
+        missing = np.flatnonzero(~done).tolist()
         message = (
             f"missing frames {frame_ranges(missing)} of {num_frames}: "
             f"run `raywalk resume {shlex.quote(store.uri)}`"
@@ -66,6 +70,22 @@ def available_frames(store: RunStore, num_frames: int, partial: bool = False) ->
     if not frames:
         raise AssembleError(f"{store.uri}: no frames rendered yet")
     return frames
+
+
+def _target(store: RunStore, num_frames: int, name: str, partial: bool, note: str = "",
+            run_id: str | None = None) -> tuple[list[int], str, str | None, str]:
+    """(frames, where to write, run id to record or None, note) for output `name`.
+
+    The run is checked once: without `partial`, every frame must be there and
+    the output goes under its final name, recorded for the run; with it, the
+    output is a preview under preview/, unrecorded, whose note says PARTIAL.
+    """
+    run_id = store.require_manifest().run_id if run_id is None else run_id
+    frames = available_frames(store, num_frames, run_id, partial)
+    if not partial:
+        return frames, name, run_id, note
+    marker = f"PARTIAL: {len(frames)} of {num_frames} frames"
+    return frames, preview_name(name), None, f"{marker}; {note}" if note else marker
 
 
 def _load(store: RunStore, frame: int, header_only: bool = False) -> Image.Image:
@@ -143,11 +163,11 @@ def _gif_comment(note: str) -> bytes:
 
 def _gif(
     store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool,
-    resize: Sequence[int] | None, note: str = "",
+    resize: Sequence[int] | None, note: str = "", run_id: str | None = None,
 ) -> str:
     size = (resize[0], resize[1]) if resize else _frame_size(store, frames[0])
     duration = 1000 // fps
-    with store.local_output(name) as path, open(path, "wb") as out:
+    with store.local_output(name, run_id) as path, open(path, "wb") as out:
         out.write(_gif_header(size))
         if note:
             out.write(_gif_comment(note))
@@ -169,23 +189,25 @@ def write_gif(
 ) -> str:
     """Animated GIF `name` of frames 0..num_frames-1, looping forever, `1000 // fps` ms a frame.
 
-    `resize` is [width, height]. Returns where it was written.
+    `resize` is [width, height]. With `partial`, a preview of the frames done
+    so far (preview/`name`). Returns where it was written.
     """
-    frames = available_frames(store, num_frames, partial)
-    return _gif(store, frames, name, fps=fps, rubber_band=rubber_band, resize=resize)
+    frames, name, run_id, note = _target(store, num_frames, name, partial)
+    return _gif(store, frames, name, fps=fps, rubber_band=rubber_band, resize=resize, note=note, run_id=run_id)
 
 
 # ---------------------------------------------------------------------------- MP4
 
 
 def _mp4(
-    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, quality: float, note: str = ""
+    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, quality: float, note: str = "",
+    run_id: str | None = None,
 ) -> str:
     # quality 0..10 as imageio-ffmpeg means it (10 best), mapped to x264's CRF
     # here because imageio-ffmpeg refuses 0.
     crf = round((1 - quality / 10) * 51)
     size = _frame_size(store, frames[0])
-    with store.local_output(name) as path:
+    with store.local_output(name, run_id) as path:
         writer = imageio_ffmpeg.write_frames(
             path,
             size,
@@ -213,31 +235,35 @@ def write_mp4(
     quality: float = 8,
     partial: bool = False,
 ) -> str:
-    """H.264 MP4 `name` (imageio-ffmpeg's bundled ffmpeg); `quality` 0..10, 10 best."""
-    frames = available_frames(store, num_frames, partial)
-    return _mp4(store, frames, name, fps=fps, rubber_band=rubber_band, quality=quality)
+    """H.264 MP4 `name` (imageio-ffmpeg's bundled ffmpeg); `quality` 0..10, 10 best; `partial` as for GIFs."""
+    frames, name, run_id, note = _target(store, num_frames, name, partial)
+    return _mp4(store, frames, name, fps=fps, rubber_band=rubber_band, quality=quality, note=note, run_id=run_id)
 
 
 # ---------------------------------------------------------------------------- grid, contact sheet
 
 
-def _grid(store: RunStore, frames: list[int], name: str, *, n: int, note: str = "") -> str:
+def _grid(
+    store: RunStore, frames: list[int], name: str, *, n: int, note: str = "", run_id: str | None = None
+) -> str:
     tiles = [f for f in frames if f < n * n]
     w, h = _frame_size(store, tiles[0])
     canvas = Image.new("RGB", (n * w, n * h))
     for frame, im in zip(tiles, _ordered(lambda f: _fit(_load(store, f), (w, h)), tiles)):
         row, col = divmod(frame, n)
         canvas.paste(im, (col * w, row * h))
-    return _save_png(store, canvas, name, note)
+    return _save_png(store, canvas, name, note, run_id)
 
 
 def write_grid(store: RunStore, n: int, name: str, partial: bool = False) -> str:
     """n×n image of frames 0..n²-1, row-major like the tutorial's plot_grid (frame k at row k//n)."""
-    return _grid(store, available_frames(store, n * n, partial), name, n=n)
+    frames, name, run_id, note = _target(store, n * n, name, partial)
+    return _grid(store, frames, name, n=n, note=note, run_id=run_id)
 
 
 def _contact_sheet(
-    store: RunStore, frames: list[int], name: str, *, every: int, columns: int, tile: int, note: str = ""
+    store: RunStore, frames: list[int], name: str, *, every: int, columns: int, tile: int, note: str = "",
+    run_id: str | None = None,
 ) -> str:
     picked = [f for f in frames if f % every == 0] or frames[:1]
     width, height = _frame_size(store, picked[0])
@@ -252,7 +278,7 @@ def _contact_sheet(
         draw.text((3, 2), str(frame), font=font, fill=(255, 255, 255))
         row, col = divmod(i, columns)
         canvas.paste(thumb, (col * size[0], row * size[1]))
-    return _save_png(store, canvas, name, note)
+    return _save_png(store, canvas, name, note, run_id)
 
 
 def write_contact_sheet(
@@ -265,17 +291,17 @@ def write_contact_sheet(
     partial: bool = False,
 ) -> str:
     """Every `every`-th frame as a `tile`-pixel-wide thumbnail labelled with its number."""
-    frames = available_frames(store, num_frames, partial)
-    return _contact_sheet(store, frames, name, every=every, columns=columns, tile=tile)
+    frames, name, run_id, note = _target(store, num_frames, name, partial)
+    return _contact_sheet(store, frames, name, every=every, columns=columns, tile=tile, note=note, run_id=run_id)
 
 
-def _save_png(store: RunStore, image: Image.Image, name: str, note: str = "") -> str:
+def _save_png(store: RunStore, image: Image.Image, name: str, note: str, run_id: str | None) -> str:
     info = PngImagePlugin.PngInfo()
     if note:
         info.add_text("Comment", note)
     buf = io.BytesIO()
     image.save(buf, "PNG", pnginfo=info)
-    store.write_bytes(name, buf.getbuffer())
+    store.write_output(name, buf.getbuffer(), run_id)
     return store.url(name)
 
 
@@ -307,13 +333,16 @@ def assemble(
     grid_size: int | None = None,
     partial: bool = False,
     note: str = "",
+    run_id: str | None = None,
 ) -> list[str]:
     """Build the outputs a job asks for (kind -> options) as `{job_name}.gif` etc.; returns where.
 
-    The run is checked once, before anything is written: missing frames raise
-    MissingFramesError naming them, unless `partial`, which builds previews
-    from the frames done so far (and logs which are missing). `note` goes into
-    every output's metadata (GIF comment, MP4 comment, PNG text).
+    The run (`run_id`, default the manifest's) is checked once, before
+    anything is written: missing frames raise MissingFramesError naming them,
+    unless `partial`, which builds previews under preview/ from the frames done
+    so far (and logs which are missing). `note` goes into every output's
+    metadata (GIF comment, MP4 comment, PNG text), after PARTIAL for previews.
+    Final outputs are recorded for the run (`RunStore.output_ok`).
     """
     unknown = set(outputs) - set(_KINDS)
     if unknown:
@@ -323,9 +352,9 @@ def assemble(
     options = {kind: _options(kind, opts) for kind, opts in outputs.items()}
     if "grid" in options:
         options["grid"]["n"] = grid_size
-    frames = available_frames(store, num_frames, partial)
+    frames, prefix, run_id, note = _target(store, num_frames, "", partial, note, run_id)
     return [
-        _KINDS[kind][1](store, frames, f"{job_name}{OUTPUT_SUFFIXES[kind]}", note=note, **opts)
+        _KINDS[kind][1](store, frames, f"{prefix}{job_name}{OUTPUT_SUFFIXES[kind]}", note=note, run_id=run_id, **opts)
         for kind, opts in options.items()
     ]
 
@@ -333,17 +362,16 @@ def assemble(
 def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
     """The outputs a validated job asks for (what `render` runs at the end), each saying how it was made."""
     grid_size = job.walk.size if job.walk.kind == "grid" else None
-    manifest = store.read_manifest()
-    version = manifest.raywalk if manifest else ""
-    note = f"raywalk {version}: job {job.name}, fingerprint {job.fingerprint()[:12]}"
-    if manifest and manifest.random_weights:
+    manifest = store.require_manifest()
+    note = f"raywalk {manifest.raywalk}: job {job.name}, fingerprint {job.fingerprint()[:12]}"
+    if manifest.random_weights:
         note += "; RANDOM WEIGHTS: the images are noise from an untrained model"
-    return assemble(store, job.num_frames, job.outputs.files, job.name, grid_size, partial, note)
+    return assemble(store, job.num_frames, job.outputs.files, job.name, grid_size, partial, note, manifest.run_id)
 
 
 def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:
     """`raywalk assemble URI`: the outputs of the job in the run's manifest, as printable lines."""
-    store = RunStore(uri, create=False)
+    store = RunStore(uri)
     job = store.read_job()
     if not job.outputs.files:
         yield f"job {job.name} asks for no outputs (add an outputs section to its job file)"

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from raywalk.errors import StoreError, one_line
 from raywalk.spec import OUTPUT_SUFFIXES, Job
-from raywalk.store import INDEX_SCHEMA, RunStore, frame_ranges
+from raywalk.store import INDEX_SCHEMA, RunStore, frame_ranges, preview_name
 
 REPORT = "report.html"
 INLINE_LIMIT = 8 << 20  # outputs up to this size are embedded; larger ones are linked
@@ -383,11 +383,13 @@ def _outputs_section(store: RunStore, job: Job) -> str:
     names = job.output_files()
     if not names:
         return "<h2>Outputs</h2><p>The job asks for no outputs.</p>"
-    sizes = _sizes(store, list(names.values()))
+    # A final output, else its partial preview (raywalk.store keeps previews under preview/).
+    sizes = _sizes(store, [n for name in names.values() for n in (name, preview_name(name))])
     parts, absent = [], []
-    for kind, name in names.items():
+    for kind, final in names.items():
+        name = final if final in sizes else preview_name(final)
         if name not in sizes:
-            absent.append(name)
+            absent.append(final)
             continue
         size = f"{sizes[name] / 1e6:.2f} MB"
         if sizes[name] > INLINE_LIMIT:
@@ -399,7 +401,8 @@ def _outputs_section(store: RunStore, job: Job) -> str:
             media = f'<video class=anim controls loop muted playsinline src="{src}"></video>'
         else:
             media = _img(f"{kind} {name}", src, "out anim" if kind == "gif" else "out")
-        parts.append(f"<figure>{media}<figcaption>{_e(name)}, {size}</figcaption></figure>")
+        partial = "" if name == final else " (PARTIAL: a preview of the frames done so far)"
+        parts.append(f"<figure>{media}<figcaption>{_e(name)}, {size}{partial}</figcaption></figure>")
     note = f"<p>Not assembled yet: {_e(', '.join(absent))} (see the commands below).</p>" if absent else ""
     return f"<h2>Outputs</h2><div class=outputs>{''.join(parts)}</div>{note}"
 
@@ -510,9 +513,10 @@ def build_report(store: RunStore) -> str:
     manifest = record.to_json()
     job = record.job
     total = record.num_frames
-    table = store.read_index()
-    done = store.done_frames()
-    missing = [f for f in range(total) if f not in done]
+    table = store.read_index(run_id=record.run_id)  # rows of earlier runs (--force) are not this run's
+    done_mask = store.done_frames(total, record.run_id)
+    done = set(np.flatnonzero(done_mask).tolist())
+    missing = np.flatnonzero(~done_mask).tolist()
     failures = store.read_failures()
     wanted = ["frame", "chunk", "attempt", "node", "worker", "seconds", WRITTEN, RESTARTS]
     index = table.select([c for c in wanted if c in table.column_names]).to_pydict()

@@ -1,51 +1,88 @@
-"""The run directory: frames, their Parquet index, manifest, failures and lock.
+"""The run directory: frames, their Parquet index, manifest, outputs, failures and lock.
 
-Storage is the source of truth of a run: a frame is done when its PNG and
-its chunk's index row are both written, and resume reads only this. Every
-location goes through ``pyarrow.fs``, so a run lives on a local or NFS path or
-in an object store (``s3://bucket/run?endpoint_override=host:port&scheme=http``,
+Storage is the source of truth of a run: resume, status and assembly read only
+this. Every location goes through ``pyarrow.fs``, so a run lives on a local or
+NFS path or in an object store (``s3://bucket/run?endpoint_override=host:port&scheme=http``,
 ``gs://...``) with the same code.
 
 Layout under the run root::
 
-    manifest.json                  the job, its fingerprint, package versions
-    keyframes.npy                  one text encoding per prompt
-    frames/000042.png              one PNG per frame
-    index/chunk-000007.parquet     one index file per chunk, overwritten on retry
-    failures/chunk-000007.json     why a chunk gave up
-    lock.json                      the driver rendering the run, with a heartbeat
+    manifest.json                          the job, its fingerprint, the run id, versions
+    keyframes.npy                          one text encoding per prompt (SHA-256 in the manifest)
+    frames/000042.png                      one PNG per frame
+    index/chunk-000007-<token>.parquet     the rows one chunk attempt rendered (never rewritten)
+    failures/chunk-000007.json             why a chunk gave up
+    outputs/walk.gif.json                  size, SHA-256 and run id of a published output
+    walk.gif, walk.mp4, ...                final outputs, whole
+    preview/walk.gif, ...                  partial outputs, marked PARTIAL inside
+    lock.json                              the driver rendering the run, with a heartbeat
+
+Invariants (what resume may trust), enforced here:
+
+1. A frame is done only if its PNG exists with the size (and, with ``verify``,
+   the SHA-256) recorded by an index row that carries the manifest's run id.
+   Rows of an earlier run (another job, ``--force``) never count; rows written
+   before run ids read as ``LEGACY_RUN_ID``.
+2. The index is append-only: each chunk attempt writes a file of its own with
+   only the rows it rendered, and no writer reads, merges or rewrites another's
+   file. Readers union every file and take a frame as done if any current row
+   matches its PNG, so no later render, whatever its chunking, can drop a good
+   frame's row.
+3. A fresh start (``start_fresh``) writes the new manifest, with a new run id,
+   before deleting anything: from that write on, the old run's rows are fenced
+   off even if the deletions never finish.
+4. An output under its final name is whole: it is uploaded under a temporary
+   name and moved into place (pyarrow completes an interrupted S3 upload,
+   apache/arrow#40502), and its size, SHA-256 and run id are recorded
+   (``output_ok``). Partial outputs live under ``preview/`` only.
+5. Every read, write, listing and delete goes through one retry helper that
+   retries transient errors (throttling, 5xx, timeouts, dropped connections) a
+   bounded number of times and fails at once, in one line, on anything else.
+6. Damage is repaired, not fatal: an unreadable index file counts as its rows
+   missing (named in ``damaged``), garbage failure or lock records are ignored
+   with a warning, and keyframes that do not match the manifest are not used.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
+import logging
 import os
-import shutil
+import random
+import re
 import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raywalk.errors import RunBusyError, RunLocationError, StoreError
-from raywalk.manifest import Manifest, ManifestError
+from raywalk.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
 from raywalk.spec import Job
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 KEYFRAMES = "keyframes.npy"
 FRAMES = "frames"
 INDEX = "index"
 FAILURES = "failures"
+OUTPUTS = "outputs"
+PREVIEW = "preview"
 LOCK = "lock.json"
 
 INDEX_SCHEMA = pa.schema(
@@ -61,10 +98,49 @@ INDEX_SCHEMA = pa.schema(
         ("node", pa.string()),
         ("worker", pa.string()),
         ("seconds", pa.float64()),
+        ("run_id", pa.string()),  # the manifest's run id when the chunk was rendered
+        ("fingerprint", pa.string()),  # the job's fingerprint
+        ("written", pa.float64()),  # UNIX seconds when the chunk's index file was written
     ]
 )
+_STAMPED = ("run_id", "fingerprint", "written")  # filled in by write_chunk_index
+
+# The retry budget of every storage call: RETRY_ATTEMPTS tries, waiting RETRY_BACKOFF
+# seconds after the first failure, doubling up to RETRY_MAX_DELAY, each wait with
+# jitter (half to all of it). Environment variables let tests and users change them.
+RETRY_ATTEMPTS = int(os.environ.get("RAYWALK_STORE_ATTEMPTS", "6"))
+RETRY_BACKOFF = float(os.environ.get("RAYWALK_STORE_BACKOFF", "0.2"))
+RETRY_MAX_DELAY = 5.0
+OPEN_DEADLINE = 8.0  # seconds: checking a location retries only within this, so a bad --out fails fast
+
+# Defaults for what a URI does not set. pyarrow's S3 URIs cannot carry timeouts,
+# so raywalk takes `connect_timeout` and `request_timeout` (seconds) from the
+# query itself; GCS URIs have `retry_limit_seconds` (pyarrow's default retries
+# for 15 minutes).
+S3_CONNECT_TIMEOUT = 5.0
+S3_REQUEST_TIMEOUT = 30.0
+GCS_RETRY_SECONDS = 3
+
+# Errors worth another try: throttling, server errors, timeouts, dropped
+# connections, as pyarrow words them for S3 (AWS SDK error names or
+# "[code 503]"), GCS (google::cloud::Status codes) and local/NFS paths (errno).
+_TRANSIENT = re.compile(
+    r"SLOW_?DOWN|THROTTL|TOO_?MANY_?REQUESTS|SERVICE_?UNAVAILABLE|INTERNAL_?(FAILURE|ERROR)|REQUEST_?TIMEOUT"
+    r"|NETWORK_CONNECTION|\[code 5\d\d\]|HTTP status 5\d\d|\b(UNAVAILABLE|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED)\b"
+    r"|timed? ?out|connection (reset|refused|aborted)|broken pipe",
+    re.IGNORECASE,
+)
+_PERMANENT = re.compile(r"NO_?SUCH_?BUCKET|ACCESS_?DENIED|FORBIDDEN|NOT_?FOUND|\[code 40[134]\]", re.IGNORECASE)
+_TRANSIENT_ERRNOS = {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE,
+                     errno.EAGAIN}
 
 _COPY_BLOCK = 8 << 20
+_READERS = 8  # index files read at once: the memory bound of an index scan
+
+
+def _index_field(name: str) -> pa.Field:
+    """An index column's field: INDEX_SCHEMA's, or untyped for a trajectory parameter."""
+    return INDEX_SCHEMA.field(name) if name in INDEX_SCHEMA.names else pa.field(name, pa.null())
 
 
 def frame_name(frame: int) -> str:
@@ -88,46 +164,148 @@ def frame_ranges(frames: Iterable[int]) -> str:
     return ", ".join(parts)
 
 
-def _with_s3_defaults(uri: str) -> str:
-    # Delayed open sends a small file (a frame, an index) as one PUT instead
-    # of a three-request multipart upload; the URI's own choice wins.
-    if uri.startswith("s3://") and "allow_delayed_open" not in uri:
-        return uri + ("&" if "?" in uri else "?") + "allow_delayed_open=true"
-    return uri
+def preview_name(name: str) -> str:
+    """Where the partial version of output `name` lives: preview/walk.gif."""
+    return f"{PREVIEW}/{name}"
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _transient(exc: BaseException) -> bool:
+    """Whether a storage error may pass if the call is tried again (see _TRANSIENT)."""
+    if isinstance(exc, FileNotFoundError):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError)) or getattr(exc, "errno", None) in _TRANSIENT_ERRNOS:
+        return True
+    text = str(exc)
+    return bool(_TRANSIENT.search(text)) and not _PERMANENT.search(text)
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and root path of a URI, with raywalk's defaults for what the URI leaves unset."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    base, _, query = uri.partition("?")
+    params = [p for p in query.split("&") if p]
+    keys = {p.split("=", 1)[0] for p in params}
+    if uri.startswith("gs://") and "retry_limit_seconds" not in keys:
+        params.append(f"retry_limit_seconds={GCS_RETRY_SECONDS}")
+    if not uri.startswith("s3://"):
+        return pafs.FileSystem.from_uri(base + "?" + "&".join(params) if params else base)
+    # Delayed open sends a small file (a frame, an index) as one PUT instead of
+    # a three-request multipart upload; the URI's own choice wins.
+    if "allow_delayed_open" not in keys:
+        params.append("allow_delayed_open=true")
+    timeouts = {"connect_timeout": S3_CONNECT_TIMEOUT, "request_timeout": S3_REQUEST_TIMEOUT}
+    for p in [p for p in params if p.split("=", 1)[0] in timeouts]:
+        params.remove(p)
+        key, _, value = p.partition("=")
+        try:
+            timeouts[key] = float(value)
+        except ValueError:
+            raise ValueError(f"{key} must be a number of seconds, not {value!r}") from None
+    fs, root = pafs.FileSystem.from_uri(base + "?" + "&".join(params))
+    # from_uri cannot set timeouts or the retry strategy; pickling's own
+    # constructor arguments can. The AWS SDK retries nothing: RunStore._retry
+    # is the one retry loop, with one budget.
+    rebuild, (options,) = fs.__reduce__()
+    return rebuild({**options, **timeouts, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=1)}), root
+
+
+def _file_blocks(path: str) -> Iterator[bytes]:
+    """A local file in blocks of _COPY_BLOCK bytes (what an output upload sends)."""
+    with open(path, "rb") as src:
+        while block := src.read(_COPY_BLOCK):
+            yield block
+
+
+def _bounded_map(fn: Callable[[Any], T], items: Iterable[Any], workers: int = _READERS) -> Iterator[T]:
+    """`map(fn, items)` on a thread pool, in order, with at most `workers` results pending."""
+    pending: deque[Future[T]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="raywalk-store") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 class RunStore:
     """One run directory, local or in an object store, addressed by a URI."""
 
-    def __init__(self, uri: str | os.PathLike[str], create: bool = True):
-        """Open the run at `uri`; with `create`, make its root if needed (else it must exist)."""
+    def __init__(self, uri: str | os.PathLike[str], create: bool = False):
+        """Check that `uri` is a usable run location, writing nothing (with `create`, make its root too).
+
+        The check is bounded (OPEN_DEADLINE): an unreachable store fails in
+        seconds. The root need not exist; `create()` makes it.
+
+        Raises:
+            RunLocationError: the URI is empty, malformed, a file, names no bucket or cannot be reached.
+        """
         self.uri = os.fspath(uri)
+        if not self.uri.strip():
+            raise RunLocationError("the run location is empty: give a directory, s3://bucket/prefix or "
+                                   "gs://bucket/prefix")
         try:
-            if "://" in self.uri:
-                self.fs, self.root = pafs.FileSystem.from_uri(_with_s3_defaults(self.uri))
-            else:
-                self.fs = pafs.LocalFileSystem()
-                self.root = os.path.abspath(os.path.expanduser(self.uri))
+            self.fs, self.root = _filesystem(self.uri)
         except (ValueError, OSError, pa.ArrowException) as exc:
             raise RunLocationError(f"{self.uri}: not a usable run location: {_one_line(exc)}") from None
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.root = self.root.rstrip("/") or self.root
         if not self.root:
             raise RunLocationError(f"{self.uri}: not a usable run location: no bucket named")
+        self.damaged: list[str] = []  # index files the last index read could not decode
+        self._warned: set[str] = set()
         self._made_dirs: set[str] = set()
         self._lock: dict[str, Any] | None = None
-        with self._errors("cannot open run location"):
-            if create:
-                self.fs.create_dir(self.root, recursive=True)
-            elif self.fs.get_file_info(self.root).type == pafs.FileType.NotFound:
-                raise RunLocationError(f"{self.uri}: no run there")
+        self._check()
+        if create:
+            self.create()
 
     def __repr__(self) -> str:
         return f"RunStore({self.uri!r})"
+
+    def _check(self) -> None:
+        """Refuse a location that is a file, sits under a file, or lies in a bucket that does not exist."""
+        def info(path: str) -> pafs.FileInfo:
+            return self._retry("cannot reach the run location", lambda: self.fs.get_file_info(path),
+                               deadline=OPEN_DEADLINE, error=RunLocationError)
+
+        root = info(self.root)
+        if root.type == pafs.FileType.File:
+            raise RunLocationError(f"{self.uri}: is a file, not a run directory")
+        if root.type != pafs.FileType.NotFound:
+            return
+        if not self.local:
+            bucket = self.root.split("/", 1)[0]
+            if info(bucket).type == pafs.FileType.NotFound:
+                raise RunLocationError(f"{self.uri}: bucket {bucket!r} does not exist")
+            return
+        parent = os.path.dirname(self.root)
+        while parent != os.path.dirname(parent) and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise RunLocationError(f"{self.uri}: {parent} is a file, not a directory")
+
+    def create(self) -> None:
+        """Make the run's root (nothing to do if it exists).
+
+        Raises:
+            StoreError: the root cannot be made (permissions, a read-only path, storage failing).
+        """
+        self._retry("cannot create the run location", lambda: self.fs.create_dir(self.root, recursive=True))
+
+    def root_exists(self) -> bool:
+        """Whether the run's root exists (as a directory, or a prefix holding objects)."""
+        info = self._retry("cannot reach the run location", lambda: self.fs.get_file_info(self.root))
+        return info.type == pafs.FileType.Directory
 
     # ------------------------------------------------------------------ paths and raw I/O
 
@@ -139,15 +317,37 @@ class RunStore:
         path = self._path(name) if name else self.root
         return path if self.local else f"{self.uri.split('://', 1)[0]}://{path}"
 
-    @contextlib.contextmanager
-    def _errors(self, what: str, missing_ok: bool = False) -> Iterator[None]:
-        """Turn storage errors into a one-line StoreError (FileNotFoundError passes with `missing_ok`)."""
-        try:
-            yield
-        except (OSError, pa.ArrowException) as exc:
-            if missing_ok and isinstance(exc, FileNotFoundError):
-                raise
-            raise StoreError(f"{self.uri}: {what}: {_one_line(exc)}") from None
+    def _retry(self, what: str, call: Callable[[], T], *, missing_ok: bool = False,
+               deadline: float | None = None, error: type[StoreError] = StoreError) -> T:
+        """`call()`, tried again on transient storage errors within the retry budget.
+
+        Raises:
+            FileNotFoundError: with `missing_ok`, what `call` looked for does not exist.
+            StoreError: (or `error`) anything else, at once if it is not transient, else once the budget
+                or `deadline` (seconds from now) is spent; one line naming the run and `what`.
+        """
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            tried = time.monotonic()
+            try:
+                return call()
+            except (OSError, pa.ArrowException) as exc:
+                if missing_ok and isinstance(exc, FileNotFoundError):
+                    raise
+                delay = min(RETRY_MAX_DELAY, RETRY_BACKOFF * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                now = time.monotonic()
+                over = deadline is not None and now - started + delay + (now - tried) > deadline
+                if not _transient(exc) or attempt == RETRY_ATTEMPTS or over:
+                    tries = f" (tried {attempt} times)" if attempt > 1 else ""
+                    raise error(f"{self.uri}: {what}: {_one_line(exc)}{tries}") from None
+                log.info("%s: %s: %s; trying again in %.1f s", self.uri, what, _one_line(exc), delay)
+                time.sleep(delay)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
 
     def _parent_dir(self, path: str) -> str:
         parent = path.rsplit("/", 1)[0]
@@ -157,15 +357,23 @@ class RunStore:
         return parent
 
     def _temp_path(self, path: str) -> str:
-        # Dot-prefixed, so listings and pyarrow.dataset skip half-written files;
+        # Dot-prefixed, so listings and index reads skip half-written files;
         # the original name stays at the end so tools that go by extension work.
         parent, base = path.rsplit("/", 1)
         return f"{parent}/.tmp-{uuid.uuid4().hex[:12]}-{base}"
 
     def write_bytes(self, name: str, data: bytes | bytearray | memoryview | pa.Buffer) -> None:
-        """Write `name` all-or-nothing: temp file + move locally, one upload on object stores."""
+        """Write `name` all-or-nothing: temp file + move locally, one PUT on object stores.
+
+        For the run's own small files (frames, index, records). Outputs go
+        through `write_output` / `local_output`, which never publish a partial object.
+
+        Raises:
+            StoreError: the write kept failing.
+        """
         path = self._path(name)
-        with self._errors(f"cannot write {name}"):
+
+        def put() -> None:
             if not self.local:
                 with self.fs.open_output_stream(path) as out:
                     out.write(data)
@@ -181,71 +389,168 @@ class RunStore:
                     self.fs.delete_file(tmp)
                 raise
 
+        self._retry(f"cannot write {name}", put)
+
     def read_bytes(self, name: str) -> bytes:
-        """The content of `name`; FileNotFoundError if it does not exist."""
-        with self._errors(f"cannot read {name}", missing_ok=True):
+        """The content of `name`.
+
+        Raises:
+            FileNotFoundError: `name` does not exist.
+            StoreError: the read kept failing.
+        """
+        def get() -> bytes:
             with self.fs.open_input_stream(self._path(name)) as f:
                 return f.read()
 
+        return self._retry(f"cannot read {name}", get, missing_ok=True)
+
     def exists(self, name: str) -> bool:
         """Whether `name` exists as a file in the run."""
-        with self._errors(f"cannot look up {name}"):
-            return self.fs.get_file_info(self._path(name)).type == pafs.FileType.File
+        return self._size(name) is not None
+
+    def _size(self, name: str) -> int | None:
+        info = self._retry(f"cannot look up {name}", lambda: self.fs.get_file_info(self._path(name)))
+        return info.size if info.type == pafs.FileType.File else None
 
     def delete(self, name: str) -> None:
         """Delete `name` if it exists."""
-        with self._errors(f"cannot delete {name}", missing_ok=True), contextlib.suppress(FileNotFoundError):
-            self.fs.delete_file(self._path(name))
+        def remove() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(self._path(name))
 
-    @contextlib.contextmanager
-    def local_output(self, name: str) -> Iterator[str]:
-        """A local file path to write `name` into; it appears in the run only if the block succeeds.
+        self._retry(f"cannot delete {name}", remove)
 
-        For outputs written by other programs or libraries (ffmpeg, encoders
-        that want a real file). Local runs get a temp name in the run directory
-        moved into place; object-store runs get a local temp file streamed up
-        in blocks, so an output of any size never has to fit in memory.
-        """
-        path = self._path(name)
-        if self.local:
-            with self._errors(f"cannot write {name}"):
-                self._parent_dir(path)
-            tmp = self._temp_path(path)
-            try:
-                yield tmp
-                with self._errors(f"cannot write {name}"):
-                    self.fs.move(tmp, path)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.remove(tmp)
-            return
-        with tempfile.TemporaryDirectory(prefix="raywalk-") as tmpdir:
-            tmp = os.path.join(tmpdir, os.path.basename(name))
-            yield tmp
-            with self._errors(f"cannot write {name}"), open(tmp, "rb") as src:
-                with self.fs.open_output_stream(path) as out:
-                    shutil.copyfileobj(src, out, _COPY_BLOCK)
+    def _delete_dir(self, subdir: str) -> None:
+        self._retry(f"cannot delete {subdir}/",
+                    lambda: self.fs.delete_dir_contents(self._path(subdir), missing_dir_ok=True))
 
     def _list(self, subdir: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self._path(subdir), allow_not_found=True)
-        with self._errors(f"cannot list {subdir}/"):
-            infos = self.fs.get_file_info(selector)
+        infos = self._retry(f"cannot list {subdir}/", lambda: self.fs.get_file_info(selector))
         return [i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")]
 
     def _write_json(self, name: str, data: Mapping[str, Any]) -> None:
         self.write_bytes(name, json.dumps(data, indent=2, default=str).encode())
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON object record, or None if it is missing or damaged (damage is logged as a warning)."""
         try:
             raw = self.read_bytes(name)
         except FileNotFoundError:
             return None
         try:
-            return json.loads(raw)
+            data = json.loads(raw)
         except ValueError as exc:
-            raise StoreError(f"{self.uri}: {name} is not valid JSON: {_one_line(exc)}") from None
+            data = exc
+        if not isinstance(data, dict):
+            what = _one_line(data) if isinstance(data, Exception) else f"a JSON {type(data).__name__}"
+            self._warn_once(name, f"{self.url(name)} is damaged ({what}); ignoring it")
+            return None
+        return data
 
-    # ------------------------------------------------------------------ manifest, keyframes
+    # ------------------------------------------------------------------ outputs
+
+    def _publish(self, name: str, blocks: Callable[[], Iterable[bytes | bytearray | memoryview]],
+                 run_id: str | None) -> None:
+        """Put the bytes `blocks()` yields under `name` whole, then record them for `run_id` (if given).
+
+        Object stores get the data under a temporary key that is moved into
+        place only once the upload succeeded: pyarrow completes a multipart
+        upload on close even while an exception propagates (a Ctrl-C mid-upload
+        would publish a truncated object under the final name,
+        https://github.com/apache/arrow/issues/40502). The temporary object is
+        deleted on any failure. An output's old record goes first, so a
+        half-replaced output never passes `output_ok`.
+        """
+        path, record = self._path(name), f"{OUTPUTS}/{name}.json"
+        if run_id is not None:
+            self.delete(record)
+
+        def upload() -> tuple[int, str]:
+            digest, size = hashlib.sha256(), 0
+            tmp = self._temp_path(path)
+            try:
+                if self.local:
+                    self._parent_dir(path)
+                with self.fs.open_output_stream(tmp) as out:
+                    for block in blocks():
+                        out.write(block)
+                        digest.update(block)
+                        size += len(block)
+                self.fs.move(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    self.fs.delete_file(tmp)
+                raise
+            return size, digest.hexdigest()
+
+        size, sha256 = self._retry(f"cannot write {name}", upload)
+        if run_id is not None:
+            self._record_output(name, size, sha256, run_id)
+
+    def write_output(self, name: str, data: bytes | bytearray | memoryview, run_id: str | None = None) -> None:
+        """Publish output `name` whole (see `_publish`), recorded for `run_id` unless it is None (previews).
+
+        Raises:
+            StoreError: the write kept failing; nothing is left under `name`'s temporary name.
+        """
+        self._publish(name, lambda: [data], run_id)
+
+    @contextlib.contextmanager
+    def local_output(self, name: str, run_id: str | None = None) -> Iterator[str]:
+        """A local file path to write output `name` into; it is published whole only if the block succeeds.
+
+        For outputs written by other programs or libraries (ffmpeg, encoders
+        that want a real file). Local runs get a temp name in the run directory
+        moved into place; object-store runs get a local temp file uploaded in
+        blocks under a temporary key, then moved into place (see `_publish`),
+        so an output of any size never has to fit in memory. With `run_id`, the
+        output is recorded for `output_ok`.
+
+        Raises:
+            StoreError: the upload kept failing.
+        """
+        if self.local:
+            path = self._path(name)
+            if run_id is not None:
+                self.delete(f"{OUTPUTS}/{name}.json")
+            self._retry(f"cannot write {name}", lambda: self._parent_dir(path))
+            tmp = self._temp_path(path)
+            try:
+                yield tmp
+                digest, size = hashlib.sha256(), 0
+                for block in _file_blocks(tmp) if run_id is not None else ():
+                    digest.update(block)
+                    size += len(block)
+                self._retry(f"cannot write {name}", lambda: self.fs.move(tmp, path))
+            finally:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+            if run_id is not None:
+                self._record_output(name, size, digest.hexdigest(), run_id)
+            return
+        with tempfile.TemporaryDirectory(prefix="raywalk-") as tmpdir:
+            tmp = os.path.join(tmpdir, os.path.basename(name))
+            yield tmp
+            self._publish(name, lambda: _file_blocks(tmp), run_id)
+
+    def _record_output(self, name: str, size: int, sha256: str, run_id: str) -> None:
+        self._write_json(f"{OUTPUTS}/{name}.json", {"name": name, "bytes": size, "sha256": sha256,
+                                                     "run_id": run_id, "written": time.time()})
+
+    def output_record(self, name: str) -> dict[str, Any] | None:
+        """What was recorded when output `name` was published (bytes, sha256, run_id, written), if anything."""
+        return self._read_json(f"{OUTPUTS}/{name}.json")
+
+    def output_ok(self, name: str, run_id: str) -> bool:
+        """Whether output `name` is there, whole, from run `run_id`: its record names that run and its
+        size matches the file (so assembly can be skipped)."""
+        record = self.output_record(name)
+        if record is None or record.get("run_id") != run_id:
+            return False
+        return self._size(name) == record.get("bytes")
+
+    # ------------------------------------------------------------------ manifest, keyframes, fresh starts
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Record the run's manifest (see `raywalk.manifest`)."""
@@ -269,9 +574,15 @@ class RunStore:
         return Manifest.from_json(data, source=self.url(MANIFEST))
 
     def require_manifest(self) -> Manifest:
-        """The run's manifest; RunLocationError if the location holds no run."""
+        """The run's manifest.
+
+        Raises:
+            RunLocationError: the location holds no run (ManifestError: a damaged manifest).
+        """
         manifest = self.read_manifest()
         if manifest is None:
+            if not self.root_exists():
+                raise RunLocationError(f"{self.uri}: no run there")
             raise RunLocationError(f"{self.uri}: holds no raywalk run (no manifest.json)")
         return manifest
 
@@ -279,19 +590,92 @@ class RunStore:
         """The job this run renders, from its manifest; RunLocationError if the location holds no run."""
         return self.require_manifest().job
 
-    def write_keyframes(self, keyframes: np.ndarray) -> None:
-        """Store the prompts' encodings, computed once and reused by every chunk and resume."""
+    def start_fresh(self, manifest: Manifest) -> None:
+        """Begin a new run (`manifest`, with a run id of its own) over whatever the location holds.
+
+        The manifest is written first, which fences the old run off (its rows
+        no longer count); then the old run's index, failures, keyframes,
+        output records, previews and final outputs go, and frames past the new
+        job's frame count. Frames below it are left to be overwritten.
+
+        Raises:
+            StoreError: storage kept failing (the run is fenced off once the manifest is written).
+        """
+        try:
+            old = self.read_manifest()
+        except ManifestError:
+            old = None
+        self.write_manifest(manifest)
+        outputs = {r.base_name.removesuffix(".json") for r in self._list(OUTPUTS)}
+        for job in (old.job if old else None, manifest.job):
+            if job is not None:
+                outputs.update(job.output_files().values())
+        for subdir in (INDEX, FAILURES, OUTPUTS, PREVIEW):
+            self._delete_dir(subdir)
+        for name in sorted(outputs) + [KEYFRAMES]:
+            self.delete(name)
+        stray = [i.base_name for i in self._list(FRAMES)
+                 if not i.base_name[:-4].isdigit() or int(i.base_name[:-4]) >= manifest.num_frames]
+        list(_bounded_map(lambda base: self.delete(f"{FRAMES}/{base}"), stray))
+
+    def adopt(self, job: Job) -> Manifest:
+        """Repair a run of `job` whose manifest is damaged: write a fresh manifest that keeps the run id of
+        the newest index rows of `job` (else a new one), so their frames stay done.
+
+        The keyframes are deleted: nothing says which job they were encoded for,
+        and re-encoding the prompts costs far less than one frame of doubt.
+
+        Raises:
+            StoreError: storage kept failing.
+        """
+        fingerprint, newest, run_id = job.fingerprint(), -1.0, None
+        for table in self._index_tables(["fingerprint", "written", "run_id"]):
+            rows = table.filter(pc.fill_null(pc.equal(table["fingerprint"], fingerprint), False))
+            if rows.num_rows:
+                written = rows["written"].fill_null(0.0).to_numpy()
+                if written.max() > newest:
+                    newest, run_id = float(written.max()), rows["run_id"][int(written.argmax())].as_py()
+        manifest = new_manifest(job)
+        if run_id is not None:
+            manifest = manifest.replace(run_id=run_id)
+        self.delete(KEYFRAMES)
+        self.write_manifest(manifest)
+        return manifest
+
+    def write_keyframes(self, keyframes: np.ndarray) -> str:
+        """Store the prompts' encodings, computed once and reused by every chunk and resume.
+
+        Returns:
+            The SHA-256 of the stored bytes, for the manifest's `keyframes_sha256`.
+        """
         buf = io.BytesIO()
         np.save(buf, np.asarray(keyframes), allow_pickle=False)
         self.write_bytes(KEYFRAMES, buf.getbuffer())
+        return hashlib.sha256(buf.getbuffer()).hexdigest()
 
-    def read_keyframes(self) -> np.ndarray | None:
-        """The stored keyframe encodings, or None if not computed yet."""
+    def read_keyframes(self, expected_sha256: str | None = None) -> np.ndarray | None:
+        """The stored keyframe encodings, or None if they are missing, damaged or not the expected ones.
+
+        With `expected_sha256` (the manifest's), bytes of any other hash are
+        refused. Every refusal is named in a warning; a missing file is only
+        worth one when the manifest says it should be there.
+        """
+        where = self.url(KEYFRAMES)
         try:
             raw = self.read_bytes(KEYFRAMES)
         except FileNotFoundError:
+            if expected_sha256 is not None:
+                log.warning("%s is missing (the manifest records keyframes %s)", where, expected_sha256[:12])
             return None
-        return np.load(io.BytesIO(raw), allow_pickle=False)
+        if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
+            log.warning("%s does not match the manifest (SHA-256 %s expected); not using it",
+                        where, expected_sha256[:12])
+            return None
+        try:
+            return np.load(io.BytesIO(raw), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            log.warning("%s is damaged (%s); not using it", where, _one_line(exc))
+            return None
 
     # ------------------------------------------------------------------ frames and index
 
@@ -305,16 +689,33 @@ class RunStore:
         """A frame's PNG bytes; FileNotFoundError if it was never written."""
         return self.read_bytes(f"{FRAMES}/{frame_name(frame)}")
 
-    def write_chunk_index(self, chunk: int, columns: Mapping[str, Sequence[Any]]) -> None:
-        """Write a chunk's index (after its PNGs): the INDEX_SCHEMA columns plus any extra ones.
+    def write_chunk_index(self, chunk: int, columns: Mapping[str, Sequence[Any]], *, run_id: str | None = None,
+                          fingerprint: str | None = None) -> str:
+        """Add the index rows one attempt at chunk `chunk` rendered (after their PNGs); returns the file's name.
 
-        Extra columns (the frames' trajectory parameters) keep the types
-        pyarrow infers for them. A retried chunk overwrites its file.
+        `columns` holds the INDEX_SCHEMA columns, plus any extra ones (the
+        frames' trajectory parameters, which keep the types pyarrow infers).
+        Every row is stamped with `run_id` and `fingerprint` (default: the
+        manifest's) and, unless `columns` has them, the time of writing. Each
+        call writes a new file (`index/chunk-000007-<token>.parquet`) and
+        touches no other.
+
+        Raises:
+            ValueError: a required column is missing.
+            RunLocationError: `run_id` or `fingerprint` is None and the location holds no run.
+            StoreError: the write kept failing.
         """
-        missing = [f.name for f in INDEX_SCHEMA if f.name not in columns]
+        missing = [f.name for f in INDEX_SCHEMA if f.name not in columns and f.name not in _STAMPED]
         if missing:
             raise ValueError(f"chunk {chunk} index lacks columns {', '.join(missing)}")
-        arrays = {f.name: pa.array(columns[f.name], type=f.type) for f in INDEX_SCHEMA}
+        if run_id is None or fingerprint is None:
+            manifest = self.require_manifest()
+            run_id, fingerprint = run_id or manifest.run_id, fingerprint or manifest.fingerprint
+        rows = len(columns["frame"])
+        stamps = {"run_id": [run_id] * rows, "fingerprint": [fingerprint] * rows,
+                  "written": columns.get("written", [time.time()] * rows)}
+        arrays = {f.name: pa.array(stamps[f.name] if f.name in _STAMPED else columns[f.name], type=f.type)
+                  for f in INDEX_SCHEMA}
         for name, values in columns.items():
             if name not in arrays:
                 if isinstance(values, np.ndarray) and values.ndim > 1:
@@ -322,57 +723,117 @@ class RunStore:
                 arrays[name] = pa.array(values)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.table(arrays), sink)
-        self.write_bytes(f"{INDEX}/chunk-{chunk:06d}.parquet", sink.getvalue())
+        name = f"{INDEX}/chunk-{chunk:06d}-{uuid.uuid4().hex[:8]}.parquet"
+        self.write_bytes(name, sink.getvalue())
+        return name
 
-    def read_index(self, columns: list[str] | None = None) -> pa.Table:
-        """Every chunk's index rows in one table (empty, with INDEX_SCHEMA, when there are none)."""
-        files = [i.path for i in self._list(INDEX) if i.base_name.endswith(".parquet")]
-        if not files:
-            schema = INDEX_SCHEMA if columns is None else pa.schema([INDEX_SCHEMA.field(c) for c in columns])
-            return schema.empty_table()
-        with self._errors("cannot read the index"):
-            return ds.dataset(sorted(files), format="parquet", filesystem=self.fs).to_table(columns=columns)
+    def _index_tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """Each index file's rows (only `columns`, if given), a few files at a time.
 
-    def read_chunk_index(self, chunk: int) -> pa.Table | None:
-        """One chunk's index rows, or None if the chunk has none yet."""
-        try:
-            data = self.read_bytes(f"{INDEX}/chunk-{chunk:06d}.parquet")
-        except FileNotFoundError:
-            return None
-        return pq.read_table(pa.BufferReader(data))
-
-    def done_frames(self, verify: bool = False) -> set[int]:
-        """Frames with an index row whose PNG exists with the indexed size (and hash, with `verify`).
-
-        `frames/` is listed once, so checking a finished run of thousands of
-        frames costs one listing and one index read, not a request per frame.
-        A frame indexed twice (a retried or re-planned chunk) is done if any
-        of its rows matches the file.
+        A file that cannot be decoded (truncated, garbage) counts as no rows: it
+        is named in `self.damaged` and in one warning. A missing `run_id`
+        (rows from before run ids) reads as LEGACY_RUN_ID.
         """
-        index = self.read_index(["frame", "file", "bytes", "sha256"]).to_pydict()
-        sizes = {f"{FRAMES}/{i.base_name}": i.size for i in self._list(FRAMES)}
-        candidates: dict[int, set[str]] = {}
-        for frame, file, size, digest in zip(index["frame"], index["file"], index["bytes"], index["sha256"]):
-            if sizes.get(file) == size:
-                candidates.setdefault(frame, set()).add(digest)
-        if not verify:
-            return set(candidates)
+        names = sorted(f"{INDEX}/{i.base_name}" for i in self._list(INDEX) if i.base_name.endswith(".parquet"))
+        self.damaged = []
 
-        def intact(item: tuple[int, set[str]]) -> bool:
-            frame, digests = item
+        def load(name: str) -> pa.Table | None:
             try:
-                return hashlib.sha256(self.read_frame(frame)).hexdigest() in digests
-            except FileNotFoundError:
-                return False
+                raw = self.read_bytes(name)
+            except FileNotFoundError:  # deleted since the listing (a fresh start)
+                return None
+            try:
+                parquet = pq.ParquetFile(pa.BufferReader(raw))
+                names = parquet.schema_arrow.names
+                table = parquet.read(columns=None if columns is None else [c for c in columns if c in names])
+            except (OSError, pa.ArrowException) as exc:
+                self.damaged.append(name)
+                self._warn_once(name, f"{self.url(name)} is damaged ({_one_line(exc)}); its frames count as missing")
+                return None
+            for field in INDEX_SCHEMA if columns is None else map(_index_field, columns):
+                if field.name not in table.column_names:
+                    table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            if "run_id" in table.column_names:
+                i = table.column_names.index("run_id")
+                table = table.set_column(i, INDEX_SCHEMA.field("run_id"), table["run_id"].fill_null(LEGACY_RUN_ID))
+            return table if columns is None else table.select(columns)
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            checks = pool.map(intact, candidates.items())
-            return {frame for frame, ok in zip(candidates, checks) if ok}
+        for table in _bounded_map(load, names):
+            if table is not None:
+                yield table
 
-    def missing_frames(self, num_frames: int, verify: bool = False) -> list[int]:
-        """Frames of 0..num_frames-1 that are not done, in order."""
-        done = self.done_frames(verify=verify)
-        return [f for f in range(num_frames) if f not in done]
+    def read_index(self, columns: list[str] | None = None, run_id: str | None = None) -> pa.Table:
+        """Every index row in one table (of `run_id` only, if given), duplicates included; empty, with
+        INDEX_SCHEMA, when there are none. Damaged files are skipped and named in `damaged`.
+
+        Raises:
+            StoreError: storage kept failing.
+        """
+        wanted = columns if run_id is None or columns is None or "run_id" in columns else [*columns, "run_id"]
+        tables = list(self._index_tables(wanted))
+        if run_id is not None:
+            tables = [t.filter(pc.equal(t["run_id"], run_id)) for t in tables]
+        schema = INDEX_SCHEMA if columns is None else pa.schema(map(_index_field, columns))
+        if not any(t.num_rows for t in tables):
+            return schema.empty_table()
+        table = pa.concat_tables([t for t in tables if t.num_rows], promote_options="default")
+        if columns is None:  # INDEX_SCHEMA's columns first, whichever file came first
+            columns = INDEX_SCHEMA.names + [c for c in table.column_names if c not in INDEX_SCHEMA.names]
+        return table.select(columns)
+
+    def done_frames(self, num_frames: int, run_id: str | None = None, verify: bool = False) -> np.ndarray:
+        """A boolean array over frames 0..num_frames-1: True where the frame is done for run `run_id`
+        (default: the manifest's), that is, has an index row of that run whose PNG exists with the size
+        the row records (and hash, with `verify`): invariant 1.
+
+        `frames/` is listed once and the index is read a few files at a time,
+        only the columns needed, into numpy arrays of num_frames entries: a
+        run of millions of frames is checked in the memory of a few chunks.
+        A frame indexed more than once (retried or re-planned chunks, later
+        renders) is done if any of its rows of the run matches the file.
+
+        Raises:
+            RunLocationError: `run_id` is None and the location holds no run.
+            StoreError: storage kept failing.
+        """
+        run_id = self.require_manifest().run_id if run_id is None else run_id
+        sizes = np.full(num_frames, -1, dtype=np.int64)
+        for info in self._list(FRAMES):
+            stem = info.base_name.removesuffix(".png")
+            if stem.isdigit() and int(stem) < num_frames and info.base_name == frame_name(int(stem)):
+                sizes[int(stem)] = info.size
+        done = np.zeros(num_frames, dtype=bool)
+        digests: dict[int, set[str]] = {}  # with verify only: the recorded hashes of candidate frames
+        columns = ["frame", "file", "bytes", "run_id"] + (["sha256"] if verify else [])
+        for table in self._index_tables(columns):
+            for batch in table.to_batches():
+                frame = batch.column("frame").fill_null(-1).to_numpy(zero_copy_only=False)
+                ok = (frame >= 0) & (frame < num_frames)
+                frame = np.where(ok, frame, 0)
+                expected = pc.binary_join_element_wise(
+                    FRAMES + "/", pc.utf8_lpad(pc.cast(pa.array(frame), pa.string()), 6, "0"), ".png", "")
+                ok &= pc.fill_null(pc.equal(batch.column("file"), expected), False).to_numpy(zero_copy_only=False)
+                ok &= pc.fill_null(pc.equal(batch.column("run_id"), run_id), False).to_numpy(zero_copy_only=False)
+                ok &= batch.column("bytes").fill_null(-2).to_numpy(zero_copy_only=False) == sizes[frame]
+                if not verify:
+                    done[frame[ok]] = True
+                    continue
+                for f, digest in zip(frame[ok].tolist(), batch.column("sha256").filter(pa.array(ok)).to_pylist()):
+                    digests.setdefault(f, set()).add(digest)
+        if verify:
+            def intact(item: tuple[int, set[str]]) -> bool:
+                try:
+                    return hashlib.sha256(self.read_frame(item[0])).hexdigest() in item[1]
+                except FileNotFoundError:
+                    return False
+
+            for (f, _), ok in zip(digests.items(), _bounded_map(intact, digests.items())):
+                done[f] = ok
+        return done
+
+    def missing_frames(self, num_frames: int, run_id: str | None = None, verify: bool = False) -> list[int]:
+        """Frames of 0..num_frames-1 that are not done for run `run_id` (default: the manifest's), in order."""
+        return np.flatnonzero(~self.done_frames(num_frames, run_id, verify)).tolist()
 
     # ------------------------------------------------------------------ failures
 
@@ -385,12 +846,14 @@ class RunStore:
         self.delete(f"{FAILURES}/chunk-{chunk:06d}.json")
 
     def read_failures(self) -> dict[int, dict[str, Any]]:
-        """Recorded failures by chunk number."""
+        """Recorded failures by chunk number; a damaged record is left out with a warning naming it."""
         failures = {}
         for info in self._list(FAILURES):
             stem = info.base_name.removesuffix(".json")
             if stem.startswith("chunk-") and stem[6:].isdigit():
-                failures[int(stem[6:])] = self._read_json(f"{FAILURES}/{info.base_name}") or {}
+                record = self._read_json(f"{FAILURES}/{info.base_name}")
+                if record is not None:
+                    failures[int(stem[6:])] = record
         return dict(sorted(failures.items()))
 
     # ------------------------------------------------------------------ lock

@@ -3,9 +3,14 @@
 One actor per GPU: the model is built once in the constructor and reused for
 every chunk. A chunk's frames come from the pure trajectory, are rendered in
 batches, and their PNGs are encoded and written on a thread while the next
-batch renders. The chunk's Parquet index is written last, so a frame counts as
-done only once both its PNG and its index row exist. Writes are idempotent:
-a retried chunk overwrites the same names with the same bytes.
+batch renders. The chunk's index rows are written last, into a file of their
+own, so a frame counts as done only once both its PNG and its row exist. Writes
+are idempotent: a retried chunk overwrites the same PNGs with the same bytes and
+adds a file of rows, and readers tolerate the duplicates.
+
+Every chunk reads the manifest first: its rows carry the manifest's run id, and
+a worker refuses to render for a run that now holds another job, or from
+keyframes whose SHA-256 is not the manifest's.
 """
 from __future__ import annotations
 
@@ -20,11 +25,11 @@ import numpy as np
 import ray
 from PIL import Image
 
-from raywalk.errors import RunError
+from raywalk.errors import RunError, RunLocationError
 from raywalk.renderer import load_renderer
 from raywalk.spec import job_from_dict
+from raywalk.store import KEYFRAMES, RunStore
 from raywalk.trajectory import Trajectory
-from raywalk.store import RunStore
 
 MODEL_STACK = ("raywalk", "ray", "numpy", "keras", "keras-cv", "tensorflow", "tensorflow-cpu", "pyarrow", "pillow")
 
@@ -52,7 +57,10 @@ class RenderWorker:
 
     def __init__(self, job_data: dict[str, Any], uri: str):
         self.job = job_from_dict(job_data, source="run manifest")
-        self.store = RunStore(uri, create=False)
+        self.store = RunStore(uri)
+        if not self.store.root_exists():
+            raise RunLocationError(f"{uri}: no run there, seen from {platform.node()} (a local --out must be "
+                                   "on storage every node shares)")
         self.renderer = load_renderer(self.job.model)
         warm_up = getattr(self.renderer, "warm_up", None)  # optional: compile before the first chunk
         if callable(warm_up):
@@ -60,7 +68,7 @@ class RenderWorker:
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         self.worker = context.get_actor_id()
-        self._trajectory = None
+        self._trajectory: tuple[str | None, Trajectory] | None = None  # (keyframes SHA-256, trajectory)
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
 
     def describe(self) -> dict[str, Any]:
@@ -74,16 +82,27 @@ class RenderWorker:
             "versions": versions(),
         }
 
-    def encode_keyframes(self) -> tuple[int, ...]:
-        """Encode the job's prompts once and store them for every chunk and every resume."""
+    def encode_keyframes(self) -> str:
+        """Encode the job's prompts once and store them for every chunk and every resume.
+
+        Returns:
+            The SHA-256 of the stored keyframes, for the manifest's `keyframes_sha256`.
+        """
         keyframes = np.asarray(self.renderer.encode_text(list(self.job.prompts)), dtype=np.float32)
-        self.store.write_keyframes(keyframes)
-        return keyframes.shape
+        return self.store.write_keyframes(keyframes)
 
     def render_chunk(self, chunk: int, frames: list[int], attempt: int) -> dict[str, Any]:
-        """Render `frames` (all in chunk `chunk`) and write their PNGs, then the chunk's index."""
+        """Render `frames` (all in chunk `chunk`) and write their PNGs, then their index rows.
+
+        Raises:
+            RunError: the run now holds another job, or its keyframes are missing or not the manifest's.
+        """
         started = time.perf_counter()
-        trajectory = self._load_trajectory()
+        manifest = self.store.require_manifest()
+        if manifest.fingerprint != self.job.fingerprint():
+            raise RunError(f"{self.store.uri} now holds another job ({manifest.job.name!r}); this worker's "
+                           "driver was displaced, so it renders nothing more")
+        trajectory = self._load_trajectory(manifest.keyframes_sha256)
         batch = self.job.model.batch_size
         lo = min(frames)
         all_enc, all_noise = trajectory.frames(lo, max(frames) + 1)
@@ -100,27 +119,29 @@ class RenderWorker:
         rows = [{**future.result(), "frame": frame, "seconds": seconds,
                  **{k: v[frame - lo].item() for k, v in params.items()}}
                 for frame, future, seconds in writes]
-        self._write_index(chunk, rows, attempt)
+        self._write_index(chunk, rows, attempt, manifest.run_id)
         return {"chunk": chunk, "frames": len(frames), "seconds": time.perf_counter() - started,
                 "node": self.node, "worker": self.worker}
 
-    def _load_trajectory(self):
-        if self._trajectory is None:
-            keyframes = self.store.read_keyframes()
+    def _load_trajectory(self, sha256: str | None) -> Trajectory:
+        """The job's trajectory from the stored keyframes, which must have the manifest's SHA-256 (if it
+        records one): frames rendered from other encodings would be wrong, and counted as done."""
+        if self._trajectory is None or self._trajectory[0] != sha256:
+            keyframes = self.store.read_keyframes(sha256)
             if keyframes is None:
-                raise RunError(f"{self.store.url('keyframes.npy')} is missing: the driver encodes prompts first")
-            self._trajectory = Trajectory(self.job, keyframes)
-        return self._trajectory
+                raise RunError(f"{self.store.url(KEYFRAMES)} is missing, damaged or not the manifest's keyframes; "
+                               "rendering again re-encodes the prompts")
+            self._trajectory = (sha256, Trajectory(self.job, keyframes))
+        return self._trajectory[1]
 
     def _write_frame(self, frame: int, image: np.ndarray) -> dict[str, Any]:
         written = self.store.write_frame(frame, encode_png(image))
         return {**written, "height": int(image.shape[0]), "width": int(image.shape[1])}
 
-    def _write_index(self, chunk: int, rows: list[dict[str, Any]], attempt: int) -> None:
-        """The chunk's index: rows kept from earlier attempts for frames not redone, plus the new ones."""
-        keep = set(self.job.chunk_frames(chunk)) - {r["frame"] for r in rows}
-        previous = self.store.read_chunk_index(chunk)
-        kept = [] if previous is None else [r for r in previous.to_pylist() if r["frame"] in keep]
-        new = [{**r, "chunk": chunk, "attempt": attempt, "node": self.node, "worker": self.worker} for r in rows]
-        merged = sorted(kept + new, key=lambda r: r["frame"])
-        self.store.write_chunk_index(chunk, {k: [r[k] for r in merged] for k in merged[0]})
+    def _write_index(self, chunk: int, rows: list[dict[str, Any]], attempt: int, run_id: str) -> None:
+        """A file of its own with the rows of the frames this attempt rendered: nothing is read or merged, so
+        no other attempt's rows can be lost (the store's invariant 2)."""
+        new = sorted(({**r, "chunk": chunk, "attempt": attempt, "node": self.node, "worker": self.worker}
+                      for r in rows), key=lambda r: r["frame"])
+        self.store.write_chunk_index(chunk, {k: [r[k] for r in new] for k in new[0]}, run_id=run_id,
+                                     fingerprint=self.job.fingerprint())

@@ -39,7 +39,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(REPO / "tests"), os.environ.get("PYTHONPATH")) if p
 )
 
-from s3server import s3_endpoint  # noqa: E402,F401  (session fixture)
+from s3server import s3_endpoint, s3_faults  # noqa: E402,F401  (session fixtures)
 
 
 def _free_port() -> int:

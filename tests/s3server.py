@@ -9,6 +9,11 @@ equal to the bucket's base URI::
 (``s3://raywalk-test/runs/a?endpoint_override=...&scheme=http``), which is
 what ``RunStore`` and ``raywalk render --out`` take.
 
+``s3_faults`` puts a second loopback HTTP server in front of the same moto
+backend (:class:`FaultyFront`): it answers the requests a test chooses with a
+real S3 error (``503 SlowDown`` by default) before they reach moto, and counts
+what it injected, so retries are tested against real HTTP failures.
+
 Dummy credentials and region are put in ``os.environ`` when this module is
 imported (conftest imports it before any Ray instance starts), so Ray
 workers inherit them, and nothing can reach real AWS.
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -83,17 +88,79 @@ def _s3_app():
     return app
 
 
+class FaultyFront:
+    """WSGI front of moto's S3 app that fails chosen requests with an S3 error, thread-safely.
+
+    ``fail(first=N)`` fails the next N requests, ``fail(every=k)`` every k-th
+    one; ``injected`` counts the errors sent, ``requests`` every request seen.
+    """
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self.endpoint = ""
+        self.fail()
+
+    def fail(self, first: int = 0, every: int = 0, status: int = 503, code: str = "SlowDown") -> None:
+        """Start a new fault plan (and new counts)."""
+        with self._lock:
+            self.first, self.every, self.status, self.code = first, every, status, code
+            self.injected = self.requests = 0
+
+    def uri(self, prefix: str) -> str:
+        """The URI of ``prefix`` in the test bucket, through this front."""
+        return f"s3://{BUCKET}/{prefix.strip('/')}?endpoint_override={self.endpoint}&scheme=http"
+
+    def __call__(self, environ, start_response):
+        with self._lock:
+            self.requests += 1
+            inject = self.first > 0 or (self.every > 0 and self.requests % self.every == 0)
+            if inject:
+                self.first = max(0, self.first - 1)
+                self.injected += 1
+        if not inject:
+            return self.app(environ, start_response)
+        from werkzeug.wsgi import get_input_stream
+
+        get_input_stream(environ).read()  # the request body, so the connection stays in step
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{self.code}</Code>'
+                f"<Message>injected by the test</Message><RequestId>fault-{self.injected}</RequestId></Error>").encode()
+        reason = {500: "Internal Server Error", 503: "Service Unavailable"}.get(self.status, "Error")
+        start_response(f"{self.status} {reason}", [("Content-Type", "application/xml"),
+                                                   ("Content-Length", str(len(body)))])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+def _serve(app: Callable, name: str):
+    """Serve a WSGI app on a free loopback port in a thread; returns (server, thread, "127.0.0.1:PORT")."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    return server, thread, f"127.0.0.1:{server.server_port}"
+
+
+@pytest.fixture(scope="session")
+def s3_faults(s3_endpoint) -> Iterator[FaultyFront]:
+    """A FaultyFront on its own port, in front of the moto backend that ``s3_endpoint`` serves (moto keeps
+    its buckets per process, so both see the same objects)."""
+    front = FaultyFront(_s3_app())
+    server, thread, front.endpoint = _serve(front, "moto-s3-faulty")
+    try:
+        yield front
+    finally:
+        server.shutdown()
+        thread.join()
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[S3Endpoint]:
     """Start moto's S3 server on a free loopback port, create the bucket, stop at the end."""
     import boto3
-    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    server = make_server("127.0.0.1", 0, _s3_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="moto-s3", daemon=True)
-    thread.start()
-    endpoint = f"127.0.0.1:{server.server_port}"
+    server, thread, endpoint = _serve(_s3_app(), "moto-s3")
     boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name="us-east-1").create_bucket(
         Bucket=BUCKET
     )

@@ -24,7 +24,7 @@ from raywalk.assemble import (
     write_mp4,
 )
 from raywalk.manifest import new_manifest
-from raywalk.spec import load_job
+from raywalk.spec import job_from_dict, load_job
 from raywalk.store import RunStore, StoreError
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
@@ -48,13 +48,24 @@ def solid(rgb: tuple[int, int, int], size: int = SIZE) -> bytes:
     return buf.getvalue()
 
 
-def make_run(store: RunStore, num_frames: int, chunk_size: int = 4, paint=colour) -> RunStore:
-    """Write a run's chunks last-first, each chunk's frames in reverse, like a busy cluster might."""
+def make_run(store: RunStore, num_frames: int, chunk_size: int = 4, paint=colour, job=None) -> RunStore:
+    """Start a run of `job` (default: a walk of `num_frames`) unless one is there, then write its chunks
+    last-first, each chunk's frames in reverse, like a busy cluster might."""
+    manifest = store.read_manifest()
+    if manifest is None:
+        job = job or job_from_dict({"name": "walk", "prompts": ["a", "b"], "walk": {"frames": max(num_frames, 2)}})
+        manifest = new_manifest(job)
+        store.write_manifest(manifest)
     chunks = [list(range(s, min(s + chunk_size, num_frames))) for s in range(0, num_frames, chunk_size)]
     for chunk in reversed(range(len(chunks))):
         frames = chunks[chunk][::-1]
-        write_chunk(store, chunk, frames, images={f: solid(paint(f)) for f in frames}, size=SIZE)
+        write_chunk(store, chunk, frames, images={f: solid(paint(f)) for f in frames}, size=SIZE,
+                    run_id=manifest.run_id, fingerprint=manifest.fingerprint)
     return store
+
+
+def run_id(store: RunStore) -> str:
+    return store.require_manifest().run_id
 
 
 def gif_frames(data: bytes) -> tuple[list[tuple[int, int, int]], list[int], Image.Image]:
@@ -109,9 +120,10 @@ def test_gif_rubber_band_and_resize(store):
 
 def test_duplicate_index_rows_do_not_duplicate_frames(store):
     make_run(store, 6, chunk_size=6)
-    write_chunk(store, 9, [4, 5], images={f: solid(colour(f)) for f in (4, 5)}, size=SIZE)
-    write_chunk(store, 0, list(range(6)), images={f: solid(colour(f)) for f in range(6)}, attempt=1, size=SIZE)
-    assert store.read_index().num_rows == 8
+    write_chunk(store, 9, [4, 5], images={f: solid(colour(f)) for f in (4, 5)}, size=SIZE, run_id=run_id(store))
+    write_chunk(store, 0, list(range(6)), images={f: solid(colour(f)) for f in range(6)}, attempt=1, size=SIZE,
+                run_id=run_id(store))
+    assert store.read_index().num_rows == 14  # append-only: the retried chunk 0 adds its rows
     colours, _, _ = gif_frames(store.read_bytes(Path(write_gif(store, 6, "walk.gif")).name))
     assert colours == [colour(f) for f in range(6)]
 
@@ -177,14 +189,20 @@ def test_partial_assembles_what_exists(store, caplog):
     store.delete("frames/000002.png")
     store.delete("frames/000006.png")
     written = assemble(store, 10, {"gif": {"fps": 5}, "contact_sheet": {"every": 2, "columns": 5}}, "walk",
-                       partial=True)
-    assert written == [store.url("walk.gif"), store.url("walk-contact.png")]
-    colours, _, _ = gif_frames(store.read_bytes("walk.gif"))
+                       partial=True, note="raywalk test")
+    assert written == [store.url("preview/walk.gif"), store.url("preview/walk-contact.png")]
+    colours, _, im = gif_frames(store.read_bytes("preview/walk.gif"))
     assert colours == [colour(f) for f in (0, 1, 3, 4, 5, 7)]
+    assert im.info["comment"] == b"PARTIAL: 6 of 10 frames; raywalk test"
+    sheet = Image.open(io.BytesIO(store.read_bytes("preview/walk-contact.png")))
+    assert sheet.text["Comment"].startswith("PARTIAL: 6 of 10 frames")
     assert "missing frames 2, 6, 8-9 of 10" in caplog.text
+    assert not store.exists("walk.gif") and not store.exists("walk-contact.png")  # final names: whole runs only
+    assert store.output_record("preview/walk.gif") is None
 
 
 def test_nothing_rendered_yet(store):
+    make_run(store, 0)
     with pytest.raises(AssembleError, match="no frames rendered yet"):
         write_gif(store, 4, "walk.gif", partial=True)
 
@@ -229,16 +247,17 @@ def test_assemble_from_an_s3_run(s3_endpoint, tmp_path):
 
 def test_assemble_job_builds_a_grid_jobs_outputs(store):
     job = load_job(JOBS / "four-way-grid.yaml")
-    make_run(store, job.num_frames, chunk_size=job.chunking.chunk_size)
+    make_run(store, job.num_frames, chunk_size=job.chunking.chunk_size, job=job)
     written = assemble_job(store, job)
     assert written == [store.url("four-way-grid-grid.png"), store.url("four-way-grid-contact.png")]
+    assert store.output_ok("four-way-grid-grid.png", run_id(store))
     grid = Image.open(io.BytesIO(store.read_bytes("four-way-grid-grid.png")))
     assert grid.size == (6 * SIZE, 6 * SIZE)
     assert grid.getpixel((5 * SIZE + 3, 1 * SIZE + 3)) == colour(11)  # row 1, column 5
 
 
 def test_assemble_run_reads_the_job_from_the_manifest(store):
-    with pytest.raises(StoreError, match="no manifest"):
+    with pytest.raises(StoreError, match="no run there"):
         list(assemble_run(store.uri))
     job = load_job(JOBS / "smoke.yaml")
     store.write_manifest(new_manifest(job))
@@ -246,8 +265,8 @@ def test_assemble_run_reads_the_job_from_the_manifest(store):
     with pytest.raises(MissingFramesError, match=f"missing frames 4-5 of {job.num_frames}"):
         list(assemble_run(store.uri))
     lines = list(assemble_run(store.uri, partial=True))
-    assert lines == ["partial outputs without 2 missing frames: 4-5",
-                     store.url("smoke.gif"), store.url("smoke.mp4"), store.url("smoke-contact.png")]
-    colours, durations, _ = gif_frames(store.read_bytes("smoke.gif"))
+    assert lines == ["partial outputs without 2 missing frames: 4-5", store.url("preview/smoke.gif"),
+                     store.url("preview/smoke.mp4"), store.url("preview/smoke-contact.png")]
+    colours, durations, _ = gif_frames(store.read_bytes("preview/smoke.gif"))
     assert colours == [colour(f) for f in (0, 1, 2, 3, 2, 1)] and durations == [250] * 6
 

@@ -22,7 +22,9 @@ from raywalk.progress import Progress
 from raywalk.store import RunBusyError, RunStore
 
 CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
-VOLATILE = ("attempt", "node", "worker", "seconds")  # how, not what, a frame was made
+# How, not what, a frame was made (the fingerprint too: jobs that differ only in test renderer options
+# make the same frames).
+VOLATILE = ("attempt", "node", "worker", "seconds", "run_id", "fingerprint", "written")
 
 
 def write_job(tmp_path: Path, name: str = "walk", frames: int = 12, chunk_size: int = 4, batch_size: int = 2,
@@ -62,9 +64,11 @@ def frame_bytes(out: Path) -> dict[str, bytes]:
 
 
 def index_rows(out: Path) -> list[dict]:
+    """The index's rows without how they were made, each once (the index is append-only: a frame
+    rendered again adds a row)."""
     table = RunStore(str(out)).read_index()
-    rows = [{k: v for k, v in r.items() if k not in VOLATILE} for r in table.to_pylist()]
-    return sorted(rows, key=lambda r: r["frame"])
+    rows = {json.dumps({k: v for k, v in r.items() if k not in VOLATILE}, sort_keys=True) for r in table.to_pylist()}
+    return sorted((json.loads(r) for r in rows), key=lambda r: (r["frame"], r["chunk"]))
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +184,7 @@ def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_co
     preview = subprocess.run([sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"],
                              capture_output=True, text=True)
     assert preview.returncode == 0 and "4-7" in preview.stdout
-    assert Image.open(out / "walk.gif").n_frames == 8
+    assert Image.open(out / "preview" / "walk.gif").n_frames == 8 and not (out / "walk.gif").exists()
 
 
 def test_a_second_render_on_a_run_in_progress_is_refused(clean_run):

@@ -183,8 +183,9 @@ def synthetic_run(uri: str, frames: int = 12, done: range | list[int] = (), chun
             "worker": [f"worker-{chunk % workers}"] * len(chunk_frames), "seconds": [0.5] * len(chunk_frames),
             "segment": [0] * len(chunk_frames), "t": [f / max(frames - 1, 1) for f in chunk_frames],
         }
-        if written:
-            columns["written"] = [1_700_000_000.0 + chunk // workers * chunk_size * 0.5] * len(chunk_frames)
+        # Without `written`, rows as raywalk wrote them before the column (null).
+        columns["written"] = [1_700_000_000.0 + chunk // workers * chunk_size * 0.5 if written else None] * len(
+            chunk_frames)
         store.write_chunk_index(chunk, columns)
     return store
 
@@ -335,7 +336,8 @@ def test_report_of_a_real_render_in_a_browser(failed_run, browser, tmp_path):
     assert seen["severe"] == []
     assert seen["images"] and all(width for _, width in seen["images"]), seen["images"]
     alts = [alt for alt, _ in seen["images"]]
-    assert {"gif walk.gif", "contact_sheet walk-contact.png", "frames per minute over time, per worker and total",
+    assert {"gif preview/walk.gif", "contact_sheet preview/walk-contact.png",
+            "frames per minute over time, per worker and total",
             "seconds per frame per worker", "walk parameters against frame"} <= set(alts)
     assert seen["svg_plots"] == 3
     assert set(seen["resources"]) <= {"data:"}  # nothing fetched from anywhere: one self-contained file
