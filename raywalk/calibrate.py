@@ -27,7 +27,7 @@ def calibrate(job: Job, address: str | None = None) -> float:
 def _measure(job_data: dict[str, Any]) -> float:
     job = job_from_dict(job_data, source="calibration")
     renderer = load_renderer(job.model)
-    trajectory = Trajectory(job, renderer.encode_text(list(job.prompts)))
+    trajectory = Trajectory(job, renderer.encode_text(list(job.prompts)), latent_shape=renderer.latent_shape)
     batch = min(job.model.batch_size, job.num_frames)
     encodings, noise = trajectory.frames(0, batch)
     renderer.render(encodings, noise)  # the first call builds and compiles the graphs

@@ -107,7 +107,7 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
         f"chunks            {p.chunks} of up to {p.chunk_size} frames",
         f"batches           {p.batches} of {p.batch_size} ({p.padded_frames - p.frames} padding frames)",
         f"UNet evaluations  {p.unet_evaluations} ({p.padded_frames} frames x {p.steps} steps x 2 guidance passes)",
-        "files             manifest.json, keyframes.npy, "
+        "files             manifest.json, keyframes.npz, "
         + (f"frames/{frame_name(0)}" if last == 0 else f"frames/{frame_name(0)} .. frames/{frame_name(last)}")
         + f" ({p.frames} PNG{'s' if p.frames > 1 else ''}), index/ (a Parquet file per chunk rendered)",
     ]

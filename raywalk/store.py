@@ -8,7 +8,7 @@ NFS path or in an object store (``s3://bucket/run?endpoint_override=host:port&sc
 Layout under the run root::
 
     manifest.json                          the job, its fingerprint, the run id, versions
-    keyframes.npy                          one text encoding per prompt (SHA-256 in the manifest)
+    keyframes.npz                          the prompts' encodings, by part (SHA-256 in the manifest)
     frames/000042.png                      one PNG per frame
     index/chunk-000007-<token>.parquet     the rows one chunk attempt rendered (never rewritten)
     failures/chunk-000007.json             why a chunk gave up
@@ -57,6 +57,7 @@ import socket
 import tempfile
 import time
 import uuid
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,13 +72,15 @@ import pyarrow.parquet as pq
 from raywalk.errors import RunBusyError, RunLocationError, StoreError
 from raywalk.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
 from raywalk.spec import Job
+from raywalk.trajectory import Encodings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 MANIFEST = "manifest.json"
-KEYFRAMES = "keyframes.npy"
+KEYFRAMES = "keyframes.npz"
+ARRAY_PART = "_array"  # the name under which keyframes given as one array (not named parts) are stored
 FRAMES = "frames"
 INDEX = "index"
 FAILURES = "failures"
@@ -642,18 +645,20 @@ class RunStore:
         self.write_manifest(manifest)
         return manifest
 
-    def write_keyframes(self, keyframes: np.ndarray) -> str:
-        """Store the prompts' encodings, computed once and reused by every chunk and resume.
+    def write_keyframes(self, keyframes: Encodings) -> str:
+        """Store the prompts' encodings (named parts, or one array), as float32, computed once and reused by
+        every chunk and resume.
 
         Returns:
             The SHA-256 of the stored bytes, for the manifest's `keyframes_sha256`.
         """
+        parts = dict(keyframes) if isinstance(keyframes, Mapping) else {ARRAY_PART: keyframes}
         buf = io.BytesIO()
-        np.save(buf, np.asarray(keyframes), allow_pickle=False)
+        np.savez(buf, allow_pickle=False, **{name: np.asarray(part, np.float32) for name, part in parts.items()})
         self.write_bytes(KEYFRAMES, buf.getbuffer())
         return hashlib.sha256(buf.getbuffer()).hexdigest()
 
-    def read_keyframes(self, expected_sha256: str | None = None) -> np.ndarray | None:
+    def read_keyframes(self, expected_sha256: str | None = None) -> Encodings | None:
         """The stored keyframe encodings, or None if they are missing, damaged or not the expected ones.
 
         With `expected_sha256` (the manifest's), bytes of any other hash are
@@ -672,10 +677,12 @@ class RunStore:
                         where, expected_sha256[:12])
             return None
         try:
-            return np.load(io.BytesIO(raw), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as stored:
+                parts = {name: stored[name] for name in stored.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             log.warning("%s is damaged (%s); not using it", where, _one_line(exc))
             return None
+        return parts[ARRAY_PART] if list(parts) == [ARRAY_PART] else parts
 
     # ------------------------------------------------------------------ frames and index
 

@@ -31,6 +31,13 @@ from raywalk.spec import Job, Walk
 Encodings = Union[np.ndarray, dict[str, np.ndarray]]
 """One array per prompt/frame (the contract's original form), or named parts, each with one leading row each."""
 
+def select(encodings: Encodings, rows: np.ndarray | slice) -> Encodings:
+    """The given rows of every part (or of the one array)."""
+    if isinstance(encodings, dict):
+        return {name: part[rows] for name, part in encodings.items()}
+    return encodings[rows]
+
+
 # Independent random streams under one seed (the second element of every key).
 FIXED_NOISE, FRAME_NOISE, KEYFRAME_NOISE, CIRCLE_NOISE, WALK_DIRECTION = range(5)
 

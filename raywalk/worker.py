@@ -29,7 +29,7 @@ from raywalk.errors import RunError, RunLocationError
 from raywalk.renderer import load_renderer
 from raywalk.spec import job_from_dict
 from raywalk.store import KEYFRAMES, RunStore
-from raywalk.trajectory import Trajectory
+from raywalk.trajectory import Trajectory, select
 
 MODEL_STACK = ("raywalk", "ray", "numpy", "keras", "keras-cv", "tensorflow", "tensorflow-cpu", "pyarrow", "pillow")
 
@@ -88,8 +88,7 @@ class RenderWorker:
         Returns:
             The SHA-256 of the stored keyframes, for the manifest's `keyframes_sha256`.
         """
-        keyframes = np.asarray(self.renderer.encode_text(list(self.job.prompts)), dtype=np.float32)
-        return self.store.write_keyframes(keyframes)
+        return self.store.write_keyframes(self.renderer.encode_text(list(self.job.prompts)))
 
     def render_chunk(self, chunk: int, frames: list[int], attempt: int) -> dict[str, Any]:
         """Render `frames` (all in chunk `chunk`) and write their PNGs, then their index rows.
@@ -111,7 +110,7 @@ class RenderWorker:
         for b in range(0, len(frames), batch):
             sel = pick[b:b + batch]
             t0 = time.perf_counter()
-            images = self.renderer.render(all_enc[sel], all_noise[sel])
+            images = self.renderer.render(select(all_enc, sel), all_noise[sel])
             per_frame = (time.perf_counter() - t0) / len(sel)
             for frame, image in zip(frames[b:b + batch], images):
                 writes.append((frame, self._writer.submit(self._write_frame, frame, image), per_frame))
@@ -131,7 +130,7 @@ class RenderWorker:
             if keyframes is None:
                 raise RunError(f"{self.store.url(KEYFRAMES)} is missing, damaged or not the manifest's keyframes; "
                                "rendering again re-encodes the prompts")
-            self._trajectory = (sha256, Trajectory(self.job, keyframes))
+            self._trajectory = (sha256, Trajectory(self.job, keyframes, latent_shape=self.renderer.latent_shape))
         return self._trajectory[1]
 
     def _write_frame(self, frame: int, image: np.ndarray) -> dict[str, Any]:

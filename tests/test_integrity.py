@@ -25,7 +25,7 @@ import raywalk.store as store_module
 from raywalk.errors import RunError, RunLocationError, StoreError
 from raywalk.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
 from raywalk.spec import Job, job_from_dict
-from raywalk.store import RunStore
+from raywalk.store import KEYFRAMES, RunStore
 from raywalk.worker import RenderWorker
 
 
@@ -372,25 +372,25 @@ def test_keyframes_that_do_not_match_are_refused(uri, worker, caplog):
     store = RunStore(uri, create=True)
     job = make_job(frames=4, chunk_size=2)
     manifest = start(store, job, worker)
-    good = store.read_bytes("keyframes.npy")
+    good = store.read_bytes(KEYFRAMES)
     assert store.read_keyframes(manifest.keyframes_sha256) is not None
     with caplog.at_level(logging.WARNING, logger="raywalk.store"):
-        store.write_bytes("keyframes.npy", good[: len(good) // 2])
+        store.write_bytes(KEYFRAMES, good[: len(good) // 2])
         assert store.read_keyframes(manifest.keyframes_sha256) is None
         assert store.read_keyframes() is None  # truncated: unreadable even without a hash to match
         other = io.BytesIO()
-        np.save(other, np.ones((2, 77, 768), np.float32))
-        store.write_bytes("keyframes.npy", other.getvalue())
+        np.savez(other, _array=np.ones((2, 77, 768), np.float32))
+        store.write_bytes(KEYFRAMES, other.getvalue())
         assert store.read_keyframes(manifest.keyframes_sha256) is None
-        store.delete("keyframes.npy")
+        store.delete(KEYFRAMES)
         assert store.read_keyframes(manifest.keyframes_sha256) is None
     assert "is damaged" in caplog.text and "does not match the manifest" in caplog.text and "is missing" in caplog.text
 
-    store.write_bytes("keyframes.npy", other.getvalue())
+    store.write_bytes(KEYFRAMES, other.getvalue())
     with pytest.raises(RunError, match="not the manifest's keyframes") as err:
         worker(job, store.uri).render_chunk(0, [0, 1], 1)
     assert "\n" not in str(err.value) and store.read_index().num_rows == 0 and not store.exists("frames/000000.png")
-    store.write_bytes("keyframes.npy", good)
+    store.write_bytes(KEYFRAMES, good)
     worker(job, store.uri).render_chunk(0, [0, 1], 1)
     assert store.missing_frames(4) == [2, 3]
 

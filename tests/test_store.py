@@ -83,9 +83,14 @@ def test_round_trip(store):
     assert store.read_manifest() == manifest
     keyframes = np.arange(2 * 77 * 8, dtype=np.float32).reshape(2, 77, 8)
     digest = store.write_keyframes(keyframes)
-    assert digest == hashlib.sha256(store.read_bytes("keyframes.npy")).hexdigest()
+    assert digest == hashlib.sha256(store.read_bytes("keyframes.npz")).hexdigest()
     got = store.read_keyframes(digest)
     assert got.dtype == np.float32 and np.array_equal(got, keyframes)
+    parts = {"sequence": np.ones((2, 6, 4), np.float64), "pooled": np.arange(6.0).reshape(2, 3)}
+    digest = store.write_keyframes(parts)  # named parts (SD3) come back by name, as float32
+    got = store.read_keyframes(digest)
+    assert set(got) == {"sequence", "pooled"} and all(v.dtype == np.float32 for v in got.values())
+    assert all(np.array_equal(got[k], parts[k]) for k in parts)
 
     info = store.write_frame(3, png(3))
     assert info == {"file": "frames/000003.png", "sha256": hashlib.sha256(png(3)).hexdigest(), "bytes": len(png(3))}
