@@ -10,17 +10,16 @@ from typing import Any
 
 import ray
 
-from raywalk.cluster import WorkerSpec, connect, runtime_env, worker_resources
+from raywalk.cluster import WorkerSpec, connect, worker_resources
 from raywalk.renderer import load_renderer
 from raywalk.spec import Job, job_from_dict
 
 
 def calibrate(job: Job, address: str | None = None) -> float:
     """Seconds per denoising step of one `batch_size` batch of `job`, on one worker."""
-    connect(address)
+    connect(address, job.model.renderer)
     request = worker_resources(job, WorkerSpec(count=1))
-    task = ray.remote(_measure).options(num_gpus=request.gpus, num_cpus=request.cpus, max_retries=0,
-                                        runtime_env=runtime_env(job.model.renderer))
+    task = ray.remote(_measure).options(num_gpus=request.gpus, num_cpus=request.cpus, max_retries=0)
     return ray.get(task.remote(job.to_dict()))
 
 

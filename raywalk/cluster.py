@@ -48,12 +48,14 @@ class Request:
         return f"{self.count} worker(s) of {self.gpus:g} GPU(s) and {self.cpus:g} CPU(s) each"
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None, renderer: str | None = None) -> None:
     """Join the Ray cluster at `address` ('auto', 'ray://...') or in RAY_ADDRESS, or start a local one.
 
     Without either, a new local Ray is started even if other Ray instances run
     on this machine (Ray's own default would join one of them). Ray's start-up
-    messages stay out of raywalk's output (`logging_level` error).
+    messages stay out of raywalk's output (`logging_level` error). The module of
+    `renderer` travels with the job if workers could not import it (`runtime_env`);
+    a process that started Ray itself passes that to its own `ray.init`.
     """
     global _started_here
     if ray.is_initialized():
@@ -61,7 +63,7 @@ def connect(address: str | None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     _started_here = address is None and not os.environ.get("RAY_ADDRESS")
     ray.init(address="local" if _started_here else address, logging_level=logging.ERROR, log_to_driver=True,
-             configure_logging=True)
+             runtime_env=runtime_env(renderer) if renderer else None)
 
 
 def started_here() -> bool:
@@ -134,6 +136,8 @@ def runtime_env(renderer: str) -> dict[str, Any] | None:
     like the driver) or cannot be found (the renderer check then says so).
     Otherwise its file, or its top-level package directory, travels as
     ``py_modules``; modules it imports in turn must be installed on the workers.
+    Ray takes local paths only in a job's own runtime environment (`ray.init`),
+    not per task or actor.
     """
     ensure_cwd_importable()
     top = renderer.partition(":")[0].split(".")[0]

@@ -39,7 +39,7 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 
 from raywalk import __version__
-from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits, runtime_env, worker_resources
+from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_resources
 from raywalk.errors import RendererError, RunError, RunLocationError, StoreError
 from raywalk.lock import HEARTBEAT_EVERY, RunLock
 from raywalk.manifest import Manifest, ManifestError, new_manifest
@@ -280,7 +280,6 @@ class _Session:
         self.job, self.address, self.spec = job, address, spec
         self.start_timeout, self.watchdog = start_timeout, watchdog
         self.request: Request | None = None
-        self.env: dict[str, Any] | None = None
         self.lock: RunLock | None = None
         self.progress: Progress | None = None
         self._early: list[tuple[str, dict[str, Any]]] = []  # events before there is a progress to report them
@@ -314,11 +313,9 @@ class _Session:
         """
         if self.request is not None:
             return
-        connect(self.address)
+        connect(self.address, self.job.model.renderer)
         request = worker_resources(self.job, self.spec)
-        self.env = runtime_env(self.job.model.renderer)
-        check = ray.remote(_check_task).options(num_gpus=request.gpus, num_cpus=request.cpus, max_retries=0,
-                                                runtime_env=self.env)
+        check = ray.remote(_check_task).options(num_gpus=request.gpus, num_cpus=request.cpus, max_retries=0)
         ref = check.remote(self.job.model, list(self.job.prompts))
         self.wait([ref], request)
         try:
@@ -369,7 +366,7 @@ class _Session:
             RunError: no worker could be built, or every worker died for good (with the resume command).
         """
         assert self.request is not None and self.progress is not None
-        pool = _WorkerPool(self.job, store.uri, self.request, self.env)
+        pool = _WorkerPool(self.job, store.uri, self.request)
         try:
             watch = _Restarts(self, pool)
             first, info, probes = self.start(pool, watch, store)
@@ -428,12 +425,12 @@ class _WorkerPool:
     """Renderer actors with explicit resources; each restarts (on another node if its own died) at most
     `workers.max_restarts` times."""
 
-    def __init__(self, job: Job, uri: str, request: Request, env: dict[str, Any] | None):
+    def __init__(self, job: Job, uri: str, request: Request):
         from raywalk.worker import RenderWorker
 
         actor = ray.remote(RenderWorker).options(
             num_gpus=request.gpus, num_cpus=request.cpus, max_restarts=job.workers.max_restarts,
-            max_task_retries=0, max_concurrency=1, runtime_env=env,
+            max_task_retries=0, max_concurrency=1,
         )
         self.max_restarts = job.workers.max_restarts
         self.actors = [actor.remote(job.to_dict(), uri) for _ in range(request.count)]

@@ -16,10 +16,11 @@ import yaml
 from PIL import Image
 
 from raywalk import load_job
-from raywalk.driver import RunError, WorkerSpec, render, resume
-from raywalk.errors import RunLocationError
+from raywalk.driver import WorkerSpec, render, resume
+from raywalk.errors import RunBusyError, RunLocationError
+from raywalk.lock import RunLock
 from raywalk.progress import Progress
-from raywalk.store import RunBusyError, RunStore
+from raywalk.store import RunStore
 
 CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
 VOLATILE = ("attempt", "node", "worker", "seconds")  # how, not what, a frame was made
@@ -184,13 +185,9 @@ def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_co
 
 
 def test_a_second_render_on_a_run_in_progress_is_refused(clean_run):
-    store = RunStore(str(clean_run[0]))
-    store.acquire_lock({"job": "walk"})  # held by this live process, as a running driver would
-    try:
+    with RunLock(RunStore(str(clean_run[0])), {"job": "walk"}).held():  # this live process, as a driver would
         with pytest.raises(RunBusyError, match=f"in use by host .* pid {os.getpid()}"):
             resume(str(clean_run[0]), workers=CPU_WORKER, progress=quiet())
-    finally:
-        store.release_lock()
 
 
 def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_path):
