@@ -31,8 +31,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import ray
@@ -186,8 +187,10 @@ def _check_creatable(uri: str) -> None:
     parent = os.path.dirname(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise RunLocationError(f"{uri}: cannot be created ({parent} is not a writable directory)")
+    try:  # access() says yes to root even on read-only mounts and /proc: try it, leaving nothing behind
+        os.rmdir(tempfile.mkdtemp(prefix=".raywalk-probe-", dir=parent))
+    except OSError as exc:
+        raise RunLocationError(f"{uri}: cannot be created in {parent}: {exc.strerror or exc}") from None
 
 
 def _peek(store: RunStore | None, job: Job, force: bool, session: _Session) -> Manifest | None:
@@ -281,6 +284,7 @@ class _Session:
         self.start_timeout, self.watchdog = start_timeout, watchdog
         self.request: Request | None = None
         self.lock: RunLock | None = None
+        self.watch: _Restarts | None = None
         self.progress: Progress | None = None
         self._early: list[tuple[str, dict[str, Any]]] = []  # events before there is a progress to report them
 
@@ -324,9 +328,11 @@ class _Session:
             raise RendererError(f"{self.job.source}: {_cause(exc)}") from None
         self.request = request
 
-    def wait(self, refs: list[ray.ObjectRef], starting: Request | None = None) -> list[ray.ObjectRef]:
-        """Wait for one of `refs`, beating the lock. While workers are `starting`, a wait that no node can
-        end is announced (`waiting_for_resources`) and bounded by the start timeout; a long one is announced.
+    def wait(self, refs: list[ray.ObjectRef], starting: Request | None = None,
+             tick: Callable[[], None] | None = None) -> list[ray.ObjectRef]:
+        """Wait for one of `refs`, beating the lock, announcing restarts and calling `tick` every `POLL`
+        seconds. While workers are `starting`, a wait that no node can end is announced
+        (`waiting_for_resources`) and bounded by the start timeout; a long one is announced.
 
         Raises:
             RunError: no node could host a worker within the start timeout.
@@ -336,6 +342,10 @@ class _Session:
         while True:
             ready, _ = ray.wait(refs, num_returns=1, timeout=POLL)
             self.beat()
+            if self.watch is not None:
+                self.watch.poll()
+            if tick is not None:
+                tick()
             if ready:
                 return ready
             if starting is None:
@@ -343,6 +353,8 @@ class _Session:
             now = time.monotonic()
             if not fits(starting.gpus, starting.cpus):
                 if now - began > self.start_timeout:
+                    for ref in refs:  # a task no node can run would wait in the cluster forever
+                        ray.cancel(ref)
                     raise RunError(f"no node could host a worker for {now - began:.0f} s: {starting} asked for, "
                                    f"the cluster has {describe_cluster()} (see --start-timeout)")
                 if now - announced >= ANNOUNCE_EVERY:
@@ -368,8 +380,8 @@ class _Session:
         assert self.request is not None and self.progress is not None
         pool = _WorkerPool(self.job, store.uri, self.request)
         try:
-            watch = _Restarts(self, pool)
-            first, info, probes = self.start(pool, watch, store)
+            self.watch = watch = _Restarts(self, pool)
+            first, info, probes = self.start(pool, store)
             store.write_manifest(run_manifest(manifest, info))
             if store.read_keyframes() is None:
                 self.get(pool.actors[first].encode_keyframes.remote())
@@ -383,10 +395,10 @@ class _Session:
             dispatcher = _Dispatcher(self, store, pool, watch, {first}, probes)
             return dispatcher.run(_chunks(self.job, missing))
         finally:
+            self.watch = None
             pool.stop()
 
-    def start(self, pool: _WorkerPool, watch: _Restarts,
-              store: RunStore) -> tuple[int, dict[str, Any], dict[ray.ObjectRef, int]]:
+    def start(self, pool: _WorkerPool, store: RunStore) -> tuple[int, dict[str, Any], dict[ray.ObjectRef, int]]:
         """Wait for the first renderer to be built (the others join as they come up, e.g. on nodes the
         autoscaler is still adding): its index, its `describe`, and the others' pending readiness checks.
 
@@ -397,13 +409,14 @@ class _Session:
         reasons: list[str] = []
         while probes:
             ready = self.wait(list(probes), starting=self.request)
-            watch.poll()
             for ref in ready:
                 i = probes.pop(ref)
                 try:
                     return i, ray.get(ref), probes
                 except RayActorError as exc:
                     reasons.append(_cause(exc))
+                    if self.watch is not None:
+                        self.watch.poll(now=True)  # the restarts it went through, before its loss
                     self.event("worker_lost", worker=i, reason=reasons[-1])
         raise RunError(f"no renderer could be built ({reasons[-1]}); {_missing_message(store, self.job)}")
 
@@ -460,22 +473,23 @@ class _Restarts:
         self.session.event("worker_restarting", worker=i, restart=restart, max_restarts=self.pool.max_restarts,
                            reason=reason)
 
-    def poll(self) -> None:
-        """Announce restarts that Ray's state API reports (at most every few seconds; needs the dashboard)."""
-        if time.monotonic() - self.checked < 2 * POLL:
+    def poll(self, now: bool = False) -> None:
+        """Announce restarts that Ray's state API reports (every few seconds, or `now`; needs the dashboard)."""
+        if not now and time.monotonic() - self.checked < 2 * POLL:
             return
         self.checked = time.monotonic()
         try:
             from ray.util.state import list_actors
 
             actors = list_actors(filters=[("job_id", "=", ray.get_runtime_context().get_job_id())],
-                                 raise_on_missing_output=False, limit=len(self.ids) + 1000, timeout=2)
+                                 raise_on_missing_output=False, limit=len(self.ids) + 1000, timeout=2,
+                                 detail=True)
         except Exception:  # noqa: BLE001 - no dashboard (or it is busy): chunk failures still announce
             return
         for actor in actors:
             i = self.ids.get(actor.actor_id)
-            if i is not None and (actor.num_restarts or 0) > self.announced[i]:
-                self.announce(i, actor.num_restarts, f"its process died ({actor.state.lower()})")
+            for restart in range(self.announced[i] + 1, (actor.num_restarts or 0) + 1) if i is not None else ():
+                self.announce(i, restart, f"its process died ({actor.state.lower()})")
 
 
 class _Dispatcher:
@@ -507,10 +521,7 @@ class _Dispatcher:
             if not self.in_flight and not self.probes:
                 raise RunError(f"every renderer actor is lost ({len(self.lost)} of {len(self.pool.actors)} died "
                                f"after their restarts); {_missing_message(self.store, self.job)}")
-            ready, _ = ray.wait(list(self.in_flight) + list(self.probes), num_returns=1, timeout=POLL)
-            self.session.beat()
-            self.watch.poll()
-            self._watchdog()
+            ready = self.session.wait(list(self.in_flight) + list(self.probes), tick=self._watchdog)
             for ref in ready:
                 if ref in self.probes:
                     self._probed(ref)
@@ -599,6 +610,7 @@ class _Dispatcher:
 
     def _lost(self, i: int, reason: str) -> None:
         if i not in self.lost:
+            self.watch.poll(now=True)
             self.lost.add(i)
             self.progress.event("worker_lost", worker=i, reason=reason)
 

@@ -137,18 +137,16 @@ def test_a_transient_heartbeat_failure_is_tolerated_for_half_the_stale_window(tm
 def test_a_failing_release_never_hides_the_error_that_ended_the_run(tmp_path):
     store = FlakyStore(tmp_path / "run")
     lock = lock_of(store)
-    with pytest.raises(RunError, match="every renderer died"):
-        with lock.held():
-            store.down = True
-            raise RunError("every renderer died")
+    with pytest.raises(RunError, match="every renderer died"), lock.held():
+        store.down = True
+        raise RunError("every renderer died")
     assert any("could not release" in w and "503" in w for w in lock.warnings)
 
 
 def test_a_failing_release_after_success_is_an_error(tmp_path):
     store = FlakyStore(tmp_path / "run")
-    with pytest.raises(StoreError, match="503"):
-        with lock_of(store).held():
-            store.down = True
+    with pytest.raises(StoreError, match="503"), lock_of(store).held():
+        store.down = True
 
 
 def _contend(uri: str, start: float, results) -> None:
