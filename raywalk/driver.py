@@ -481,9 +481,9 @@ class _Restarts:
         try:
             from ray.util.state import list_actors
 
-            actors = list_actors(filters=[("job_id", "=", ray.get_runtime_context().get_job_id())],
-                                 raise_on_missing_output=False, limit=len(self.ids) + 1000, timeout=2,
-                                 detail=True)
+            context = ray.get_runtime_context()  # the address: without it, Ray guesses among local clusters
+            actors = list_actors(address=context.gcs_address, filters=[("job_id", "=", context.get_job_id())],
+                                 raise_on_missing_output=False, limit=len(self.ids) + 1000, timeout=2, detail=True)
         except Exception:  # noqa: BLE001 - no dashboard (or it is busy): chunk failures still announce
             return
         for actor in actors:
