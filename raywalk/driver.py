@@ -519,9 +519,13 @@ class _Dispatcher:
             if not self.in_flight and self.exhausted and not self.retries:
                 break
             if not self.in_flight and not self.probes:
-                raise RunError(f"every renderer actor is lost ({len(self.lost)} of {len(self.pool.actors)} died "
-                               f"after their restarts); {_missing_message(self.store, self.job)}")
-            ready = self.session.wait(list(self.in_flight) + list(self.probes), tick=self._watchdog)
+                raise RunError(f"every renderer actor died for good (after up to {self.pool.max_restarts} restarts "
+                               f"each); {_missing_message(self.store, self.job)}")
+            # With every worker restarting, a cluster that has no node for them any more (a lost node the
+            # autoscaler does not replace) is waited for like one at start-up: announced, then given up.
+            starting = None if self.usable or self.in_flight else self.session.request
+            ready = self.session.wait(list(self.in_flight) + list(self.probes), starting=starting,
+                                      tick=self._watchdog)
             for ref in ready:
                 if ref in self.probes:
                     self._probed(ref)

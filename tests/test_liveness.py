@@ -264,3 +264,13 @@ def test_a_renderer_module_beside_the_job_renders_on_a_cluster_without_it(tmp_pa
         assert json.loads((out / "manifest.json").read_text())["random_weights"] is True
     finally:
         stop_ray_head(head)
+
+
+def test_a_damaged_manifest_is_repaired_by_rendering_the_job_again(ray_connected, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("{truncated")
+    outcome, log = render_logged(write_job(tmp_path, frames=4, outputs={}), out)
+    assert outcome.complete and outcome.rendered == 4
+    assert any(e["event"] == "warning" and "damaged" in e["message"] for e in events_of(log))
+    assert RunStore(str(out)).read_manifest().num_frames == 4
