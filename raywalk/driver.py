@@ -33,7 +33,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import ray
@@ -118,17 +118,16 @@ def render(
             manifest = new_manifest(job)
             store.write_manifest(manifest)
             store.delete(KEYFRAMES)
-            missing: Iterable[int] = range(job.num_frames)
+            missing: Sequence[int] = range(job.num_frames)
         else:
             missing = store.missing_frames(job.num_frames, verify=verify)
-        num_missing = len(missing)  # type: ignore[arg-type]
         if session.progress is None:
-            session.report_to(progress or Progress(job.num_frames, job.num_frames - num_missing))
+            session.report_to(progress or Progress(job.num_frames, job.num_frames - len(missing)))
         progress = session.progress
         failed: dict[int, str] = {}
-        if num_missing:
+        if missing:
             session.preflight()
-            failed = session.render_missing(store, manifest, missing, num_missing)
+            failed = session.render_missing(store, manifest, missing)
             missing = store.missing_frames(job.num_frames)
         outputs: list[str] = []
         if missing:
@@ -370,8 +369,7 @@ class _Session:
         self.wait([ref])
         return ray.get(ref)
 
-    def render_missing(self, store: RunStore, manifest: Manifest, missing: Iterable[int],
-                       num_missing: int) -> dict[int, str]:
+    def render_missing(self, store: RunStore, manifest: Manifest, missing: Sequence[int]) -> dict[int, str]:
         """Start the workers and render `missing`; returns the chunks that failed for good.
 
         Raises:
@@ -381,11 +379,11 @@ class _Session:
         pool = _WorkerPool(self.job, store.uri, self.request)
         try:
             self.watch = watch = _Restarts(self, pool)
-            first, info, probes = self.start(pool, store)
+            first, info, probes = self.start(pool)
             store.write_manifest(run_manifest(manifest, info))
             if store.read_keyframes() is None:
                 self.get(pool.actors[first].encode_keyframes.remote())
-            self.progress.begin(job=self.job.name, frames=self.job.num_frames, missing=num_missing,
+            self.progress.begin(job=self.job.name, frames=self.job.num_frames, missing=len(missing),
                                 workers=len(pool.actors), first_worker_host=info["host"],
                                 first_worker_gpus=info["gpus"], random_weights=info["random_weights"],
                                 output=store.url())
@@ -394,11 +392,13 @@ class _Session:
                                     message="RANDOM WEIGHTS: these frames are noise from an untrained model")
             dispatcher = _Dispatcher(self, store, pool, watch, {first}, probes)
             return dispatcher.run(_chunks(self.job, missing))
+        except RunError as exc:  # no worker came, or none came back: what the run lacks, and the way on
+            raise RunError(f"{exc}; {_missing_message(store, self.job)}") from None
         finally:
             self.watch = None
             pool.stop()
 
-    def start(self, pool: _WorkerPool, store: RunStore) -> tuple[int, dict[str, Any], dict[ray.ObjectRef, int]]:
+    def start(self, pool: _WorkerPool) -> tuple[int, dict[str, Any], dict[ray.ObjectRef, int]]:
         """Wait for the first renderer to be built (the others join as they come up, e.g. on nodes the
         autoscaler is still adding): its index, its `describe`, and the others' pending readiness checks.
 
@@ -418,7 +418,7 @@ class _Session:
                     if self.watch is not None:
                         self.watch.poll(now=True)  # the restarts it went through, before its loss
                     self.event("worker_lost", worker=i, reason=reasons[-1])
-        raise RunError(f"no renderer could be built ({reasons[-1]}); {_missing_message(store, self.job)}")
+        raise RunError(f"no renderer could be built ({reasons[-1]})")
 
     def assemble(self, uri: str) -> list[str]:
         """The job's outputs, built in a Ray task (in-process when Ray was never needed)."""
@@ -488,7 +488,9 @@ class _Restarts:
             return
         for actor in actors:
             i = self.ids.get(actor.actor_id)
-            for restart in range(self.announced[i] + 1, (actor.num_restarts or 0) + 1) if i is not None else ():
+            if i is None:
+                continue
+            for restart in range(self.announced[i] + 1, (actor.num_restarts or 0) + 1):
                 self.announce(i, restart, f"its process died ({actor.state.lower()})")
 
 
@@ -507,12 +509,18 @@ class _Dispatcher:
         self.recorded_failures = set(store.read_failures())
         self.finished = 0
         self.preview: ray.ObjectRef | None = None
-        self.retries: collections.deque = collections.deque()
+        self.retries: collections.deque = collections.deque()  # chunks to try again, before new ones
+        self.chunks: Iterator[tuple[int, range | list[int]]] = iter(())
+        self.exhausted = False  # every chunk has been handed out once
         self.last_chunk = time.monotonic()
 
     def run(self, chunks: Iterator[tuple[int, range | list[int]]]) -> dict[int, str]:
+        """Render `chunks`; returns the chunks that failed `max_attempts` times, with why.
+
+        Raises:
+            RunError: every actor died for good, or the cluster has no node left for the restarting ones.
+        """
         self.chunks = chunks
-        self.exhausted = False
         failed: dict[int, str] = {}
         while True:
             self._submit()
@@ -520,7 +528,7 @@ class _Dispatcher:
                 break
             if not self.in_flight and not self.probes:
                 raise RunError(f"every renderer actor died for good (after up to {self.pool.max_restarts} restarts "
-                               f"each); {_missing_message(self.store, self.job)}")
+                               "each)")
             # With every worker restarting, a cluster that has no node for them any more (a lost node the
             # autoscaler does not replace) is waited for like one at start-up: announced, then given up.
             starting = None if self.usable or self.in_flight else self.session.request
