@@ -641,13 +641,13 @@ class _Dispatcher:
 
 
 def _cause(exc: RayError) -> str:
-    """What went wrong in one line, without Ray's traceback: the exception's last line, or for a dead
-    actor the sentence that says why."""
+    """What went wrong in one line, without Ray's traceback: the exception's last line (a constructor's own
+    error included), or for an actor whose process died the sentence that says why."""
     cause = getattr(exc, "cause", None) or exc
     if isinstance(cause, RayTaskError):
         cause = cause.cause or cause
     lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
-    if isinstance(cause, RayActorError):
+    if isinstance(cause, RayActorError) and "error raised in its creation task" not in str(cause):
         why = [line for line in lines if line.startswith("The actor")]
         if why:
             return why[-1].split(". ")[0].rstrip(".")

@@ -61,6 +61,13 @@ class DyingRenderer(FakeRenderer):
         os._exit(3)
 
 
+class UnloadableRenderer(FakeRenderer):
+    """Its constructor raises, as a model whose weights cannot be read does."""
+
+    def __init__(self, **kwargs):
+        raise OSError("cannot read weights: checksum mismatch in kcv_diffusion_model.h5")
+
+
 class PickyRenderer(FakeRenderer):
     """Checks its prompts (at most 8 words) and its weights directory, as the KerasCV renderer does."""
 

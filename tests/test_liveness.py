@@ -164,6 +164,15 @@ def test_a_renderer_dying_in_its_constructor_ends_the_run_with_the_resume_comman
     assert RunStore(str(out)).read_lock() is None
 
 
+def test_a_renderer_raising_in_its_constructor_ends_the_run_with_its_error(ray_connected, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RunError) as ended:
+        render_logged(write_job(tmp_path, renderer="pipeline_doubles:UnloadableRenderer"), out)
+    message = str(ended.value)
+    assert "no renderer could be built (OSError: cannot read weights: checksum mismatch" in message, message
+    assert "12 frames missing (0-11)" in message and f"raywalk resume {out}" in message
+
+
 def test_a_stalled_render_is_announced(ray_connected, tmp_path):
     job = write_job(tmp_path, frames=2, chunk_size=2, options={"seconds_per_frame": 2.0}, outputs={})
     outcome, log = render_logged(job, tmp_path / "out", watchdog=1.0)
