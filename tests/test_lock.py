@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -180,3 +181,29 @@ def test_two_drivers_acquiring_at_once_exactly_one_wins(tmp_path, previous):
         holder = read_lock(store)
         assert holder is not None and holder["pid"] in {p.pid for p in procs}
         # the winner has exited: its lock is stale for the next round (dead process on this host)
+
+
+def test_on_an_object_store_two_drivers_at_once_exactly_one_wins(s3_endpoint):
+    """No create-if-absent there: each writes, waits, reads back; the token that stayed wins."""
+    uri = s3_endpoint.uri("runs/locked")
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def contend():
+        lock = RunLock(RunStore(uri), {"command": "render"}, settle=0.5)
+        barrier.wait()
+        try:
+            lock.acquire()
+            outcomes.append("won")
+        except RunBusyError:
+            outcomes.append("busy")
+
+    threads = [threading.Thread(target=contend) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["busy", "won"]
+    later = lock_of(RunStore(uri))
+    with pytest.raises(RunBusyError, match=f"in use by host .* pid {os.getpid()}"):
+        later.acquire()  # the winner's lock holds: live process, fresh heartbeat
