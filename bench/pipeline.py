@@ -84,12 +84,13 @@ def resume_finished(frames: int, tmp: Path) -> dict:
 
     from raywalk import load_job
     from raywalk.driver import run_manifest
+    from raywalk.manifest import new_manifest
     from raywalk.store import RunStore
     from raywalk.worker import encode_png, versions
 
     job = load_job(job_file(tmp, frames, 64, 0.0, chunk=16, batch=4))
     store = RunStore(str(tmp / "finished"))
-    manifest = run_manifest(job, {"random_weights": True, "renderer": {}, "versions": versions()})
+    manifest = run_manifest(new_manifest(job), {"random_weights": True, "renderer": {}, "versions": versions()})
     store.write_manifest(manifest)
     store.write_keyframes(np.zeros((2, 77, 768), np.float32))
     png = encode_png(np.zeros((64, 64, 3), np.uint8))

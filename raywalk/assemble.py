@@ -16,7 +16,6 @@ import inspect
 import io
 import logging
 import os
-import shlex
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageDraw, ImageFont, PngImagePlugin
 
+from raywalk.commands import resume_command
 from raywalk.errors import AssembleError
 from raywalk.spec import OUTPUT_SUFFIXES, Job
 from raywalk.store import FRAMES, RunStore, frame_name, frame_ranges, preview_name
@@ -61,8 +61,8 @@ def available_frames(store: RunStore, num_frames: int, run_id: str, partial: boo
     if len(frames) < num_frames:
         missing = np.flatnonzero(~done).tolist()
         message = (
-            f"missing frames {frame_ranges(missing)} of {num_frames}: "
-            f"run `raywalk resume {shlex.quote(store.uri)}`"
+            f"{len(missing)} of {num_frames} frames missing ({frame_ranges(missing)}): "
+            f"run `{resume_command(store.uri)}`"
         )
         if not partial:
             raise MissingFramesError(message, missing, num_frames)
@@ -378,6 +378,7 @@ def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:
         return
     missing = store.missing_frames(job.num_frames) if partial else []
     if missing:
-        yield f"partial outputs without {len(missing)} missing frames: {frame_ranges(missing)}"
+        yield (f"previews from {job.num_frames - len(missing)} of {job.num_frames} frames "
+               f"({len(missing)} missing: {frame_ranges(missing)})")
     yield from assemble_job(store, job, partial)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import ray
 
-from raywalk.driver import WorkerSpec, connect, worker_resources
+from raywalk.cluster import WorkerSpec, connect, worker_resources
 from raywalk.renderer import load_renderer
 from raywalk.spec import Job, job_from_dict
 from raywalk.trajectory import Trajectory
@@ -18,9 +18,9 @@ from raywalk.trajectory import Trajectory
 
 def calibrate(job: Job, address: str | None = None) -> float:
     """Seconds per denoising step of one `batch_size` batch of `job`, on one worker."""
-    connect(address)
-    _, gpus, cpus = worker_resources(job, WorkerSpec(count=1))
-    task = ray.remote(_measure).options(num_gpus=gpus, num_cpus=cpus, max_retries=0)
+    connect(address, job.model.renderer)
+    request = worker_resources(job, WorkerSpec(count=1))
+    task = ray.remote(_measure).options(num_gpus=request.gpus, num_cpus=request.cpus, max_retries=0)
     return ray.get(task.remote(job.to_dict()))
 
 

@@ -13,7 +13,7 @@ import click
 from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
 from raywalk.pacing import first_pass_job
 from raywalk.plan import estimate, first_pass_plan, make_plan
-from raywalk.spec import Job, load_job
+from raywalk.spec import MAX_WORKERS, Job, load_job
 from raywalk.store import frame_name, frame_ranges
 
 
@@ -73,8 +73,10 @@ def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, worker
     model on one worker) it also prints the expected wall time and GPU-hours.
     """
     job = load_job(job_file)
+    from raywalk.cluster import ensure_cwd_importable
     from raywalk.renderer import check_renderer
 
+    ensure_cwd_importable()  # find a renderer module beside the job as the workers will (render ships it)
     notes = check_renderer(job.model, list(job.prompts), strict=False)
     if calibrate:
         from raywalk.calibrate import calibrate as measure
@@ -135,10 +137,15 @@ def _duration(seconds: float) -> str:
 
 _render_options = [
     click.option("--address", help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a local Ray."),
-    click.option("--workers", type=click.IntRange(min=1), help="Renderer actors (default: one per GPU)."),
+    click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS),
+                 help=f"Renderer actors (default: one per GPU; at most {MAX_WORKERS})."),
     click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="GPUs each worker reserves (0.5 shares one)."),
     click.option("--cpus-per-worker", type=click.FloatRange(min=0), help="CPUs each worker reserves."),
     click.option("--verify", is_flag=True, help="Rehash every stored frame instead of trusting file sizes."),
+    click.option("--start-timeout", type=click.FloatRange(min=0), default=600, show_default=True,
+                 help="Seconds to wait for a node that can host a worker on a joined cluster, then give up (exit 1)."),
+    click.option("--watchdog", type=click.FloatRange(min=1), default=900, show_default=True,
+                 help="Seconds without a finished chunk before a 'stalled' event (repeated while it lasts)."),
 ]
 
 
@@ -175,12 +182,13 @@ def resume(uri: str, **options) -> None:
     _finish(driver.resume(uri, **_driver_options(**options)))
 
 
-def _driver_options(address, workers, gpus_per_worker, cpus_per_worker, verify) -> dict:
+def _driver_options(address, workers, gpus_per_worker, cpus_per_worker, verify, start_timeout, watchdog) -> dict:
     """The driver's keyword arguments from the shared render options."""
     from raywalk.driver import WorkerSpec
 
     spec = WorkerSpec(count=workers, gpus=gpus_per_worker, cpus=cpus_per_worker)
-    return {"address": address, "workers": spec, "verify": verify}
+    return {"address": address, "workers": spec, "verify": verify, "start_timeout": start_timeout,
+            "watchdog": watchdog}
 
 
 def _finish(outcome) -> None:

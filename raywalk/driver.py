@@ -1,45 +1,60 @@
 """The driver: split a walk into chunks and keep Ray renderer actors busy until it is done.
 
 The driver holds no model and no image, and never imports TensorFlow; its
-memory is the list of chunks still to do. Storage is the source of truth: what
-is missing is read from the run's index, so a killed driver loses nothing and
-`resume` finishes only what is missing.
+memory does not grow with the frame count (chunks are ranges, made as they are
+dispatched). Storage is the source of truth: what is missing is read from the
+run's index, so a killed driver loses nothing and `resume` finishes only what
+is missing.
 
-Failures are never silent. Each chunk call is tracked by its ObjectRef (Ray's
-"limit pending tasks" pattern rather than ActorPool, which loses the input of a
-call whose actor died); a chunk whose actor or node died is queued again, and a
-chunk that fails `max_attempts` times is recorded as failed while the rest of
-the run goes on.
+A render goes in this order, so that a run directory never lies:
+
+1. Bad input is refused before anything is written: the --out location, the
+   worker request against the cluster, and the renderer (path, options, prompts,
+   weights) checked in a Ray task with a worker's resources.
+2. The run's lock is taken, then the manifest is read (never the other way
+   round) and, for a fresh run, written at once: a driver killed while models
+   load leaves a run that `resume` finishes.
+3. Workers start; the manifest records what the first one runs.
+
+Failures are never silent, and no wait is unbounded or unannounced. Each chunk
+call is tracked by its ObjectRef (Ray's "limit pending tasks" pattern rather
+than ActorPool, which loses the input of a call whose actor died); a chunk
+whose actor or node died is queued again, and a chunk that fails
+`max_attempts` times is recorded as failed while the rest of the run goes on.
+Actors restart a bounded number of times (`workers.max_restarts`), each restart
+announced; when no worker can come back the run ends with the missing frames
+and the resume command. Every wait beats the lock, whose fencing token stops a
+displaced driver.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import os
-import platform
+import tempfile
 import time
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 
 from raywalk import __version__
-from raywalk.errors import RunError, RunLocationError
-from raywalk.manifest import Manifest, new_manifest
+from raywalk.commands import resume_command
+from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_resources
+from raywalk.errors import RendererError, RunError, RunLocationError, StoreError
+from raywalk.lock import HEARTBEAT_EVERY, RunLock
+from raywalk.manifest import Manifest, ManifestError, new_manifest
 from raywalk.progress import Progress
 from raywalk.spec import Job, job_from_dict
 from raywalk.store import RunStore, frame_ranges
 
-HEARTBEAT_SECONDS = 10.0
+__all__ = ["Outcome", "WorkerSpec", "assemble_outputs", "render", "resume", "resume_command", "run_manifest"]
 
-
-@dataclasses.dataclass(frozen=True)
-class WorkerSpec:
-    """How many renderer actors, and what each reserves (None: from the job)."""
-
-    count: int | None = None
-    gpus: float | None = None
-    cpus: float | None = None
+START_TIMEOUT = 600.0  # seconds a joined cluster may take to offer a node that can host a worker
+WATCHDOG = 900.0  # seconds without a finished chunk before a `stalled` event
+POLL = 1.0  # seconds between looks at the cluster while waiting
+ANNOUNCE_EVERY = 30.0  # seconds between repeated waiting events
 
 
 @dataclasses.dataclass
@@ -61,11 +76,6 @@ class Outcome:
         return resume_command(self.uri)
 
 
-def resume_command(uri: str) -> str:
-    """The command that finishes the run at `uri`."""
-    return f"raywalk resume {uri}"
-
-
 def render(
     job: Job,
     uri: str,
@@ -75,216 +85,459 @@ def render(
     force: bool = False,
     verify: bool = False,
     progress: Progress | None = None,
+    start_timeout: float = START_TIMEOUT,
+    watchdog: float = WATCHDOG,
+    heartbeat_every: float = HEARTBEAT_EVERY,
 ) -> Outcome:
-    """Render every frame of `job` that `uri` lacks, then assemble the job's outputs."""
-    store = RunStore(uri)
-    manifest = store.read_manifest()
-    fresh = manifest is None or manifest.fingerprint != job.fingerprint()
-    if manifest is not None and fresh and not force:
-        raise RunLocationError(
-            f"{uri} holds a run of another job ({manifest.job.name!r}, fingerprint "
-            f"{manifest.fingerprint[:12]}); use a new output or --force to render over it"
-        )
-    store.acquire_lock({"host": platform.node(), "pid": os.getpid(), "job": job.name})
-    try:
-        missing = list(range(job.num_frames)) if fresh else store.missing_frames(job.num_frames, verify=verify)
-        progress = progress or Progress(job.num_frames, job.num_frames - len(missing))
+    """Render every frame of `job` that `uri` lacks, then assemble the job's outputs.
+
+    Raises:
+        BadInputError: (exit 2) the location, the worker request or the renderer cannot be used; nothing
+            was written.
+        RunBusyError: (exit 3) another live driver holds the run, or took it over during this render.
+        RunError: (exit 1) no worker could start or come back; the message names the missing frames and
+            the resume command.
+        StoreError: (exit 4) storage kept failing.
+    """
+    session = _Session(job, address, workers, start_timeout, watchdog)
+    store = _open_location(uri)
+    manifest, damaged = _peek(store, job, force, session)
+    if manifest is None:  # nothing is written before everything that can be checked is
+        session.report_to(progress or Progress(job.num_frames, 0))
+        session.preflight()
+    store.create()
+    lock = RunLock(store, {"job": job.name}, heartbeat_every=heartbeat_every, warn=session.warn)
+    with lock.held():
+        session.lock = lock
+        manifest, damaged = _peek(store, job, force, session)
+        if damaged:  # rendering the job again repairs its run: good frames of this job are kept
+            manifest = store.adopt(job)
+        elif manifest is None:  # the new manifest fences any earlier run off before anything else changes
+            manifest = new_manifest(job)
+            store.start_fresh(manifest)
+        missing: Sequence[int] = store.missing_frames(job.num_frames, manifest.run_id, verify=verify)
+        if session.progress is None:
+            session.report_to(progress or Progress(job.num_frames, job.num_frames - len(missing)))
+        progress = session.progress
         failed: dict[int, str] = {}
         if missing:
-            if fresh:
-                store.delete("keyframes.npy")
-            failed = _render_missing(job, store, missing, address, workers, progress, None if fresh else manifest)
-            missing = store.missing_frames(job.num_frames)
+            session.preflight()
+            failed = session.render_missing(store, manifest, missing)
+            missing = store.missing_frames(job.num_frames, manifest.run_id)
         outputs: list[str] = []
         if missing:
             progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing),
                            resume=resume_command(uri))
-        elif job.outputs.files and (progress.rendered or not all(map(store.exists, job.output_files().values()))):
-            outputs = _get(store, _assemble_task().remote(uri, job.to_dict())) if ray.is_initialized() \
-                else assemble_outputs(uri, job.to_dict())
+        wanted = job.outputs.files and not missing
+        stale = [n for n in job.output_files().values() if not store.output_ok(n, manifest.run_id)]
+        outputs = session.finish(uri, assemble=bool(wanted and (progress.rendered or stale)))
+        if wanted and outputs:
             progress.event("assembled", outputs=outputs)
-    finally:
-        store.release_lock()
     progress.close()
-    return Outcome(uri, job.num_frames, missing, failed, progress.rendered, outputs)
-
-
-def _get(store: RunStore, refs: Any) -> Any:
-    """`ray.get` that keeps the run's lock alive while it waits (model loads, node start-up, assembly)."""
-    pending = list(refs) if isinstance(refs, list) else [refs]
-    while pending:
-        _, pending = ray.wait(pending, num_returns=len(pending), timeout=HEARTBEAT_SECONDS)
-        store.heartbeat()
-    return ray.get(refs)
+    return Outcome(uri, job.num_frames, list(missing), failed, progress.rendered, outputs)
 
 
 def resume(uri: str, **options: Any) -> Outcome:
-    """Finish the run at `uri` with the job stored in its manifest."""
+    """Finish the run at `uri` with the job stored in its manifest (see `render` for what it raises)."""
     return render(RunStore(uri, create=False).read_job(), uri, **options)
 
 
-def assemble_outputs(uri: str, job_data: dict[str, Any], partial: bool = False) -> list[str]:
-    """Build the job's outputs from the run at `uri`; a Ray task, since assembly decodes
-    images, which the driver never holds."""
+def _open_location(uri: str) -> RunStore:
+    """The run location at `uri`, checked (reachable, not a file, creatable); nothing is created.
+
+    Raises:
+        RunLocationError: an empty URI, a file, or a location that cannot be reached or created.
+    """
+    try:
+        store = RunStore(uri, create=False)
+    except StoreError as exc:
+        raise RunLocationError(str(exc)) from None
+    if store.local and not store.root_exists():
+        _check_creatable(store.root)
+    return store
+
+
+def _check_creatable(path: str) -> None:
+    """Whether a local run directory could be created at `path` (which does not exist yet), without creating it.
+
+    Raises:
+        RunLocationError: it could not.
+    """
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    try:  # access() says yes to root even on read-only mounts and /proc: try it, leaving nothing behind
+        os.rmdir(tempfile.mkdtemp(prefix=".raywalk-probe-", dir=parent))
+    except OSError as exc:
+        raise RunLocationError(f"{path}: cannot be created in {parent}: {exc.strerror or exc}") from None
+
+
+def _peek(store: RunStore, job: Job, force: bool, session: _Session) -> tuple[Manifest | None, bool]:
+    """(the run's manifest if it is a run of `job`, else None; whether the manifest is damaged).
+
+    A damaged manifest is repaired by rendering the job again, as its message
+    advises (`RunStore.adopt` keeps this job's good frames).
+
+    Raises:
+        RunLocationError: the location holds a run of another job and `force` is not given.
+    """
+    if not store.root_exists():
+        return None, False
+    try:
+        manifest = store.read_manifest()
+    except ManifestError as exc:
+        if session.lock is not None:  # said once, when it is acted on
+            session.warn(f"{exc}; repairing it with this job")
+        return None, True
+    if manifest is None or manifest.fingerprint == job.fingerprint():
+        return manifest, False
+    if not force:
+        raise RunLocationError(
+            f"{store.uri} holds a run of another job ({manifest.job.name!r}, fingerprint "
+            f"{manifest.fingerprint[:12]}); use a new output or --force to render over it"
+        )
+    return None, False
+
+
+def assemble_outputs(uri: str, job_data: dict[str, Any], partial: bool = False, assemble: bool = True) -> list[str]:
+    """Build the job's outputs (previews with `partial`; none without `assemble`) from the run at `uri`, then
+    its report; a Ray task, since assembly decodes images, which the driver never holds. Returns where the
+    outputs are (the report not included)."""
     from raywalk.assemble import assemble_job
+    from raywalk.report import write_report
 
     job = job_from_dict(job_data, source=f"{uri}/manifest.json")
-    return assemble_job(RunStore(uri, create=False), job, partial=partial)
+    store = RunStore(uri, create=False)
+    outputs = assemble_job(store, job, partial=partial) if assemble and job.outputs.files else []
+    write_report(store)
+    return outputs
 
 
 def _assemble_task():
     return ray.remote(assemble_outputs).options(num_cpus=1, max_retries=0)
 
 
-def _render_missing(job: Job, store: RunStore, missing: list[int], address: str | None,
-                    spec: WorkerSpec, progress: Progress, previous: Manifest | None) -> dict[int, str]:
-    connect(address)
-    _check_renderer(job)
-    pool = _WorkerPool(job, store.uri, spec)
-    try:
-        info, first, starting = pool.start(store)
-        if store.read_keyframes() is None:
-            _get(store, pool.actors[first].encode_keyframes.remote())
-        store.write_manifest(run_manifest(job, info, previous))
-        progress.begin(job=job.name, frames=job.num_frames, missing=len(missing), workers=len(pool.actors),
-                       first_worker_host=info["host"], first_worker_gpus=info["gpus"],
-                       random_weights=info["random_weights"], output=store.url())
-        if info["random_weights"]:
-            progress.event("warning", message="RANDOM WEIGHTS: these frames are noise from an untrained model")
-        return _Dispatcher(job, store, pool, progress, {first}, starting).run(_chunks_of(job, missing))
-    finally:
-        pool.stop()
-
-
-_started_here = False  # whether this process started its own local Ray (rather than joining a cluster)
-
-
-def connect(address: str | None) -> None:
-    """Join the Ray cluster at `address` ('auto', 'ray://...') or in RAY_ADDRESS, or start a local one."""
-    global _started_here
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    _started_here = address is None and not os.environ.get("RAY_ADDRESS")
-    ray.init(address=address, logging_level="warning", log_to_driver=True)
-
-
-def _check_renderer(job: Job) -> None:
-    """Renderer path, options and prompts, checked in a Ray task: the renderer's module may
-    import TensorFlow, which the driver never does. Fails in seconds, before any model loads."""
+def _check_task(model: Any, prompts: list[str]) -> None:
+    """The renderer check on a worker's resources; the strict check refuses what it cannot verify."""
     from raywalk.renderer import check_renderer
 
-    try:
-        ray.get(ray.remote(check_renderer).options(num_cpus=0).remote(job.model, list(job.prompts)))
-    except RayTaskError as exc:
-        raise RunError(f"{job.source}: {_cause(exc)}") from None
+    check_renderer(model, prompts, strict=True)
 
 
-def _chunks_of(job: Job, frames: Iterable[int]) -> list[tuple[int, list[int]]]:
-    by_chunk: dict[int, list[int]] = collections.defaultdict(list)
+def _chunks(job: Job, frames: Iterable[int]) -> Iterator[tuple[int, range | list[int]]]:
+    """(chunk, its frames) in order, from sorted frames; a whole chunk is a range, so a fresh run of any
+    length costs the driver no memory per frame."""
+    size = job.chunking.chunk_size
+    current, picked = -1, []
     for frame in frames:
-        by_chunk[frame // job.chunking.chunk_size].append(frame)
-    return sorted(by_chunk.items())
+        if frame // size != current:
+            if picked:
+                yield current, _compact(job, current, picked)
+            current, picked = frame // size, []
+        picked.append(frame)
+    if picked:
+        yield current, _compact(job, current, picked)
 
 
-def run_manifest(job: Job, worker_info: dict[str, Any], previous: Manifest | None = None) -> Manifest:
-    """The run's manifest: the job, its run id (kept from `previous`), and what rendered it (a worker's
-    `describe`)."""
-    base = previous if previous is not None else new_manifest(job)
-    return base.replace(raywalk=__version__, random_weights=worker_info["random_weights"],
-                        renderer=worker_info["renderer"], versions=worker_info["versions"])
+def _compact(job: Job, chunk: int, frames: list[int]) -> range | list[int]:
+    whole = job.chunk_frames(chunk)
+    return whole if len(frames) == len(whole) else frames
 
 
-def worker_resources(job: Job, spec: WorkerSpec) -> tuple[int, float, float]:
-    """(actors, GPUs each, CPUs each): the spec's values, else the job's.
+def run_manifest(manifest: Manifest, worker_info: dict[str, Any]) -> Manifest:
+    """The run's manifest with what rendered it (a worker's `describe`)."""
+    return manifest.replace(raywalk=__version__, random_weights=worker_info["random_weights"],
+                            renderer=worker_info["renderer"], versions=worker_info["versions"])
 
-    By default one actor per GPU of the cluster. A Ray that raywalk started on a
-    machine without GPUs gets a single CPU worker; a joined cluster without GPUs
-    (an autoscaler that has not added GPU nodes yet) keeps the GPU request, so the
-    waiting workers make the autoscaler add nodes, and needs an explicit count.
-    """
-    gpus = job.workers.gpus if spec.gpus is None else spec.gpus
-    cpus = job.workers.cpus if spec.cpus is None else spec.cpus
-    count = job.workers.count if spec.count is None else spec.count
-    cluster_gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus > 0 and cluster_gpus == 0:
-        if _started_here:
-            gpus = 0.0
-        elif count == 0:
-            raise RunError("the cluster has no GPUs yet: give --workers N so that the autoscaler adds GPU nodes "
-                           "for them, or --gpus-per-worker 0 for CPU workers")
-    if count == 0:
-        count = max(1, int(cluster_gpus // gpus)) if gpus > 0 else 1
-    return count, gpus, cpus
+
+class _Session:
+    """One render's Ray side: its request, the lock it beats on every wait, its progress."""
+
+    def __init__(self, job: Job, address: str | None, spec: WorkerSpec, start_timeout: float, watchdog: float):
+        self.job, self.address, self.spec = job, address, spec
+        self.start_timeout, self.watchdog = start_timeout, watchdog
+        self.request: Request | None = None
+        self.lock: RunLock | None = None
+        self.watch: _Restarts | None = None
+        self.progress: Progress | None = None
+        self._early: list[tuple[str, dict[str, Any]]] = []  # events before there is a progress to report them
+
+    def report_to(self, progress: Progress) -> None:
+        """Report events to `progress` from now on, starting with those that came before it."""
+        self.progress = progress
+        for kind, fields in self._early:
+            progress.event(kind, **fields)
+        self._early.clear()
+
+    def event(self, kind: str, **fields: Any) -> None:
+        if self.progress is None:
+            self._early.append((kind, fields))
+        else:
+            self.progress.event(kind, **fields)
+
+    def warn(self, message: str) -> None:
+        self.event("warning", message=message)
+
+    def beat(self) -> None:
+        if self.lock is not None:
+            self.lock.beat()
+
+    def preflight(self) -> None:
+        """Join or start Ray, size the workers and check the renderer on a worker's resources (once).
+
+        Raises:
+            BadInputError: the request or the renderer cannot be used.
+            RunError: no node could host a worker within the start timeout.
+        """
+        if self.request is not None:
+            return
+        connect(self.address, self.job.model.renderer)
+        request = worker_resources(self.job, self.spec)
+        check = ray.remote(_check_task).options(num_gpus=request.gpus, num_cpus=request.cpus, max_retries=0)
+        ref = check.remote(self.job.model, list(self.job.prompts))
+        self.wait([ref], request)
+        try:
+            ray.get(ref)
+        except RayTaskError as exc:
+            raise RendererError(f"{self.job.source}: {_cause(exc)}") from None
+        self.request = request
+
+    def wait(self, refs: list[ray.ObjectRef], starting: Request | None = None,
+             tick: Callable[[], None] | None = None) -> list[ray.ObjectRef]:
+        """Wait for one of `refs`, beating the lock, announcing restarts and calling `tick` every `POLL`
+        seconds. While workers are `starting`, a wait that no node can end is announced
+        (`waiting_for_resources`) and bounded by the start timeout; a long one is announced.
+
+        Raises:
+            RunError: no node could host a worker within the start timeout.
+        """
+        began = time.monotonic()
+        announced = began - ANNOUNCE_EVERY
+        while True:
+            ready, _ = ray.wait(refs, num_returns=1, timeout=POLL)
+            self.beat()
+            if self.watch is not None:
+                self.watch.poll()
+            if tick is not None:
+                tick()
+            if ready:
+                return ready
+            if starting is None:
+                continue
+            now = time.monotonic()
+            if not fits(starting.gpus, starting.cpus):
+                if now - began > self.start_timeout:
+                    for ref in refs:  # a task no node can run would wait in the cluster forever
+                        ray.cancel(ref)
+                    raise RunError(f"no node could host a worker for {now - began:.0f} s: {starting} asked for, "
+                                   f"the cluster has {describe_cluster()} (see --start-timeout)")
+                if now - announced >= ANNOUNCE_EVERY:
+                    self.event("waiting_for_resources", request=str(starting), cluster=describe_cluster(),
+                               waited=round(now - began), timeout=self.start_timeout)
+                    announced = now
+            elif now - began >= 2 * ANNOUNCE_EVERY and now - announced >= 2 * ANNOUNCE_EVERY:
+                self.event("waiting_for_workers", waited=round(now - began))  # e.g. a model still loading
+                announced = now
+
+    def get(self, ref: ray.ObjectRef) -> Any:
+        """`ray.get` of one call, beating the lock while it runs."""
+        self.wait([ref])
+        return ray.get(ref)
+
+    def render_missing(self, store: RunStore, manifest: Manifest, missing: Sequence[int]) -> dict[int, str]:
+        """Start the workers and render `missing`; returns the chunks that failed for good.
+
+        Raises:
+            RunError: no worker could be built, or every worker died for good (with the resume command).
+        """
+        assert self.request is not None and self.progress is not None
+        pool = _WorkerPool(self.job, store.uri, self.request)
+        try:
+            self.watch = watch = _Restarts(self, pool)
+            first, info, probes = self.start(pool)
+            sha = manifest.keyframes_sha256
+            if store.read_keyframes(sha) is None:  # none yet, or damaged: encoded again before any frame
+                sha = self.get(pool.actors[first].encode_keyframes.remote())
+            store.write_manifest(run_manifest(manifest, info).replace(keyframes_sha256=sha))
+            self.progress.begin(job=self.job.name, frames=self.job.num_frames, missing=len(missing),
+                                workers=len(pool.actors), first_worker_host=info["host"],
+                                first_worker_gpus=info["gpus"], random_weights=info["random_weights"],
+                                output=store.url())
+            if info["random_weights"]:
+                self.progress.event("warning",
+                                    message="RANDOM WEIGHTS: these frames are noise from an untrained model")
+            dispatcher = _Dispatcher(self, store, pool, watch, {first}, probes)
+            return dispatcher.run(_chunks(self.job, missing))
+        except RunError as exc:  # no worker came, or none came back: what the run lacks, and the way on
+            raise RunError(f"{exc}; {_missing_message(store, self.job)}") from None
+        finally:
+            self.watch = None
+            pool.stop()
+
+    def start(self, pool: _WorkerPool) -> tuple[int, dict[str, Any], dict[ray.ObjectRef, int]]:
+        """Wait for the first renderer to be built (the others join as they come up, e.g. on nodes the
+        autoscaler is still adding): its index, its `describe`, and the others' pending readiness checks.
+
+        Raises:
+            RunError: no renderer could be built (each died, after its restarts), or none found a node.
+        """
+        probes = {a.describe.remote(): i for i, a in enumerate(pool.actors)}
+        reasons: list[str] = []
+        while probes:
+            ready = self.wait(list(probes), starting=self.request)
+            for ref in ready:
+                i = probes.pop(ref)
+                try:
+                    return i, ray.get(ref), probes
+                except RayActorError as exc:
+                    reasons.append(_cause(exc))
+                    if self.watch is not None:
+                        self.watch.poll(now=True)  # the restarts it went through, before its loss
+                    self.event("worker_lost", worker=i, reason=reasons[-1])
+        raise RunError(f"no renderer could be built ({reasons[-1]})")
+
+    def finish(self, uri: str, assemble: bool) -> list[str]:
+        """The job's outputs (with `assemble`) and the run report, built in a Ray task (in-process when Ray
+        was never needed); returns where the outputs are."""
+        if not ray.is_initialized():
+            return assemble_outputs(uri, self.job.to_dict(), assemble=assemble)
+        return self.get(_assemble_task().remote(uri, self.job.to_dict(), assemble=assemble))
+
+
+def _missing_message(store: RunStore, job: Job) -> str:
+    """What a run that stops early lacks, and the command that finishes it."""
+    missing = store.missing_frames(job.num_frames)
+    return (f"{len(missing)} frames missing ({frame_ranges(missing)}); finish with: {resume_command(store.uri)}"
+            if missing else f"finish with: {resume_command(store.uri)}")
 
 
 class _WorkerPool:
-    """Renderer actors with explicit resources; each restarts on another node if its own dies."""
+    """Renderer actors with explicit resources; each restarts (on another node if its own died) at most
+    `workers.max_restarts` times."""
 
-    def __init__(self, job: Job, uri: str, spec: WorkerSpec):
+    def __init__(self, job: Job, uri: str, request: Request):
         from raywalk.worker import RenderWorker
 
-        count, gpus, cpus = worker_resources(job, spec)
         actor = ray.remote(RenderWorker).options(
-            num_gpus=gpus, num_cpus=cpus, max_restarts=-1, max_task_retries=0, max_concurrency=1
+            num_gpus=request.gpus, num_cpus=request.cpus, max_restarts=job.workers.max_restarts,
+            max_task_retries=0, max_concurrency=1,
         )
-        self.actors = [actor.remote(job.to_dict(), uri) for _ in range(count)]
-
-    def start(self, store: RunStore) -> tuple[dict[str, Any], int, dict[ray.ObjectRef, int]]:
-        """Wait for the first renderer to be built (the others join as they come up, e.g. on
-        nodes the autoscaler is still adding): its `describe`, its index, and the others' pending
-        readiness checks. A renderer that cannot be built stops the run here, in one line."""
-        probes = {a.describe.remote(): i for i, a in enumerate(self.actors)}
-        ready: list[ray.ObjectRef] = []
-        while not ready:
-            ready, _ = ray.wait(list(probes), num_returns=1, timeout=HEARTBEAT_SECONDS)
-            store.heartbeat()
-        first = probes.pop(ready[0])
-        try:
-            return ray.get(ready[0]), first, probes
-        except RayActorError as exc:
-            raise RunError(f"a renderer could not be built: {_cause(exc)}") from None
+        self.max_restarts = job.workers.max_restarts
+        self.actors = [actor.remote(job.to_dict(), uri) for _ in range(request.count)]
 
     def stop(self) -> None:
         for a in self.actors:
             ray.kill(a, no_restart=True)
 
 
-class _Dispatcher:
-    """The ray.wait loop: bounded chunks in flight per actor, re-queue on failure."""
+class _Restarts:
+    """Announces each actor restart once (`worker_restarting`), whether a chunk call saw the death or
+    Ray's state API did (a renderer dying in its constructor fails no call until its restarts run out)."""
 
-    def __init__(self, job: Job, store: RunStore, pool: _WorkerPool, progress: Progress,
+    def __init__(self, session: _Session, pool: _WorkerPool):
+        self.session, self.pool = session, pool
+        self.announced = [0] * len(pool.actors)
+        self.ids = {a._actor_id.hex(): i for i, a in enumerate(pool.actors)}
+        self.checked = 0.0
+
+    def died(self, i: int, reason: str) -> None:
+        """Actor `i`'s process died under a call (`reason`): it restarts if it has restarts left."""
+        if self.announced[i] < self.pool.max_restarts:
+            self.announce(i, self.announced[i] + 1, reason)
+
+    def announce(self, i: int, restart: int, reason: str) -> None:
+        self.announced[i] = restart
+        self.session.event("worker_restarting", worker=i, restart=restart, max_restarts=self.pool.max_restarts,
+                           reason=reason)
+
+    def poll(self, now: bool = False) -> None:
+        """Announce restarts that Ray's state API reports (every few seconds, or `now`; needs the dashboard)."""
+        if not now and time.monotonic() - self.checked < 2 * POLL:
+            return
+        self.checked = time.monotonic()
+        try:
+            from ray.util.state import list_actors
+
+            context = ray.get_runtime_context()  # the address: without it, Ray guesses among local clusters
+            actors = list_actors(address=context.gcs_address, filters=[("job_id", "=", context.get_job_id())],
+                                 raise_on_missing_output=False, limit=len(self.ids) + 1000, timeout=2, detail=True)
+        except Exception:  # noqa: BLE001 - no dashboard (or it is busy): chunk failures still announce
+            return
+        for actor in actors:
+            i = self.ids.get(actor.actor_id)
+            if i is None:
+                continue
+            for restart in range(self.announced[i] + 1, (actor.num_restarts or 0) + 1):
+                self.announce(i, restart, f"its process died ({actor.state.lower()})")
+
+
+class _Dispatcher:
+    """The ray.wait loop: bounded chunks in flight per actor, re-queue on failure, a watchdog."""
+
+    def __init__(self, session: _Session, store: RunStore, pool: _WorkerPool, watch: _Restarts,
                  usable: set[int], probes: dict[ray.ObjectRef, int]):
-        self.job, self.store, self.pool, self.progress = job, store, pool, progress
-        self.in_flight: dict[ray.ObjectRef, tuple[int, list[int], int, int]] = {}
+        self.session, self.job, self.store, self.pool, self.watch = session, session.job, store, pool, watch
+        self.progress = session.progress
+        self.in_flight: dict[ray.ObjectRef, tuple[int, range | list[int], int, int]] = {}
         self.load = [0] * len(pool.actors)
         self.usable = usable  # actors that take chunks
         self.probes = probes  # readiness checks of actors starting or restarting -> actor index
+        self.lost: set[int] = set()
         self.recorded_failures = set(store.read_failures())
         self.finished = 0
         self.preview: ray.ObjectRef | None = None
+        self.retries: collections.deque = collections.deque()  # chunks to try again, before new ones
+        self.chunks: Iterator[tuple[int, range | list[int]]] = iter(())
+        self.exhausted = False  # every chunk has been handed out once
+        self.last_chunk = time.monotonic()
 
-    def run(self, chunks: list[tuple[int, list[int]]]) -> dict[int, str]:
-        queue = collections.deque((chunk, frames, 1) for chunk, frames in chunks)
+    def run(self, chunks: Iterator[tuple[int, range | list[int]]]) -> dict[int, str]:
+        """Render `chunks`; returns the chunks that failed `max_attempts` times, with why.
+
+        Raises:
+            RunError: every actor died for good, or the cluster has no node left for the restarting ones.
+        """
+        self.chunks = chunks
         failed: dict[int, str] = {}
-        beat = time.monotonic()
-        while queue or self.in_flight:
-            self._submit(queue)
+        while True:
+            self._submit()
+            if not self.in_flight and self.exhausted and not self.retries:
+                break
             if not self.in_flight and not self.probes:
-                raise RunError("every renderer actor died; nothing can render the remaining chunks")
-            waiting = list(self.in_flight) + list(self.probes)
-            ready, _ = ray.wait(waiting, num_returns=1, timeout=HEARTBEAT_SECONDS / 2)
-            if time.monotonic() - beat > HEARTBEAT_SECONDS:
-                self.store.heartbeat()
-                beat = time.monotonic()
+                raise RunError(f"every renderer actor died for good (after up to {self.pool.max_restarts} restarts "
+                               "each)")
+            # With every worker restarting, a cluster that has no node for them any more (a lost node the
+            # autoscaler does not replace) is waited for like one at start-up: announced, then given up.
+            starting = None if self.usable or self.in_flight else self.session.request
+            ready = self.session.wait(list(self.in_flight) + list(self.probes), starting=starting,
+                                      tick=self._watchdog)
             for ref in ready:
                 if ref in self.probes:
                     self._probed(ref)
                 else:
-                    self._finished(ref, queue, failed)
+                    self._finished(ref, failed)
         if self.preview is not None:
+            self.session.wait([self.preview])
             self._preview_done()  # before the final assembly, which it must not overwrite
         return failed
+
+    def _next(self) -> tuple[int, range | list[int], int] | None:
+        if self.retries:
+            return self.retries.popleft()
+        if not self.exhausted:
+            item = next(self.chunks, None)
+            if item is not None:
+                return (*item, 1)
+            self.exhausted = True
+        return None
+
+    def _watchdog(self) -> None:
+        quiet = time.monotonic() - self.last_chunk
+        if quiet >= self.session.watchdog:
+            chunks = sorted(chunk for chunk, *_ in self.in_flight.values())
+            self.progress.event("stalled", seconds=round(quiet), in_flight=chunks, workers_ready=len(self.usable),
+                                workers_starting=len(self.probes), workers_lost=len(self.lost))
+            self.last_chunk = time.monotonic()  # announce again after another quiet period
 
     def _maybe_preview(self) -> None:
         """Every `preview_every` chunks, rebuild the outputs from the frames done so far (in a task)."""
@@ -304,15 +557,18 @@ class _Dispatcher:
             self.progress.event("preview_failed", reason=_cause(exc))
         self.preview = None
 
-    def _submit(self, queue: collections.deque) -> None:
+    def _submit(self) -> None:
         for i in sorted(self.usable, key=lambda i: self.load[i]):
-            while queue and self.load[i] < self.job.chunking.in_flight:
-                chunk, frames, attempt = queue.popleft()
+            while self.load[i] < self.job.chunking.in_flight:
+                item = self._next()
+                if item is None:
+                    return
+                chunk, frames, attempt = item
                 ref = self.pool.actors[i].render_chunk.remote(chunk, frames, attempt)
                 self.in_flight[ref] = (chunk, frames, attempt, i)
                 self.load[i] += 1
 
-    def _finished(self, ref: ray.ObjectRef, queue: collections.deque, failed: dict[int, str]) -> None:
+    def _finished(self, ref: ray.ObjectRef, failed: dict[int, str]) -> None:
         chunk, frames, attempt, i = self.in_flight.pop(ref)
         self.load[i] -= 1
         try:
@@ -321,9 +577,13 @@ class _Dispatcher:
             reason = _cause(exc)
             if isinstance(exc, RayActorError) and i in self.usable:
                 self.usable.discard(i)  # send it nothing until it answers again
-                self.probes[self.pool.actors[i].describe.remote()] = i
+                if isinstance(exc, ActorDiedError):
+                    self._lost(i, reason)
+                else:
+                    self.watch.died(i, reason)
+                    self.probes[self.pool.actors[i].describe.remote()] = i
             if attempt < self.job.chunking.max_attempts:
-                queue.append((chunk, frames, attempt + 1))
+                self.retries.append((chunk, frames, attempt + 1))
                 self.progress.event("retry", chunk=chunk, attempt=attempt + 1, reason=reason)
             else:
                 failed[chunk] = reason
@@ -332,28 +592,40 @@ class _Dispatcher:
             return
         if chunk in self.recorded_failures:
             self.store.clear_failure(chunk)
+        self.last_chunk = time.monotonic()
         self.progress.chunk_done(chunk, summary["frames"], summary["seconds"], summary["worker"])
         self.finished += 1
         self._maybe_preview()
+
+    def _lost(self, i: int, reason: str) -> None:
+        if i not in self.lost:
+            self.watch.poll(now=True)
+            self.lost.add(i)
+            self.progress.event("worker_lost", worker=i, reason=reason)
 
     def _probed(self, ref: ray.ObjectRef) -> None:
         i = self.probes.pop(ref)
         try:
             ray.get(ref)
         except ActorDiedError as exc:
-            self.progress.event("worker_lost", worker=i, reason=_cause(exc))
+            self._lost(i, _cause(exc))
             return
         except RayActorError:
-            time.sleep(1.0)  # restarting: ask again shortly
+            time.sleep(POLL)  # restarting: ask again shortly
             self.probes[self.pool.actors[i].describe.remote()] = i
             return
         self.usable.add(i)
 
 
 def _cause(exc: RayError) -> str:
-    """The last line of what went wrong (the exception itself), without Ray's traceback."""
+    """What went wrong in one line, without Ray's traceback: the exception's last line (a constructor's own
+    error included), or for an actor whose process died the sentence that says why."""
     cause = getattr(exc, "cause", None) or exc
     if isinstance(cause, RayTaskError):
         cause = cause.cause or cause
-    text = str(cause).strip().splitlines()
-    return text[-1] if text else type(cause).__name__
+    lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
+    if isinstance(cause, RayActorError) and "error raised in its creation task" not in str(cause):
+        why = [line for line in lines if line.startswith("The actor")]
+        if why:
+            return why[-1].split(". ")[0].rstrip(".")
+    return lines[-1] if lines else type(cause).__name__

@@ -21,6 +21,7 @@ class Progress:
         self.total, self.done = total, done
         self.started = time.monotonic()
         self.rendered = 0
+        self.restarts = 0  # worker restarts so far, shown on the bar
         use_bar = self.stream.isatty() if bar is None else bar
         self.bar = tqdm(total=total, initial=done, unit="frame", file=self.stream, dynamic_ncols=True,
                         smoothing=0.1) if use_bar else None
@@ -31,8 +32,12 @@ class Progress:
         self.event("start", **fields)
 
     def event(self, kind: str, **fields: Any) -> None:
-        """A run-level event (start, retry, failure, finish): a line in either mode."""
+        """A run-level event (start, retry, worker_restarting, stalled, failure, finish): a line in either mode."""
+        if kind == "worker_restarting":
+            self.restarts += 1
         if self.bar is not None:
+            if self.restarts:
+                self.bar.set_postfix_str(f"{self.restarts} worker restart(s)", refresh=False)
             details = " ".join(f"{k}={v}" for k, v in fields.items())
             self.bar.write(f"raywalk: {kind} {details}".rstrip())
         else:

@@ -73,6 +73,8 @@ WALK_KEYS = {  # the fields of `Walk` that each kind reads
     "noise_circle": ("kind", "frames", "mode"),
 }
 ARTICLES = {kind: ("an" if kind[0] in "aeiou" else "a") for kind in WALK_KINDS}
+MAX_WORKERS = 1024  # renderer actors per run
+MAX_RESTARTS = 100  # restarts of one renderer actor (its process or node died) before it counts as lost
 OUTPUT_KINDS = ("gif", "mp4", "grid", "contact_sheet")
 OUTPUT_SUFFIXES = {"gif": ".gif", "mp4": ".mp4", "grid": "-grid.png", "contact_sheet": "-contact.png"}
 
@@ -170,9 +172,10 @@ class Chunking:
 class Workers:
     """Ray resources: how many renderer actors, and what each reserves."""
 
-    count: int = 0  # 0: one per GPU in the cluster (or one, without GPUs)
+    count: int = 0  # 0: one per GPU in the cluster (or one, without GPUs); at most MAX_WORKERS
     gpus: float = 1.0
     cpus: float = 1.0
+    max_restarts: int = 3  # restarts of each actor; a renderer that keeps dying ends the run, never a hang
 
 
 @dataclass(frozen=True)
@@ -724,11 +727,18 @@ class _Validator:
         )
 
     def workers(self, data: Any) -> Workers:
-        w = self.section(data, "workers", ("count", "gpus", "cpus"))
+        w = self.section(data, "workers", ("count", "gpus", "cpus", "max_restarts"))
+        count = self.integer(w, "count", "workers", 0, minimum=0)
+        if count > MAX_WORKERS:
+            self.fail("workers.count", f"must be <= {MAX_WORKERS}, got {count}")
+        restarts = self.integer(w, "max_restarts", "workers", 3, minimum=0)
+        if restarts > MAX_RESTARTS:
+            self.fail("workers.max_restarts", f"must be <= {MAX_RESTARTS}, got {restarts}")
         return Workers(
-            count=self.integer(w, "count", "workers", 0, minimum=0),
+            count=count,
             gpus=self.number(w, "gpus", "workers", 1.0, minimum=0),
             cpus=self.number(w, "cpus", "workers", 1.0, minimum=0),
+            max_restarts=restarts,
         )
 
     def outputs(self, data: Any, walk: Walk, model: Model, timing: Timing | None) -> Outputs:

@@ -53,7 +53,6 @@ import logging
 import os
 import random
 import re
-import socket
 import tempfile
 import time
 import uuid
@@ -69,7 +68,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raywalk.errors import RunBusyError, RunLocationError, StoreError
+from raywalk.errors import RunLocationError, StoreError
 from raywalk.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
 from raywalk.spec import Job
 from raywalk.trajectory import Encodings
@@ -86,7 +85,6 @@ INDEX = "index"
 FAILURES = "failures"
 OUTPUTS = "outputs"
 PREVIEW = "preview"
-LOCK = "lock.json"
 
 INDEX_SCHEMA = pa.schema(
     [
@@ -267,7 +265,6 @@ class RunStore:
         self.damaged: list[str] = []  # index files the last index read could not decode
         self._warned: set[str] = set()
         self._made_dirs: set[str] = set()
-        self._lock: dict[str, Any] | None = None
         self._check()
         if create:
             self.create()
@@ -863,78 +860,10 @@ class RunStore:
                     failures[int(stem[6:])] = record
         return dict(sorted(failures.items()))
 
-    # ------------------------------------------------------------------ lock
+    # ------------------------------------------------------------------ lock (see raywalk.lock)
 
     def read_lock(self) -> dict[str, Any] | None:
-        """The current lock record (host, pid, owner, heartbeat time), if any."""
-        return self._read_json(LOCK)
+        """The run's lock record (host, pid, owner, heartbeat time), if any; see `raywalk.lock`."""
+        from raywalk.lock import read_lock
 
-    def acquire_lock(self, owner: Mapping[str, Any], stale_after: float = 60.0) -> None:
-        """Take the run for this process, or raise RunBusyError if a live driver holds it.
-
-        A lock whose heartbeat is older than `stale_after` seconds, or whose
-        process on this host is gone (a SIGKILLed driver), does not count.
-        Object stores have no create-if-absent, so two drivers starting in the
-        same instant could both get through; `heartbeat` then tells the loser.
-        """
-        current = self.read_lock()
-        mine = self._lock is not None and current is not None and current.get("token") == self._lock["token"]
-        if current is not None and not mine and not _is_stale(current, stale_after):
-            raise self._busy(current)
-        now = time.time()
-        self._lock = {
-            "owner": dict(owner),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "token": uuid.uuid4().hex,
-            "acquired": now,
-            "heartbeat": now,
-        }
-        self._write_json(LOCK, self._lock)
-
-    def heartbeat(self) -> None:
-        """Refresh the lock's heartbeat (every ~10 s); RunBusyError if another driver took it."""
-        if self._lock is None:
-            raise StoreError(f"{self.uri}: heartbeat without holding the lock")
-        current = self.read_lock()
-        if current is not None and current.get("token") != self._lock["token"]:
-            self._lock = None
-            raise self._busy(current)
-        self._lock["heartbeat"] = time.time()
-        self._write_json(LOCK, self._lock)
-
-    def release_lock(self) -> None:
-        """Give the run up (only if this store still holds it)."""
-        if self._lock is None:
-            return
-        current = self.read_lock()
-        if current is not None and current.get("token") == self._lock["token"]:
-            self.delete(LOCK)
-        self._lock = None
-
-    def _busy(self, holder: Mapping[str, Any]) -> RunBusyError:
-        age = time.time() - float(holder.get("heartbeat", 0))
-        owner = "".join(f"{k} {v}, " for k, v in holder.get("owner", {}).items() if k not in ("host", "pid"))
-        return RunBusyError(
-            f"{self.uri} is in use by host {holder.get('host')} pid {holder.get('pid')} "
-            f"({owner}heartbeat {age:.0f} s ago); wait for it to finish or stop it",
-            holder,
-        )
-
-
-def _is_stale(lock: Mapping[str, Any], stale_after: float) -> bool:
-    if time.time() - float(lock.get("heartbeat", 0)) > stale_after:
-        return True
-    return lock.get("host") == socket.gethostname() and not _pid_alive(int(lock.get("pid", -1)))
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return read_lock(self)

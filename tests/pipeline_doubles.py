@@ -1,12 +1,15 @@
-"""Renderers for pipeline tests that fail: a worker that dies mid-chunk, a chunk that always fails."""
+"""Renderers for pipeline tests that fail: a worker that dies mid-chunk or in its constructor, a chunk that
+always fails, a slow model load, prompts and weights a renderer refuses."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
-
 from doubles import FakeRenderer
+
+from raywalk.errors import RendererError
 
 
 class CrashingRenderer(FakeRenderer):
@@ -41,3 +44,41 @@ class BrokenRenderer(FakeRenderer):
         if frames & self.fail_frames:
             raise RuntimeError(f"renderer exploded on frames {sorted(frames & self.fail_frames)}")
         return super().render(encodings, noise)
+
+
+class SlowStartRenderer(FakeRenderer):
+    """Takes `load_seconds` to build, as a model load does."""
+
+    def __init__(self, load_seconds: float = 30.0, **kwargs):
+        time.sleep(load_seconds)
+        super().__init__(**kwargs)
+
+
+class DyingRenderer(FakeRenderer):
+    """Its worker process dies in the constructor, every time (a model that cannot load: OOM, bad driver)."""
+
+    def __init__(self, **kwargs):
+        os._exit(3)
+
+
+class UnloadableRenderer(FakeRenderer):
+    """Its constructor raises, as a model whose weights cannot be read does."""
+
+    def __init__(self, **kwargs):
+        raise OSError("cannot read weights: checksum mismatch in kcv_diffusion_model.h5")
+
+
+class PickyRenderer(FakeRenderer):
+    """Checks its prompts (at most 8 words) and its weights directory, as the KerasCV renderer does."""
+
+    @classmethod
+    def check_prompts(cls, prompts: list[str], **kwargs) -> None:
+        for prompt in prompts:
+            if len(prompt.split()) > 8:
+                raise RendererError(f"prompt {prompt[:30]!r}... has {len(prompt.split())} words; at most 8 fit")
+
+    @classmethod
+    def check_resources(cls, weights: str = "random", **kwargs) -> list[str]:
+        if weights != "random" and not os.path.isdir(weights):
+            return [f"weights directory {weights} does not exist on this worker"]
+        return []

@@ -177,10 +177,10 @@ def test_missing_frames_named_as_ranges(store, tmp_path):
         store.delete(f"frames/{frame:06d}.png")
     with pytest.raises(MissingFramesError) as err:
         assemble(store, 12, {"gif": {}, "mp4": {}}, "walk")
-    assert str(err.value) == f"missing frames 3-5, 9 of 12: run `raywalk resume {tmp_path / 'run'}`"
+    assert str(err.value) == f"4 of 12 frames missing (3-5, 9): run `raywalk resume {tmp_path / 'run'}`"
     assert err.value.missing == [3, 4, 5, 9]
     assert not store.exists("walk.gif") and not store.exists("walk.mp4")
-    with pytest.raises(MissingFramesError, match="missing frames 3-5 of 9"):
+    with pytest.raises(MissingFramesError, match=r"3 of 9 frames missing \(3-5\)"):
         write_grid(store, 3, "walk-grid.png")
 
 
@@ -196,7 +196,7 @@ def test_partial_assembles_what_exists(store, caplog):
     assert im.info["comment"] == b"PARTIAL: 6 of 10 frames; raywalk test"
     sheet = Image.open(io.BytesIO(store.read_bytes("preview/walk-contact.png")))
     assert sheet.text["Comment"].startswith("PARTIAL: 6 of 10 frames")
-    assert "missing frames 2, 6, 8-9 of 10" in caplog.text
+    assert "4 of 10 frames missing (2, 6, 8-9)" in caplog.text
     assert not store.exists("walk.gif") and not store.exists("walk-contact.png")  # final names: whole runs only
     assert store.output_record("preview/walk.gif") is None
 
@@ -262,10 +262,10 @@ def test_assemble_run_reads_the_job_from_the_manifest(store):
     job = load_job(JOBS / "smoke.yaml")
     store.write_manifest(new_manifest(job))
     make_run(store, job.num_frames - 2)
-    with pytest.raises(MissingFramesError, match=f"missing frames 4-5 of {job.num_frames}"):
+    with pytest.raises(MissingFramesError, match=rf"2 of {job.num_frames} frames missing \(4-5\)"):
         list(assemble_run(store.uri))
     lines = list(assemble_run(store.uri, partial=True))
-    assert lines == ["partial outputs without 2 missing frames: 4-5", store.url("preview/smoke.gif"),
+    assert lines == [f"previews from {job.num_frames - 2} of {job.num_frames} frames (2 missing: 4-5)", store.url("preview/smoke.gif"),
                      store.url("preview/smoke.mp4"), store.url("preview/smoke-contact.png")]
     colours, durations, _ = gif_frames(store.read_bytes("preview/smoke.gif"))
     assert colours == [colour(f) for f in (0, 1, 2, 3, 2, 1)] and durations == [250] * 6

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 
@@ -44,8 +45,14 @@ def test_node_removed_mid_run(ray_head, tmp_path):
         assert removed.is_set()
         assert outcome.complete, log.getvalue()
         assert len(frame_bytes(out)) == 16
-        nodes = set(RunStore(str(out)).read_index()["node"].to_pylist())
-        assert len(nodes) == 2  # both nodes rendered before one was lost
+        index = RunStore(str(out)).read_index()
+        assert len(set(index["node"].to_pylist())) == 2  # both nodes rendered before one was lost
+        # A chunk in flight on the lost node was really queued again, not silently dropped.
+        events = [json.loads(line) for line in log.getvalue().splitlines()]
+        retried = {e["chunk"] for e in events if e["event"] == "retry"}
+        assert retried, log.getvalue()
+        rows = index.to_pylist()
+        assert retried <= {r["chunk"] for r in rows if r["attempt"] > 1}  # their rows come from a later attempt
     finally:
         ray.shutdown()
         cluster.shutdown()

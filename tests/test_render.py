@@ -16,10 +16,11 @@ import yaml
 from PIL import Image
 
 from raywalk import load_job
-from raywalk.driver import RunError, WorkerSpec, render, resume
-from raywalk.errors import RunLocationError
+from raywalk.driver import WorkerSpec, render, resume
+from raywalk.errors import RunBusyError, RunLocationError
+from raywalk.lock import RunLock
 from raywalk.progress import Progress
-from raywalk.store import RunBusyError, RunStore
+from raywalk.store import RunStore
 
 CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
 # How, not what, a frame was made (the fingerprint too: jobs that differ only in test renderer options
@@ -119,7 +120,11 @@ def test_a_worker_killed_mid_chunk_loses_nothing(clean_run, tmp_path):
     outcome, log = run(job, out)
     assert marker.exists(), "the worker never crashed"
     assert outcome.complete
-    assert any(json.loads(line)["event"] == "retry" for line in log.splitlines())
+    events = [json.loads(line) for line in log.splitlines()]
+    assert any(e["event"] == "retry" for e in events)
+    restarts = [e for e in events if e["event"] == "worker_restarting"]
+    assert len(restarts) == 1 and restarts[0]["restart"] == 1 and restarts[0]["max_restarts"] == 3
+    assert restarts[0]["reason"]
     assert frame_bytes(out) == frame_bytes(clean_run[0])
     assert index_rows(out) == index_rows(clean_run[0])
 
@@ -188,13 +193,9 @@ def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_co
 
 
 def test_a_second_render_on_a_run_in_progress_is_refused(clean_run):
-    store = RunStore(str(clean_run[0]))
-    store.acquire_lock({"job": "walk"})  # held by this live process, as a running driver would
-    try:
+    with RunLock(RunStore(str(clean_run[0])), {"job": "walk"}).held():  # this live process, as a driver would
         with pytest.raises(RunBusyError, match=f"in use by host .* pid {os.getpid()}"):
             resume(str(clean_run[0]), workers=CPU_WORKER, progress=quiet())
-    finally:
-        store.release_lock()
 
 
 def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_path):
@@ -221,20 +222,24 @@ def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_p
         [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(clean_run[0])]
 
 
-def test_cli_render_never_imports_tensorflow_and_reports_missing_frames(ray_connected, tmp_path):
+def test_cli_render_never_imports_tensorflow_or_the_renderer_and_reports_missing_frames(ray_connected, tmp_path):
+    """The renderer's module is checked and built only in Ray workers: its import leaves a trace
+    (`import_sentinel`) that must not show in the driver, nor must TensorFlow."""
     out = tmp_path / "out"
-    job = write_job(tmp_path, renderer="pipeline_doubles:BrokenRenderer", options={"fail_frames": [0]},
+    job = write_job(tmp_path, renderer="sentinel_doubles:SentinelRenderer", options={"fail_frames": [0]},
                     walk={"kind": "text_walk", "frames": 6, "step_size": 1.0})
     probe = ("import sys, runpy\nsys.argv = ['raywalk'] + sys.argv[1:]\n"
              "try:\n    runpy.run_module('raywalk.cli', run_name='__main__')\n"
-             "finally:\n    print('TF-IMPORTED' if 'tensorflow' in sys.modules else 'TF-ABSENT', file=sys.stderr)\n")
+             "finally:\n    print('TF-IMPORTED' if 'tensorflow' in sys.modules else 'TF-ABSENT', file=sys.stderr)\n"
+             "    print('RENDERER-IMPORTED' if 'import_sentinel' in sys.modules else 'RENDERER-ABSENT',"
+             " file=sys.stderr)\n")
     result = subprocess.run(
         [sys.executable, "-c", probe, "render", str(job), "--out", str(out), "--address",
          ray_connected["address"], "--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"],
         capture_output=True, text=True,
     )
     assert result.returncode == 1
-    assert "TF-ABSENT" in result.stderr
+    assert "TF-ABSENT" in result.stderr and "RENDERER-ABSENT" in result.stderr
     assert f"frames missing (0-3); finish with: raywalk resume {out}" in result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [e["event"] for e in events].count("chunk") == 1  # not a terminal: JSON lines

@@ -1,13 +1,8 @@
-"""The run directory through pyarrow.fs: round trips, resume checks, index readers, lock."""
+"""The run directory through pyarrow.fs: round trips, resume checks, index readers (the lock: test_lock.py)."""
 from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,14 +16,7 @@ from PIL import Image
 from raywalk.errors import RunLocationError
 from raywalk.manifest import new_manifest
 from raywalk.spec import job_from_dict
-from raywalk.store import (
-    INDEX_SCHEMA,
-    RunBusyError,
-    RunStore,
-    StoreError,
-    frame_name,
-    frame_ranges,
-)
+from raywalk.store import INDEX_SCHEMA, RunStore, StoreError, frame_name, frame_ranges
 
 RUN = "run-a"  # the run id test chunks are written for, unless told otherwise
 FINGERPRINT = "f" * 64
@@ -221,57 +209,6 @@ def test_index_needs_required_columns(tmp_path):
     with pytest.raises(ValueError, match="sha256"):
         RunStore(tmp_path / "run").write_chunk_index(0, {"frame": [0], "file": ["frames/000000.png"]},
                                                      run_id=RUN, fingerprint=FINGERPRINT)
-
-
-def test_lock_busy_then_released(store):
-    first = RunStore(store.uri)
-    first.acquire_lock({"command": "render"})
-    second = RunStore(store.uri)
-    with pytest.raises(RunBusyError) as busy:
-        second.acquire_lock({"command": "render"})
-    message = str(busy.value)
-    assert "\n" not in message and socket.gethostname() in message and f"pid {os.getpid()}" in message
-    assert "render" in message and "s ago" in message
-    first.heartbeat()
-    first.release_lock()
-    assert store.read_lock() is None
-    second.acquire_lock({"command": "resume"})
-    assert store.read_lock()["owner"] == {"command": "resume"}
-
-
-def test_stale_lock_by_heartbeat_age(tmp_path):
-    store = RunStore(tmp_path / "run")
-    store.write_bytes("lock.json", json.dumps(
-        {"host": "elsewhere", "pid": 1, "token": "x", "heartbeat": time.time() - 120}).encode())
-    store.acquire_lock({"command": "resume"}, stale_after=60)
-    assert store.read_lock()["pid"] == os.getpid()
-
-
-def test_lock_of_dead_local_process_is_stale(tmp_path):
-    store = RunStore(tmp_path / "run")
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    store.write_bytes("lock.json", json.dumps(
-        {"host": socket.gethostname(), "pid": dead.pid, "token": "x", "heartbeat": time.time()}).encode())
-    store.acquire_lock({"command": "resume"})
-    assert store.read_lock()["pid"] == os.getpid()
-
-
-def test_lock_of_live_remote_host_is_busy(tmp_path):
-    store = RunStore(tmp_path / "run")
-    store.write_bytes("lock.json", json.dumps(
-        {"host": "gpu-node-7", "pid": 999_999, "token": "x", "heartbeat": time.time() - 5}).encode())
-    with pytest.raises(RunBusyError, match="gpu-node-7 pid 999999"):
-        store.acquire_lock({"command": "render"})
-
-
-def test_heartbeat_notices_a_lost_lock(tmp_path):
-    mine = RunStore(tmp_path / "run")
-    mine.acquire_lock({"command": "render"}, stale_after=0.0)
-    time.sleep(0.01)
-    RunStore(tmp_path / "run").acquire_lock({"command": "resume"}, stale_after=0.0)
-    with pytest.raises(RunBusyError):
-        mine.heartbeat()
 
 
 @pytest.mark.parametrize("uri", ["foo://bucket/run", "s3:///run", "s3://", "/proc/raywalk/run"])
