@@ -25,7 +25,7 @@ def lock_of(store: RunStore, command: str = "render", **kwargs) -> RunLock:
 
 
 def test_lock_busy_then_released(tmp_path):
-    store = RunStore(tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=True)
     first = lock_of(store)
     first.acquire()
     second = lock_of(RunStore(store.uri), "resume")
@@ -42,7 +42,7 @@ def test_lock_busy_then_released(tmp_path):
 
 
 def test_stale_lock_by_heartbeat_age(tmp_path):
-    store = RunStore(tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=True)
     store.write_bytes(LOCK, json.dumps(
         {"host": "elsewhere", "pid": 1, "token": "x", "heartbeat": time.time() - 120}).encode())
     lock_of(store, stale_after=60).acquire()
@@ -50,7 +50,7 @@ def test_stale_lock_by_heartbeat_age(tmp_path):
 
 
 def test_lock_of_dead_local_process_is_stale(tmp_path):
-    store = RunStore(tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     store.write_bytes(LOCK, json.dumps(
@@ -60,7 +60,7 @@ def test_lock_of_dead_local_process_is_stale(tmp_path):
 
 
 def test_lock_of_live_remote_host_is_busy(tmp_path):
-    store = RunStore(tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=True)
     store.write_bytes(LOCK, json.dumps(
         {"host": "gpu-node-7", "pid": 999_999, "token": "x", "heartbeat": time.time() - 5}).encode())
     with pytest.raises(RunBusyError, match="gpu-node-7 pid 999999"):
@@ -69,7 +69,7 @@ def test_lock_of_live_remote_host_is_busy(tmp_path):
 
 @pytest.mark.parametrize("garbage", [b"", b"{not json", b"[1, 2]", b'{"token": 5, "heartbeat": 1}'])
 def test_a_garbage_lock_counts_as_no_lock_and_is_named(tmp_path, garbage):
-    store = RunStore(tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=True)
     store.write_bytes(LOCK, garbage)
     lock = lock_of(store)
     lock.acquire()
@@ -78,7 +78,7 @@ def test_a_garbage_lock_counts_as_no_lock_and_is_named(tmp_path, garbage):
 
 
 def test_a_displaced_driver_finds_out_at_its_next_heartbeat(tmp_path):
-    mine = lock_of(RunStore(tmp_path / "run"), stale_after=0.0)
+    mine = lock_of(RunStore(tmp_path / "run", create=True), stale_after=0.0)
     mine.acquire()
     time.sleep(0.01)
     theirs = lock_of(RunStore(tmp_path / "run"), "resume", stale_after=0.0)
@@ -90,7 +90,7 @@ def test_a_displaced_driver_finds_out_at_its_next_heartbeat(tmp_path):
 
 
 def test_beat_writes_only_when_due(tmp_path):
-    store = RunStore(tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=True)
     lock = lock_of(store, heartbeat_every=3600)
     lock.acquire()
     before = store.read_lock()["heartbeat"]
@@ -124,7 +124,7 @@ class FlakyStore(RunStore):
 
 
 def test_a_transient_heartbeat_failure_is_tolerated_for_half_the_stale_window(tmp_path):
-    store = FlakyStore(tmp_path / "run")
+    store = FlakyStore(tmp_path / "run", create=True)
     lock = lock_of(store, stale_after=1.0)
     lock.acquire()
     store.down = True
@@ -136,7 +136,7 @@ def test_a_transient_heartbeat_failure_is_tolerated_for_half_the_stale_window(tm
 
 
 def test_a_failing_release_never_hides_the_error_that_ended_the_run(tmp_path):
-    store = FlakyStore(tmp_path / "run")
+    store = FlakyStore(tmp_path / "run", create=True)
     lock = lock_of(store)
     with pytest.raises(RunError, match="every renderer died"), lock.held():
         store.down = True
@@ -145,7 +145,7 @@ def test_a_failing_release_never_hides_the_error_that_ended_the_run(tmp_path):
 
 
 def test_a_failing_release_after_success_is_an_error(tmp_path):
-    store = FlakyStore(tmp_path / "run")
+    store = FlakyStore(tmp_path / "run", create=True)
     with pytest.raises(StoreError, match="503"), lock_of(store).held():
         store.down = True
 
@@ -163,7 +163,7 @@ def _contend(uri: str, start: float, results) -> None:
 
 @pytest.mark.parametrize("previous", ["none", "stale"])
 def test_two_drivers_acquiring_at_once_exactly_one_wins(tmp_path, previous):
-    store = RunStore(tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=True)
     if previous == "stale":
         store.write_bytes(LOCK, json.dumps(
             {"host": "elsewhere", "pid": 1, "token": "old", "heartbeat": time.time() - 600}).encode())

@@ -24,6 +24,8 @@ from PIL import Image
 from raywalk import report as report_module
 from raywalk.cli import main
 from raywalk.driver import run_manifest
+from raywalk.lock import RunLock
+from raywalk.manifest import new_manifest
 from raywalk.report import (
     build_report,
     completion_times,
@@ -166,7 +168,7 @@ def synthetic_run(uri: str, frames: int = 12, done: range | list[int] = (), chun
     (chunk c on attempt `attempts[c]`, else 1)."""
     job = job_from_dict(job_data(frames, chunk_size))
     store = RunStore(uri)
-    store.write_manifest(run_manifest(job, {"random_weights": True, "renderer": {"kind": "fake"},
+    store.write_manifest(run_manifest(new_manifest(job), {"random_weights": True, "renderer": {"kind": "fake"},
                                             "versions": {"numpy": np.__version__}}))
     by_chunk: dict[int, list[int]] = {}
     for frame in done:
@@ -192,9 +194,8 @@ def synthetic_run(uri: str, frames: int = 12, done: range | list[int] = (), chun
 
 def test_a_run_without_any_frame(tmp_path):
     store = synthetic_run(str(tmp_path / "run"))
-    store.acquire_lock({"job": "synthetic"})  # a render in progress
-    url = write_report(store)
-    store.release_lock()
+    with RunLock(store, {"job": "synthetic"}).held():  # a render in progress
+        url = write_report(store)
     page = Path(url).read_text()
     assert f"A driver holds the run: host {socket.gethostname()}, pid {os.getpid()}" in page
     assert url == str(tmp_path / "run" / "report.html")
@@ -224,9 +225,8 @@ def test_outputs_are_embedded_or_linked_by_size(tmp_path, monkeypatch):
     store.write_bytes("synthetic.gif", gif.getvalue())
     store.write_bytes("synthetic.mp4", b"\x00" * 4000)
     monkeypatch.setattr(report_module, "INLINE_LIMIT", 3000)
-    store.acquire_lock({"job": "synthetic"})  # the driver that just finished, writing its report
-    page = build_report(store)
-    store.release_lock()
+    with RunLock(store, {"job": "synthetic"}).held():  # the driver that just finished, writing its report
+        page = build_report(store)
     assert "A driver holds the run" not in page  # a finished run: nobody needs to know
     assert '<img class="out anim" alt="gif synthetic.gif" src="data:image/gif;base64,' in page
     assert '<a href="synthetic.mp4">synthetic.mp4</a> (0.00 MB, too large to embed)' in page
