@@ -203,11 +203,12 @@ def _finish(outcome) -> None:
 
 @main.command()
 @click.argument("uri")
-def status(uri: str) -> None:
+@click.option("--verify", is_flag=True, help="Rehash every stored frame instead of trusting file sizes.")
+def status(uri: str, verify: bool) -> None:
     """Frames done, missing and failed in the run at URI, and seconds per frame per worker."""
     from raywalk.status import run_status
 
-    click.echo(run_status(uri))
+    click.echo(run_status(uri, verify=verify))
 
 
 @main.command()

@@ -25,3 +25,8 @@ def status_command(uri: str, verify: bool = False) -> str:
 def assemble_command(uri: str, partial: bool = False) -> str:
     """The command that builds the outputs of the run at `uri` (previews from the frames done with `partial`)."""
     return _command("assemble", uri, *(["--partial"] if partial else []))
+
+
+def report_command(uri: str) -> str:
+    """The command that rebuilds the run report of the run at `uri`."""
+    return _command("report", uri)

@@ -16,7 +16,6 @@ import base64
 import datetime
 import html
 import io
-import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from matplotlib.figure import Figure
 
+from raywalk.commands import assemble_command, report_command, resume_command, status_command
 from raywalk.errors import StoreError, one_line
 from raywalk.spec import OUTPUT_SUFFIXES, Job
 from raywalk.store import INDEX_SCHEMA, RunStore, frame_ranges, preview_name
@@ -188,16 +188,16 @@ def walk_parameters(table: pa.Table) -> list[str]:
 
 def shell_commands(uri: str, missing: bool) -> list[tuple[str, str]]:
     """(what, command) pairs to finish, check and assemble the run at `uri`, shell-quoted."""
-    q = shlex.quote(uri)
     commands = [
-        ("render what is missing, then assemble", f"raywalk resume {q}"),
-        ("rehash every frame, render any that do not match", f"raywalk resume {q} --verify"),
-        ("frames done, missing and failed", f"raywalk status {q}"),
-        ("build the outputs (all frames must be there)", f"raywalk assemble {q}"),
+        ("render what is missing, then assemble", resume_command(uri)),
+        ("rehash every frame, render any that do not match", resume_command(uri, verify=True)),
+        ("frames done, missing and failed", status_command(uri)),
+        ("the same, rehashing every frame", status_command(uri, verify=True)),
+        ("build the outputs (all frames must be there)", assemble_command(uri)),
     ]
     if missing:
-        commands.append(("preview the outputs from the frames done so far", f"raywalk assemble {q} --partial"))
-    commands.append(("rebuild this report", f"raywalk report {q}"))
+        commands.append(("preview the outputs from the frames done so far", assemble_command(uri, partial=True)))
+    commands.append(("rebuild this report", report_command(uri)))
     return commands
 
 

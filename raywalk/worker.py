@@ -68,6 +68,7 @@ class RenderWorker:
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         self.worker = context.get_actor_id()
+        self.host = platform.node()  # the machine: Ray's node id changes with every Ray session on it
         self._trajectory: tuple[str | None, Trajectory] | None = None  # (keyframes SHA-256, trajectory)
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
 
@@ -75,7 +76,7 @@ class RenderWorker:
         """What this worker runs on: for the run manifest and the logs."""
         return {
             "node": self.node,
-            "host": platform.node(),
+            "host": self.host,
             "gpus": ray.get_gpu_ids(),
             "random_weights": bool(getattr(self.renderer, "random_weights", False)),
             "renderer": dict(getattr(self.renderer, "info", {})),
@@ -140,7 +141,7 @@ class RenderWorker:
     def _write_index(self, chunk: int, rows: list[dict[str, Any]], attempt: int, run_id: str) -> None:
         """A file of its own with the rows of the frames this attempt rendered: nothing is read or merged, so
         no other attempt's rows can be lost (the store's invariant 2)."""
-        new = sorted(({**r, "chunk": chunk, "attempt": attempt, "node": self.node, "worker": self.worker}
-                      for r in rows), key=lambda r: r["frame"])
+        new = sorted(({**r, "chunk": chunk, "attempt": attempt, "node": self.node, "worker": self.worker,
+                       "host": self.host} for r in rows), key=lambda r: r["frame"])
         self.store.write_chunk_index(chunk, {k: [r[k] for r in new] for k in new[0]}, run_id=run_id,
                                      fingerprint=self.job.fingerprint())
