@@ -39,7 +39,7 @@ REPO = BENCH.parent
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH), str(REPO), os.environ.get("PYTHONPATH")) if p)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback only; drivers need no shared token file
-VOLATILE = ("attempt", "node", "worker", "seconds")
+VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written")  # how, not what
 PORT_FLAGS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
               "metrics-export-port", "node-manager-port", "object-manager-port", "ray-client-server-port",
               "runtime-env-agent-port")

@@ -25,7 +25,7 @@ from raywalk.store import RunStore
 CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
 # How, not what, a frame was made (the fingerprint too: jobs that differ only in test renderer options
 # make the same frames).
-VOLATILE = ("attempt", "node", "worker", "seconds", "run_id", "fingerprint", "written")
+VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written")
 
 
 def write_job(tmp_path: Path, name: str = "walk", frames: int = 12, chunk_size: int = 4, batch_size: int = 2,
