@@ -10,6 +10,7 @@ the mean colour error of their first frames against the PNGs (0-255 scale).
     python bench/assemble.py                       # 200 and 2,000 frames, 512×512
     python bench/assemble.py --frames 50 100 --size 128 --skip-tutorial
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,11 +70,21 @@ def make_run(path: str, frames: int, size: int) -> None:
             Image.fromarray(synthetic_frame(frame, size)).save(buf, "PNG")
             rows.append({"frame": frame, **store.write_frame(frame, buf.getvalue())})
         n = len(rows)
-        store.write_chunk_index(chunk, {
-            **{k: [r[k] for r in rows] for k in ("frame", "file", "sha256", "bytes")},
-            "width": [size] * n, "height": [size] * n, "chunk": [chunk] * n, "attempt": [0] * n,
-            "node": ["bench"] * n, "worker": ["bench"] * n, "seconds": [0.0] * n,
-        }, run_id=manifest.run_id, fingerprint=manifest.fingerprint)
+        store.write_chunk_index(
+            chunk,
+            {
+                **{k: [r[k] for r in rows] for k in ("frame", "file", "sha256", "bytes")},
+                "width": [size] * n,
+                "height": [size] * n,
+                "chunk": [chunk] * n,
+                "attempt": [0] * n,
+                "node": ["bench"] * n,
+                "worker": ["bench"] * n,
+                "seconds": [0.0] * n,
+            },
+            run_id=manifest.run_id,
+            fingerprint=manifest.fingerprint,
+        )
 
 
 def gif_error(run: str, gif: str, frames: int = 10) -> float:
@@ -96,8 +107,9 @@ def run_case(case: str, run: str, frames: int) -> dict[str, float]:
     elif case == "raywalk-mp4":
         out = write_mp4(store, frames, f"bench-{frames}.mp4", fps=24, quality=8)
     else:
-        arrays = [np.asarray(Image.open(os.path.join(run, "frames", frame_name(f))).convert("RGB"))
-                  for f in range(frames)]
+        arrays = [
+            np.asarray(Image.open(os.path.join(run, "frames", frame_name(f))).convert("RGB")) for f in range(frames)
+        ]
         out = os.path.join(run, f"tutorial-{frames}.gif")
         export_as_gif(out, [Image.fromarray(img) for img in arrays], frames_per_second=10)
     seconds = time.perf_counter() - start
@@ -132,20 +144,26 @@ def main() -> None:
             make_run(run, needed, args.size)
             print(f"wrote {needed} frames of {args.size}x{args.size} in {time.perf_counter() - start:.0f} s")
         cases = ["raywalk-gif", "raywalk-mp4"] + ([] if args.skip_tutorial else ["tutorial-gif"])
-        print(f"{'frames':>6}  {'case':<13} {'seconds':>8} {'frames/s':>8} {'peak RSS MB':>11} "
-              f"{'ffmpeg MB':>9} {'output MB':>9} {'GIF error':>9}")
+        print(
+            f"{'frames':>6}  {'case':<13} {'seconds':>8} {'frames/s':>8} {'peak RSS MB':>11} "
+            f"{'ffmpeg MB':>9} {'output MB':>9} {'GIF error':>9}"
+        )
         for frames in args.frames:
             for case in cases:
                 proc = subprocess.run(
                     [sys.executable, __file__, "--case", case, "--run", run, "--frames", str(frames)],
-                    check=True, capture_output=True, text=True,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 ffmpeg = f"{r['child_peak_rss_mb']:9.0f}" if case == "raywalk-mp4" else f"{'-':>9}"
                 error = f"{'-':>9}" if case == "raywalk-mp4" else f"{r['colour_error']:9.2f}"
-                print(f"{frames:>6}  {case:<13} {r['seconds']:8.1f} {frames / r['seconds']:8.1f} "
-                      f"{r['peak_rss_mb']:11.0f} {ffmpeg} {r['output_mb']:9.1f} {error}",
-                      flush=True)
+                print(
+                    f"{frames:>6}  {case:<13} {r['seconds']:8.1f} {frames / r['seconds']:8.1f} "
+                    f"{r['peak_rss_mb']:11.0f} {ffmpeg} {r['output_mb']:9.1f} {error}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

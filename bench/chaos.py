@@ -15,6 +15,7 @@ the clean run's, the drivers' exit codes (-9: SIGKILLed on purpose) and the
 wall time of each `raywalk resume` (start-up included; the last one finished
 the run). A last line sums the runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH), str(REPO), os
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback only; drivers need no shared token file
 VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written")  # how, not what
-PORT_FLAGS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-              "metrics-export-port", "node-manager-port", "object-manager-port", "ray-client-server-port",
-              "runtime-env-agent-port")
+PORT_FLAGS = (
+    "port",
+    "dashboard-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "metrics-export-port",
+    "node-manager-port",
+    "object-manager-port",
+    "ray-client-server-port",
+    "runtime-env-agent-port",
+)
 
 
 def free_port() -> int:
@@ -56,11 +65,24 @@ def start_head(temp: Path, cpus: int) -> tuple[subprocess.Popen, str]:
     ports = {flag: free_port() for flag in PORT_FLAGS}
     log = open(temp / "ray-start.log", "w")
     proc = subprocess.Popen(
-        ["ray", "start", "--head", "--block", f"--num-cpus={cpus}", "--num-gpus=0",
-         *(f"--{flag}={port}" for flag, port in ports.items()), "--min-worker-port=0", "--max-worker-port=0",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp / 'ray'}",
-         "--disable-usage-stats"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "ray",
+            "start",
+            "--head",
+            "--block",
+            f"--num-cpus={cpus}",
+            "--num-gpus=0",
+            *(f"--{flag}={port}" for flag, port in ports.items()),
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--temp-dir={temp / 'ray'}",
+            "--disable-usage-stats",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while True:
@@ -94,23 +116,35 @@ def stop_head(proc: subprocess.Popen) -> None:
 
 def write_job(directory: Path, frames: int, seconds_per_frame: float) -> Path:
     path = directory / "chaos.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "chaos", "prompts": ["a lighthouse", "a harbour at night"],
-        "walk": {"kind": "interpolate", "frames": frames, "method": "slerp"},
-        "noise": {"kind": "per_frame", "seed": 3},
-        "model": {"renderer": "timed_renderer:TimedRenderer", "width": 64, "height": 64, "steps": 1,
-                  "batch_size": 2, "options": {"seconds_per_frame": seconds_per_frame}},
-        "chunking": {"chunk_size": 4, "max_attempts": 10, "in_flight": 2},
-        "workers": {"count": 2, "gpus": 0, "cpus": 0.5, "max_restarts": 20},
-        "outputs": {},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "chaos",
+                "prompts": ["a lighthouse", "a harbour at night"],
+                "walk": {"kind": "interpolate", "frames": frames, "method": "slerp"},
+                "noise": {"kind": "per_frame", "seed": 3},
+                "model": {
+                    "renderer": "timed_renderer:TimedRenderer",
+                    "width": 64,
+                    "height": 64,
+                    "steps": 1,
+                    "batch_size": 2,
+                    "options": {"seconds_per_frame": seconds_per_frame},
+                },
+                "chunking": {"chunk_size": 4, "max_attempts": 10, "in_flight": 2},
+                "workers": {"count": 2, "gpus": 0, "cpus": 0.5, "max_restarts": 20},
+                "outputs": {},
+            }
+        )
+    )
     return path
 
 
 def driver(command: list[str], address: str, log: Path) -> subprocess.Popen:
     with open(log, "a") as out:
-        return subprocess.Popen([sys.executable, "-m", "raywalk.cli", *command, "--address", address],
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "raywalk.cli", *command, "--address", address], stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def snapshot(out: Path) -> tuple[dict[str, bytes], list[dict]]:
@@ -140,9 +174,14 @@ class ActorKiller(threading.Thread):
             if not self.active.is_set() or self.kills >= self.budget:
                 continue
             try:
-                alive = list_actors(address=self.address, filters=[("class_name", "=", "RenderWorker"), ("state", "=", "ALIVE")],
-                                    detail=True, raise_on_missing_output=False, timeout=5)
-            except Exception:  # noqa: BLE001 - the dashboard is busy: try again at the next pause
+                alive = list_actors(
+                    address=self.address,
+                    filters=[("class_name", "=", "RenderWorker"), ("state", "=", "ALIVE")],
+                    detail=True,
+                    raise_on_missing_output=False,
+                    timeout=5,
+                )
+            except Exception:
                 continue
             pids = [a.pid for a in alive if a.pid]
             if pids:
@@ -153,8 +192,17 @@ class ActorKiller(threading.Thread):
                     pass
 
 
-def chaos_run(index: int, job: Path, address: str, tmp: Path, clean: tuple, rng: random.Random,
-              actor_kills: int, driver_kills: int, num_chunks: int) -> dict:
+def chaos_run(
+    index: int,
+    job: Path,
+    address: str,
+    tmp: Path,
+    clean: tuple,
+    rng: random.Random,
+    actor_kills: int,
+    driver_kills: int,
+    num_chunks: int,
+) -> dict:
     from raywalk.store import RunStore
 
     out = tmp / f"run-{index}"
@@ -196,10 +244,15 @@ def chaos_run(index: int, job: Path, address: str, tmp: Path, clean: tuple, rng:
     num_frames = store.read_job().num_frames
     frames, rows = snapshot(out)
     return {
-        "run": index, "actor_kills": killer.kills, "driver_kills": killed, "exit_codes": exits,
+        "run": index,
+        "actor_kills": killer.kills,
+        "driver_kills": killed,
+        "exit_codes": exits,
         "frames_lost": len(store.missing_frames(num_frames)),
-        "frames_identical": frames == clean[0], "index_identical": rows == clean[1],
-        "resume_seconds": resume_seconds, "seconds": round(time.monotonic() - started, 1),
+        "frames_identical": frames == clean[0],
+        "index_identical": rows == clean[1],
+        "resume_seconds": resume_seconds,
+        "seconds": round(time.monotonic() - started, 1),
     }
 
 
@@ -227,8 +280,10 @@ def main() -> None:
         if clean_driver.wait() != 0:
             raise SystemExit(f"the clean run failed: {(tmp / 'clean.log').read_text()[-2000:]}")
         clean = snapshot(tmp / "clean")
-        print(json.dumps({"clean_run": True, "frames": len(clean[0]), "seconds": round(time.monotonic() - started, 1)}),
-              flush=True)
+        print(
+            json.dumps({"clean_run": True, "frames": len(clean[0]), "seconds": round(time.monotonic() - started, 1)}),
+            flush=True,
+        )
         results = []
         for run in range(args.runs):
             kills = [total // args.runs + (run < total % args.runs) for total in (args.actor_kills, args.driver_kills)]
@@ -236,15 +291,21 @@ def main() -> None:
             print(json.dumps(result), flush=True)
             results.append(result)
         resumes = [s for r in results for s in r["resume_seconds"]]
-        print(json.dumps({
-            "runs": len(results), "actor_kills": sum(r["actor_kills"] for r in results),
-            "driver_kills": sum(r["driver_kills"] for r in results),
-            "frames_lost": sum(r["frames_lost"] for r in results),
-            "all_frames_identical": all(r["frames_identical"] for r in results),
-            "all_index_rows_identical": all(r["index_identical"] for r in results),
-            "resume_seconds_median": sorted(resumes)[len(resumes) // 2] if resumes else None,
-            "resume_seconds_max": max(resumes, default=None),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "runs": len(results),
+                    "actor_kills": sum(r["actor_kills"] for r in results),
+                    "driver_kills": sum(r["driver_kills"] for r in results),
+                    "frames_lost": sum(r["frames_lost"] for r in results),
+                    "all_frames_identical": all(r["frames_identical"] for r in results),
+                    "all_index_rows_identical": all(r["index_identical"] for r in results),
+                    "resume_seconds_median": sorted(resumes)[len(resumes) // 2] if resumes else None,
+                    "resume_seconds_max": max(resumes, default=None),
+                }
+            ),
+            flush=True,
+        )
     finally:
         import ray
 

@@ -7,6 +7,7 @@ Seeded: running it again writes the same samples.
 
     python bench/make_soundtrack.py [OUT]
 """
+
 from __future__ import annotations
 
 import sys
@@ -32,9 +33,9 @@ def soundtrack() -> np.ndarray:
         i = round(start * RATE)
         tail = np.arange(min(int(0.25 * RATE), n - i)) / RATE
         kick = 0.8 * np.sin(2 * np.pi * (50 + 100 * np.exp(-tail * 30)) * tail) * np.exp(-tail * 12)
-        out[i:i + len(tail)] += kick
+        out[i : i + len(tail)] += kick
         if beat % 2:
-            out[i:i + len(tail)] += 0.4 * rng.standard_normal(len(tail)) * np.exp(-tail * 25)  # snare
+            out[i : i + len(tail)] += 0.4 * rng.standard_normal(len(tail)) * np.exp(-tail * 25)  # snare
     return np.asarray(np.clip(out, -1, 1), dtype=np.float32)
 
 

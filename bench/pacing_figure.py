@@ -6,6 +6,7 @@ A first pass of 9 images per segment is measured with raywalk.pacing's distance 
 
     python bench/pacing_figure.py [OUT]
 """
+
 from __future__ import annotations
 
 import sys
@@ -48,14 +49,25 @@ def main(out: Path) -> None:
     for (name, table), colour in zip(tables.items(), ("tab:grey", "tab:blue"), strict=True):
         d = distances(image_at(u) for u in table)
         left.plot(table, label=name, color=colour, lw=2)
-        right.plot(np.arange(1, len(table)), d / d.mean(), color=colour, lw=2,
-                   label=f"{name}: smoothness {smoothness(d):.2f}, max/mean {max_jump(d):.2f}")
-    left.plot(np.arange(len(samples)) * 60 / (len(samples) - 1), samples, "o", color="tab:orange", ms=3,
-              label="first pass (even u)")
-    left.set(xlabel="frame", ylabel="walk parameter u (prompt k at u = k)",
-             title="where each frame sits on the walk")
-    right.set(xlabel="frame", ylabel="change from the previous frame / mean",
-              title="how much the picture changes per frame")
+        right.plot(
+            np.arange(1, len(table)),
+            d / d.mean(),
+            color=colour,
+            lw=2,
+            label=f"{name}: smoothness {smoothness(d):.2f}, max/mean {max_jump(d):.2f}",
+        )
+    left.plot(
+        np.arange(len(samples)) * 60 / (len(samples) - 1),
+        samples,
+        "o",
+        color="tab:orange",
+        ms=3,
+        label="first pass (even u)",
+    )
+    left.set(xlabel="frame", ylabel="walk parameter u (prompt k at u = k)", title="where each frame sits on the walk")
+    right.set(
+        xlabel="frame", ylabel="change from the previous frame / mean", title="how much the picture changes per frame"
+    )
     left.legend(fontsize=8)
     right.legend(fontsize=8)
     for ax in (left, right):

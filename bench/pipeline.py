@@ -9,6 +9,7 @@
 2. Driver memory: peak RSS of the driver process for 1,000 and 20,000 frames.
 3. Resume of a finished 10,000-frame run: wall time of `raywalk resume`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,26 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 def job_file(directory: Path, frames: int, size: int, seconds_per_frame: float, chunk: int, batch: int) -> Path:
     path = directory / f"bench-{frames}-{size}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "bench", "prompts": ["a", "b"],
-        "walk": {"kind": "interpolate", "frames": frames},
-        "noise": {"kind": "per_frame", "seed": 1},
-        "model": {"renderer": "timed_renderer:TimedRenderer", "width": size, "height": size, "steps": 1,
-                  "batch_size": batch, "options": {"seconds_per_frame": seconds_per_frame}},
-        "chunking": {"chunk_size": chunk, "in_flight": 2},
-        "workers": {"gpus": 1, "cpus": 0.1},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bench",
+                "prompts": ["a", "b"],
+                "walk": {"kind": "interpolate", "frames": frames},
+                "noise": {"kind": "per_frame", "seed": 1},
+                "model": {
+                    "renderer": "timed_renderer:TimedRenderer",
+                    "width": size,
+                    "height": size,
+                    "steps": 1,
+                    "batch_size": batch,
+                    "options": {"seconds_per_frame": seconds_per_frame},
+                },
+                "chunking": {"chunk_size": chunk, "in_flight": 2},
+                "workers": {"gpus": 1, "cpus": 0.1},
+            }
+        )
+    )
     return path
 
 
@@ -51,31 +63,62 @@ def throughput(workers: int, seconds_per_frame: float, frames_per_worker: int, t
     frames = workers * frames_per_worker
     job = load_job(job_file(tmp, frames, 512, seconds_per_frame, chunk=8, batch=2))
     log = io.StringIO()
-    outcome = render(job, str(tmp / f"run-{workers}"), workers=WorkerSpec(count=workers, gpus=1, cpus=0.1),
-                     progress=Progress(frames, 0, stream=log, bar=False))
+    outcome = render(
+        job,
+        str(tmp / f"run-{workers}"),
+        workers=WorkerSpec(count=workers, gpus=1, cpus=0.1),
+        progress=Progress(frames, 0, stream=log, bar=False),
+    )
     assert outcome.complete
     chunks = [json.loads(line) for line in log.getvalue().splitlines() if '"chunk"' in line]
     elapsed = chunks[-1]["elapsed"]
     fps, ideal = frames / elapsed, workers / seconds_per_frame
-    return {"workers": workers, "frames": frames, "seconds": round(elapsed, 2), "frames_per_s": round(fps, 3),
-            "ideal_frames_per_s": round(ideal, 3), "of_ideal": f"{100 * fps / ideal:.1f}%"}
+    return {
+        "workers": workers,
+        "frames": frames,
+        "seconds": round(elapsed, 2),
+        "frames_per_s": round(fps, 3),
+        "ideal_frames_per_s": round(ideal, 3),
+        "of_ideal": f"{100 * fps / ideal:.1f}%",
+    }
 
 
 def driver_memory(frames: int, address: str, tmp: Path) -> dict:
     """Peak RSS of a `raywalk render` driver process (a child, so its peak is its own)."""
     job = job_file(tmp, frames, 64, 0.0, chunk=50, batch=10)
-    code = ("import resource, sys\nfrom raywalk.cli import main\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
-            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    code = (
+        "import resource, sys\nfrom raywalk.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-c", code, "render", str(job), "--out", str(tmp / f"mem-{frames}"), "--address", address,
-         "--workers", "2", "--gpus-per-worker", "1", "--cpus-per-worker", "0.5"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "render",
+            str(job),
+            "--out",
+            str(tmp / f"mem-{frames}"),
+            "--address",
+            address,
+            "--workers",
+            "2",
+            "--gpus-per-worker",
+            "1",
+            "--cpus-per-worker",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
     )
     peak = int(result.stderr.split("MAXRSS")[-1])
-    return {"frames": frames, "driver_peak_rss_mb": round(peak / 1024, 1),
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "frames": frames,
+        "driver_peak_rss_mb": round(peak / 1024, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def resume_finished(frames: int, tmp: Path) -> dict:
@@ -96,13 +139,24 @@ def resume_finished(frames: int, tmp: Path) -> dict:
     png = encode_png(np.zeros((64, 64, 3), np.uint8))
     for chunk in range(job.num_chunks):
         rows = [{**store.write_frame(f, png), "frame": f} for f in job.chunk_frames(chunk)]
-        store.write_chunk_index(chunk, {
-            "frame": [r["frame"] for r in rows], "file": [r["file"] for r in rows],
-            "sha256": [r["sha256"] for r in rows], "bytes": [r["bytes"] for r in rows],
-            "width": [64] * len(rows), "height": [64] * len(rows), "chunk": [chunk] * len(rows),
-            "attempt": [1] * len(rows), "node": ["n"] * len(rows), "worker": ["w"] * len(rows),
-            "seconds": [0.0] * len(rows),
-        }, run_id=manifest.run_id, fingerprint=manifest.fingerprint)
+        store.write_chunk_index(
+            chunk,
+            {
+                "frame": [r["frame"] for r in rows],
+                "file": [r["file"] for r in rows],
+                "sha256": [r["sha256"] for r in rows],
+                "bytes": [r["bytes"] for r in rows],
+                "width": [64] * len(rows),
+                "height": [64] * len(rows),
+                "chunk": [chunk] * len(rows),
+                "attempt": [1] * len(rows),
+                "node": ["n"] * len(rows),
+                "worker": ["w"] * len(rows),
+                "seconds": [0.0] * len(rows),
+            },
+            run_id=manifest.run_id,
+            fingerprint=manifest.fingerprint,
+        )
     timings = {}
     for flag in ([], ["--verify"]):
         started = time.perf_counter()
@@ -123,10 +177,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="raywalk-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         print(f"# throughput: 512x512 frames, {args.seconds_per_frame} s/frame per worker, chunks of 8, batch 2")
-        for workers in ((1, 2) if args.quick else (1, 2, 4, 8)):
+        for workers in (1, 2) if args.quick else (1, 2, 4, 8):
             print(json.dumps(throughput(workers, args.seconds_per_frame, 16 if args.quick else 48, tmp)), flush=True)
         print("# driver memory (a separate driver process joining the same cluster)")
-        for frames in ((500, 2_000) if args.quick else (1_000, 20_000)):
+        for frames in (500, 2_000) if args.quick else (1_000, 20_000):
             print(json.dumps(driver_memory(frames, address, tmp)), flush=True)
         print("# resume of a finished run (CLI, end to end, no Ray needed)")
         print(json.dumps(resume_finished(1_000 if args.quick else 10_000, tmp)), flush=True)

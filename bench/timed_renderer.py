@@ -2,6 +2,7 @@
 
 Its images are smooth, like real renders, so PNG encoding costs what it does in a real run.
 """
+
 from __future__ import annotations
 
 import time
@@ -10,9 +11,17 @@ import numpy as np
 
 
 class TimedRenderer:
-    def __init__(self, width: int, height: int, steps: int = 1, guidance_scale: float = 7.5,
-                 weights: str = "random", precision: str = "float32", batch_size: int = 1,
-                 seconds_per_frame: float = 0.5):
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        steps: int = 1,
+        guidance_scale: float = 7.5,
+        weights: str = "random",
+        precision: str = "float32",
+        batch_size: int = 1,
+        seconds_per_frame: float = 0.5,
+    ):
         self.latent_shape = (height // 8, width // 8, 4)
         self.seconds_per_frame = seconds_per_frame
         self.random_weights = True

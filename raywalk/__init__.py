@@ -7,8 +7,9 @@ The public API for notebooks and scripts::
     traj = Trajectory(job, keyframes)       # (K, 77, D), prompts in job order
     enc, noise = traj.frames(start, stop)
 """
+
 from raywalk.spec import Job, JobError, job_from_dict, load_job
 from raywalk.trajectory import Trajectory
 
 __version__ = "0.1.0"
-__all__ = ["Job", "JobError", "Trajectory", "job_from_dict", "load_job", "__version__"]
+__all__ = ["Job", "JobError", "Trajectory", "__version__", "job_from_dict", "load_job"]

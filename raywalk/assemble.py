@@ -10,6 +10,7 @@ name. Partial outputs (previews, `raywalk assemble --partial`) go under
 `preview/` and say PARTIAL in their metadata; final names are written only when
 every frame is there.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -72,8 +73,9 @@ def available_frames(store: RunStore, num_frames: int, run_id: str, partial: boo
     return frames
 
 
-def _target(store: RunStore, num_frames: int, name: str, partial: bool, note: str = "",
-            run_id: str | None = None) -> tuple[list[int], str, str | None, str]:
+def _target(
+    store: RunStore, num_frames: int, name: str, partial: bool, note: str = "", run_id: str | None = None
+) -> tuple[list[int], str, str | None, str]:
     """(frames, where to write, run id to record or None, note) for output `name`.
 
     The run is checked once: without `partial`, every frame must be there and
@@ -157,13 +159,20 @@ def _gif_frame(im: Image.Image, duration_ms: int) -> bytes:
 def _gif_comment(note: str) -> bytes:
     """A GIF comment extension holding `note` (sub-blocks of at most 255 bytes)."""
     data = note.encode("utf-8")
-    blocks = b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255] for i in range(0, len(data), 255))
+    blocks = b"".join(bytes([len(data[i : i + 255])]) + data[i : i + 255] for i in range(0, len(data), 255))
     return b"!\xfe" + blocks + b"\x00"
 
 
 def _gif(
-    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool,
-    resize: Sequence[int] | None, note: str = "", run_id: str | None = None,
+    store: RunStore,
+    frames: list[int],
+    name: str,
+    *,
+    fps: int,
+    rubber_band: bool,
+    resize: Sequence[int] | None,
+    note: str = "",
+    run_id: str | None = None,
 ) -> str:
     size = (resize[0], resize[1]) if resize else _frame_size(store, frames[0])
     duration = 1000 // fps
@@ -171,8 +180,9 @@ def _gif(
         out.write(_gif_header(size))
         if note:
             out.write(_gif_comment(note))
-        for data in _ordered(lambda f: _gif_frame(_fit(_load(store, f), size), duration),
-                             ping_pong(frames) if rubber_band else frames):
+        for data in _ordered(
+            lambda f: _gif_frame(_fit(_load(store, f), size), duration), ping_pong(frames) if rubber_band else frames
+        ):
             out.write(data)
         out.write(b";")
     return store.url(name)
@@ -200,7 +210,14 @@ def write_gif(
 
 
 def _mp4(
-    store: RunStore, frames: list[int], name: str, *, fps: int, rubber_band: bool, quality: float, note: str = "",
+    store: RunStore,
+    frames: list[int],
+    name: str,
+    *,
+    fps: int,
+    rubber_band: bool,
+    quality: float,
+    note: str = "",
     run_id: str | None = None,
 ) -> str:
     # quality 0..10 as imageio-ffmpeg means it (10 best), mapped to x264's CRF
@@ -243,9 +260,7 @@ def write_mp4(
 # ---------------------------------------------------------------------------- grid, contact sheet
 
 
-def _grid(
-    store: RunStore, frames: list[int], name: str, *, n: int, note: str = "", run_id: str | None = None
-) -> str:
+def _grid(store: RunStore, frames: list[int], name: str, *, n: int, note: str = "", run_id: str | None = None) -> str:
     tiles = [f for f in frames if f < n * n]
     w, h = _frame_size(store, tiles[0])
     canvas = Image.new("RGB", (n * w, n * h))
@@ -262,7 +277,14 @@ def write_grid(store: RunStore, n: int, name: str, partial: bool = False) -> str
 
 
 def _contact_sheet(
-    store: RunStore, frames: list[int], name: str, *, every: int, columns: int, tile: int, note: str = "",
+    store: RunStore,
+    frames: list[int],
+    name: str,
+    *,
+    every: int,
+    columns: int,
+    tile: int,
+    note: str = "",
     run_id: str | None = None,
 ) -> str:
     picked = [f for f in frames if f % every == 0] or frames[:1]
@@ -378,7 +400,8 @@ def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:
         return
     missing = store.missing_frames(job.num_frames) if partial else []
     if missing:
-        yield (f"previews from {job.num_frames - len(missing)} of {job.num_frames} frames "
-               f"({len(missing)} missing: {frame_ranges(missing)})")
+        yield (
+            f"previews from {job.num_frames - len(missing)} of {job.num_frames} frames "
+            f"({len(missing)} missing: {frame_ranges(missing)})"
+        )
     yield from assemble_job(store, job, partial)
-

@@ -5,6 +5,7 @@ through librosa, which decodes it with soundfile or audioread. Nothing here
 knows about frames: `raywalk.timing` turns the envelope into per-frame
 parameters, from arrays alone.
 """
+
 from __future__ import annotations
 
 import hashlib

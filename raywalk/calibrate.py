@@ -3,6 +3,7 @@
 The measurement runs in a Ray task with a worker's resources (its GPU), so it
 times the hardware the job will render on, and the driver never imports the model.
 """
+
 from __future__ import annotations
 
 import time

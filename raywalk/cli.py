@@ -1,4 +1,5 @@
 """The `raywalk` command line: plan, render, resume, status, assemble, weights, report."""
+
 from __future__ import annotations
 
 import datetime
@@ -42,8 +43,11 @@ class _Group(click.Group):
             raise
         except Exception as exc:  # a bug: one line, the traceback in a file
             where = _log_traceback()
-            click.echo(f"raywalk: internal error: {type(exc).__name__}: {one_line(exc)[:300]} "
-                       f"(a bug in raywalk; traceback in {where})", err=True)
+            click.echo(
+                f"raywalk: internal error: {type(exc).__name__}: {one_line(exc)[:300]} "
+                f"(a bug in raywalk; traceback in {where})",
+                err=True,
+            )
             sys.exit(INTERNAL)
 
 
@@ -60,11 +64,15 @@ def main() -> None:
 
 @main.command()
 @click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--seconds-per-step", type=click.FloatRange(min=0, min_open=True),
-              help="Time of one denoising step of one batch on one worker, for an estimate.")
+@click.option(
+    "--seconds-per-step",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Time of one denoising step of one batch on one worker, for an estimate.",
+)
 @click.option("--calibrate", is_flag=True, help="Measure --seconds-per-step by rendering one batch on one Ray worker.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Workers assumed by the estimate.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Workers assumed by the estimate."
+)
 @click.option("--address", help="Ray cluster to calibrate on (default: a local Ray).")
 def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, workers: int, address: str | None) -> None:
     """Validate JOB_FILE and print the work it asks for, without loading a model or starting Ray.
@@ -118,9 +126,11 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
     first = first_pass_plan(job)
     if first is not None:
         small = first_pass_job(job).model
-        lines.append(f"first pass        {first.frames} frames at {small.width}x{small.height}, {first.steps} steps: "
-                     f"{first.unet_evaluations} UNet evaluations of {(small.width / m.width) ** 2:.3g} the pixels "
-                     "(perceptual pacing)")
+        lines.append(
+            f"first pass        {first.frames} frames at {small.width}x{small.height}, {first.steps} steps: "
+            f"{first.unet_evaluations} UNet evaluations of {(small.width / m.width) ** 2:.3g} the pixels "
+            "(perceptual pacing)"
+        )
     if seconds_per_step is not None:
         e = estimate(job, p, seconds_per_step, workers)
         lines.append(
@@ -137,15 +147,28 @@ def _duration(seconds: float) -> str:
 
 _render_options = [
     click.option("--address", help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a local Ray."),
-    click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS),
-                 help=f"Renderer actors (default: one per GPU; at most {MAX_WORKERS})."),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1, max=MAX_WORKERS),
+        help=f"Renderer actors (default: one per GPU; at most {MAX_WORKERS}).",
+    ),
     click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="GPUs each worker reserves (0.5 shares one)."),
     click.option("--cpus-per-worker", type=click.FloatRange(min=0), help="CPUs each worker reserves."),
     click.option("--verify", is_flag=True, help="Rehash every stored frame instead of trusting file sizes."),
-    click.option("--start-timeout", type=click.FloatRange(min=0), default=600, show_default=True,
-                 help="Seconds to wait for a node that can host a worker on a joined cluster, then give up (exit 1)."),
-    click.option("--watchdog", type=click.FloatRange(min=1), default=900, show_default=True,
-                 help="Seconds without a finished chunk before a 'stalled' event (repeated while it lasts)."),
+    click.option(
+        "--start-timeout",
+        type=click.FloatRange(min=0),
+        default=600,
+        show_default=True,
+        help="Seconds to wait for a node that can host a worker on a joined cluster, then give up (exit 1).",
+    ),
+    click.option(
+        "--watchdog",
+        type=click.FloatRange(min=1),
+        default=900,
+        show_default=True,
+        help="Seconds without a finished chunk before a 'stalled' event (repeated while it lasts).",
+    ),
 ]
 
 
@@ -187,17 +210,21 @@ def _driver_options(address, workers, gpus_per_worker, cpus_per_worker, verify, 
     from raywalk.driver import WorkerSpec
 
     spec = WorkerSpec(count=workers, gpus=gpus_per_worker, cpus=cpus_per_worker)
-    return {"address": address, "workers": spec, "verify": verify, "start_timeout": start_timeout,
-            "watchdog": watchdog}
+    return {"address": address, "workers": spec, "verify": verify, "start_timeout": start_timeout, "watchdog": watchdog}
 
 
 def _finish(outcome) -> None:
     if outcome.complete:
-        click.echo(f"raywalk: {outcome.num_frames} frames in {outcome.uri}"
-                   + (f"; outputs: {', '.join(outcome.outputs)}" if outcome.outputs else ""))
+        click.echo(
+            f"raywalk: {outcome.num_frames} frames in {outcome.uri}"
+            + (f"; outputs: {', '.join(outcome.outputs)}" if outcome.outputs else "")
+        )
         return
-    click.echo(f"raywalk: {len(outcome.missing)} of {outcome.num_frames} frames missing "
-               f"({frame_ranges(outcome.missing)}); finish with: {outcome.resume_command()}", err=True)
+    click.echo(
+        f"raywalk: {len(outcome.missing)} of {outcome.num_frames} frames missing "
+        f"({frame_ranges(outcome.missing)}); finish with: {outcome.resume_command()}",
+        err=True,
+    )
     sys.exit(INCOMPLETE)
 
 

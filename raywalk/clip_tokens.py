@@ -9,6 +9,7 @@ this module counts its tokens the same way from the same vocabulary file
 (``bpe_simple_vocab_16e6.txt.gz``, found by `raywalk.weights.vocabulary`).
 tests/test_clip_tokens.py holds the counts equal to `SimpleTokenizer`'s.
 """
+
 from __future__ import annotations
 
 import functools

@@ -9,6 +9,7 @@ driver and its workers resolve ``module:Class`` the same way: installed
 packages first, else the file the driver sees (the current directory, then
 ``PYTHONPATH``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,8 +63,12 @@ def connect(address: str | None, renderer: str | None = None) -> None:
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     _started_here = address is None and not os.environ.get("RAY_ADDRESS")
-    ray.init(address="local" if _started_here else address, logging_level=logging.ERROR, log_to_driver=True,
-             runtime_env=runtime_env(renderer) if renderer else None)
+    ray.init(
+        address="local" if _started_here else address,
+        logging_level=logging.ERROR,
+        log_to_driver=True,
+        runtime_env=runtime_env(renderer) if renderer else None,
+    )
 
 
 def started_here() -> bool:
@@ -77,14 +82,19 @@ def describe_cluster() -> str:
     total_cpus = sum(n.get("CPU", 0) for n in nodes)
     total_gpus = sum(n.get("GPU", 0) for n in nodes)
     largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
-    return (f"{len(nodes)} node(s) (largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs); "
-            f"{total_cpus:g} CPUs, {total_gpus:g} GPUs in all")
+    return (
+        f"{len(nodes)} node(s) (largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs); "
+        f"{total_cpus:g} CPUs, {total_gpus:g} GPUs in all"
+    )
 
 
 def fits(gpus: float, cpus: float) -> bool:
     """Whether some alive node has, in all, the GPUs and CPUs of one worker (busy or not)."""
-    return any(n["Resources"].get("GPU", 0) >= gpus and n["Resources"].get("CPU", 0) >= cpus
-               for n in ray.nodes() if n.get("Alive"))
+    return any(
+        n["Resources"].get("GPU", 0) >= gpus and n["Resources"].get("CPU", 0) >= cpus
+        for n in ray.nodes()
+        if n.get("Alive")
+    )
 
 
 def worker_resources(job: Job, spec: WorkerSpec) -> Request:
@@ -110,14 +120,17 @@ def worker_resources(job: Job, spec: WorkerSpec) -> Request:
         if started_here() and spec.gpus is None:
             gpus = 0.0
         elif not started_here() and count == 0:
-            raise BadInputError("the cluster has no GPUs yet: give --workers N so that the autoscaler adds GPU "
-                                "nodes for them, or --gpus-per-worker 0 for CPU workers")
+            raise BadInputError(
+                "the cluster has no GPUs yet: give --workers N so that the autoscaler adds GPU "
+                "nodes for them, or --gpus-per-worker 0 for CPU workers"
+            )
     if count == 0:
         count = max(1, int(cluster_gpus // gpus)) if gpus > 0 else 1
     request = Request(count, gpus, cpus)
     if started_here() and not fits(gpus, cpus):
-        raise BadInputError(f"no node can host a worker: {request} asked for, this machine's Ray has "
-                            f"{describe_cluster()}")
+        raise BadInputError(
+            f"no node can host a worker: {request} asked for, this machine's Ray has {describe_cluster()}"
+        )
     return request
 
 

@@ -3,6 +3,7 @@
 One place builds them, so that a URI with `?` and `&` (an S3 endpoint in the
 URI) pastes into a shell as one argument everywhere it is printed.
 """
+
 from __future__ import annotations
 
 import shlex

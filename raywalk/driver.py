@@ -26,6 +26,7 @@ announced; when no worker can come back the run ends with the missing frames
 and the resume command. Every wait beats the lock, whose fencing token stops a
 displaced driver.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,8 +41,8 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 
 from raywalk import __version__
-from raywalk.commands import resume_command
 from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_resources
+from raywalk.commands import resume_command
 from raywalk.errors import RendererError, RunError, RunLocationError, StoreError
 from raywalk.lock import HEARTBEAT_EVERY, RunLock
 from raywalk.manifest import Manifest, ManifestError, new_manifest
@@ -126,8 +127,7 @@ def render(
             missing = store.missing_frames(job.num_frames, manifest.run_id)
         outputs: list[str] = []
         if missing:
-            progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing),
-                           resume=resume_command(uri))
+            progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing), resume=resume_command(uri))
         wanted = job.outputs.files and not missing
         stale = [n for n in job.output_files().values() if not store.output_ok(n, manifest.run_id)]
         outputs = session.finish(uri, assemble=bool(wanted and (progress.rendered or stale)))
@@ -246,8 +246,12 @@ def _compact(job: Job, chunk: int, frames: list[int]) -> range | list[int]:
 
 def run_manifest(manifest: Manifest, worker_info: dict[str, Any]) -> Manifest:
     """The run's manifest with what rendered it (a worker's `describe`)."""
-    return manifest.replace(raywalk=__version__, random_weights=worker_info["random_weights"],
-                            renderer=worker_info["renderer"], versions=worker_info["versions"])
+    return manifest.replace(
+        raywalk=__version__,
+        random_weights=worker_info["random_weights"],
+        renderer=worker_info["renderer"],
+        versions=worker_info["versions"],
+    )
 
 
 class _Session:
@@ -302,8 +306,9 @@ class _Session:
             raise RendererError(f"{self.job.source}: {_cause(exc)}") from None
         self.request = request
 
-    def wait(self, refs: list[ray.ObjectRef], starting: Request | None = None,
-             tick: Callable[[], None] | None = None) -> list[ray.ObjectRef]:
+    def wait(
+        self, refs: list[ray.ObjectRef], starting: Request | None = None, tick: Callable[[], None] | None = None
+    ) -> list[ray.ObjectRef]:
         """Wait for one of `refs`, beating the lock, announcing restarts and calling `tick` every `POLL`
         seconds. While workers are `starting`, a wait that no node can end is announced
         (`waiting_for_resources`) and bounded by the start timeout; a long one is announced.
@@ -329,11 +334,18 @@ class _Session:
                 if now - began > self.start_timeout:
                     for ref in refs:  # a task no node can run would wait in the cluster forever
                         ray.cancel(ref)
-                    raise RunError(f"no node could host a worker for {now - began:.0f} s: {starting} asked for, "
-                                   f"the cluster has {describe_cluster()} (see --start-timeout)")
+                    raise RunError(
+                        f"no node could host a worker for {now - began:.0f} s: {starting} asked for, "
+                        f"the cluster has {describe_cluster()} (see --start-timeout)"
+                    )
                 if now - announced >= ANNOUNCE_EVERY:
-                    self.event("waiting_for_resources", request=str(starting), cluster=describe_cluster(),
-                               waited=round(now - began), timeout=self.start_timeout)
+                    self.event(
+                        "waiting_for_resources",
+                        request=str(starting),
+                        cluster=describe_cluster(),
+                        waited=round(now - began),
+                        timeout=self.start_timeout,
+                    )
                     announced = now
             elif now - began >= 2 * ANNOUNCE_EVERY and now - announced >= 2 * ANNOUNCE_EVERY:
                 self.event("waiting_for_workers", waited=round(now - began))  # e.g. a model still loading
@@ -359,13 +371,18 @@ class _Session:
             if store.read_keyframes(sha) is None:  # none yet, or damaged: encoded again before any frame
                 sha = self.get(pool.actors[first].encode_keyframes.remote())
             store.write_manifest(run_manifest(manifest, info).replace(keyframes_sha256=sha))
-            self.progress.begin(job=self.job.name, frames=self.job.num_frames, missing=len(missing),
-                                workers=len(pool.actors), first_worker_host=info["host"],
-                                first_worker_gpus=info["gpus"], random_weights=info["random_weights"],
-                                output=store.url())
+            self.progress.begin(
+                job=self.job.name,
+                frames=self.job.num_frames,
+                missing=len(missing),
+                workers=len(pool.actors),
+                first_worker_host=info["host"],
+                first_worker_gpus=info["gpus"],
+                random_weights=info["random_weights"],
+                output=store.url(),
+            )
             if info["random_weights"]:
-                self.progress.event("warning",
-                                    message="RANDOM WEIGHTS: these frames are noise from an untrained model")
+                self.progress.event("warning", message="RANDOM WEIGHTS: these frames are noise from an untrained model")
             dispatcher = _Dispatcher(self, store, pool, watch, {first}, probes)
             return dispatcher.run(_chunks(self.job, missing))
         except RunError as exc:  # no worker came, or none came back: what the run lacks, and the way on
@@ -407,8 +424,11 @@ class _Session:
 def _missing_message(store: RunStore, job: Job) -> str:
     """What a run that stops early lacks, and the command that finishes it."""
     missing = store.missing_frames(job.num_frames)
-    return (f"{len(missing)} frames missing ({frame_ranges(missing)}); finish with: {resume_command(store.uri)}"
-            if missing else f"finish with: {resume_command(store.uri)}")
+    return (
+        f"{len(missing)} frames missing ({frame_ranges(missing)}); finish with: {resume_command(store.uri)}"
+        if missing
+        else f"finish with: {resume_command(store.uri)}"
+    )
 
 
 class _WorkerPool:
@@ -419,8 +439,11 @@ class _WorkerPool:
         from raywalk.worker import RenderWorker
 
         actor = ray.remote(RenderWorker).options(
-            num_gpus=request.gpus, num_cpus=request.cpus, max_restarts=job.workers.max_restarts,
-            max_task_retries=0, max_concurrency=1,
+            num_gpus=request.gpus,
+            num_cpus=request.cpus,
+            max_restarts=job.workers.max_restarts,
+            max_task_retries=0,
+            max_concurrency=1,
         )
         self.max_restarts = job.workers.max_restarts
         self.actors = [actor.remote(job.to_dict(), uri) for _ in range(request.count)]
@@ -447,8 +470,9 @@ class _Restarts:
 
     def announce(self, i: int, restart: int, reason: str) -> None:
         self.announced[i] = restart
-        self.session.event("worker_restarting", worker=i, restart=restart, max_restarts=self.pool.max_restarts,
-                           reason=reason)
+        self.session.event(
+            "worker_restarting", worker=i, restart=restart, max_restarts=self.pool.max_restarts, reason=reason
+        )
 
     def poll(self, now: bool = False) -> None:
         """Announce restarts that Ray's state API reports (every few seconds, or `now`; needs the dashboard)."""
@@ -459,9 +483,15 @@ class _Restarts:
             from ray.util.state import list_actors
 
             context = ray.get_runtime_context()  # the address: without it, Ray guesses among local clusters
-            actors = list_actors(address=context.gcs_address, filters=[("job_id", "=", context.get_job_id())],
-                                 raise_on_missing_output=False, limit=len(self.ids) + 1000, timeout=2, detail=True)
-        except Exception:  # noqa: BLE001 - no dashboard (or it is busy): chunk failures still announce
+            actors = list_actors(
+                address=context.gcs_address,
+                filters=[("job_id", "=", context.get_job_id())],
+                raise_on_missing_output=False,
+                limit=len(self.ids) + 1000,
+                timeout=2,
+                detail=True,
+            )
+        except Exception:
             return
         for actor in actors:
             i = self.ids.get(actor.actor_id)
@@ -474,8 +504,15 @@ class _Restarts:
 class _Dispatcher:
     """The ray.wait loop: bounded chunks in flight per actor, re-queue on failure, a watchdog."""
 
-    def __init__(self, session: _Session, store: RunStore, pool: _WorkerPool, watch: _Restarts,
-                 usable: set[int], probes: dict[ray.ObjectRef, int]):
+    def __init__(
+        self,
+        session: _Session,
+        store: RunStore,
+        pool: _WorkerPool,
+        watch: _Restarts,
+        usable: set[int],
+        probes: dict[ray.ObjectRef, int],
+    ):
         self.session, self.job, self.store, self.pool, self.watch = session, session.job, store, pool, watch
         self.progress = session.progress
         self.in_flight: dict[ray.ObjectRef, tuple[int, range | list[int], int, int]] = {}
@@ -504,13 +541,13 @@ class _Dispatcher:
             if not self.in_flight and self.exhausted and not self.retries:
                 break
             if not self.in_flight and not self.probes:
-                raise RunError(f"every renderer actor died for good (after up to {self.pool.max_restarts} restarts "
-                               "each)")
+                raise RunError(
+                    f"every renderer actor died for good (after up to {self.pool.max_restarts} restarts each)"
+                )
             # With every worker restarting, a cluster that has no node for them any more (a lost node the
             # autoscaler does not replace) is waited for like one at start-up: announced, then given up.
             starting = None if self.usable or self.in_flight else self.session.request
-            ready = self.session.wait(list(self.in_flight) + list(self.probes), starting=starting,
-                                      tick=self._watchdog)
+            ready = self.session.wait(list(self.in_flight) + list(self.probes), starting=starting, tick=self._watchdog)
             for ref in ready:
                 if ref in self.probes:
                     self._probed(ref)
@@ -535,8 +572,14 @@ class _Dispatcher:
         quiet = time.monotonic() - self.last_chunk
         if quiet >= self.session.watchdog:
             chunks = sorted(chunk for chunk, *_ in self.in_flight.values())
-            self.progress.event("stalled", seconds=round(quiet), in_flight=chunks, workers_ready=len(self.usable),
-                                workers_starting=len(self.probes), workers_lost=len(self.lost))
+            self.progress.event(
+                "stalled",
+                seconds=round(quiet),
+                in_flight=chunks,
+                workers_ready=len(self.usable),
+                workers_starting=len(self.probes),
+                workers_lost=len(self.lost),
+            )
             self.last_chunk = time.monotonic()  # announce again after another quiet period
 
     def _maybe_preview(self) -> None:

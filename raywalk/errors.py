@@ -26,6 +26,7 @@ README repeats it::
     ├── RunBusyError (3)         another driver holds the run's lock
     └── StoreError (4)           storage that keeps failing; RunLocationError is one too
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

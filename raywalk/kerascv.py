@@ -13,6 +13,7 @@ driver and `raywalk plan` import this module to check a job (`check_renderer`)
 and must stay light. Weight files live in `raywalk.weights`; prompts are
 measured by `raywalk.clip_tokens`.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -70,8 +71,7 @@ class Settings:
         for name in ("steps", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise RendererError(f"KerasCV renderer: {name} must be a positive integer, got {getattr(self, name)!r}")
-        choices = {"version": tuple(WEIGHT_FILES), "precision": PRECISIONS, "xla": TRISTATE,
-                   "joint_guidance": TRISTATE}
+        choices = {"version": tuple(WEIGHT_FILES), "precision": PRECISIONS, "xla": TRISTATE, "joint_guidance": TRISTATE}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if not any(value is a or (isinstance(a, str) and value == a) for a in allowed):
@@ -79,8 +79,9 @@ class Settings:
                     f"KerasCV renderer: option {name} must be one of {', '.join(map(str, allowed))}, got {value!r}"
                 )
         if not isinstance(self.weights, str) or not self.weights:
-            raise RendererError(f"KerasCV renderer: weights must be 'download', 'random' or a directory, "
-                                f"got {self.weights!r}")
+            raise RendererError(
+                f"KerasCV renderer: weights must be 'download', 'random' or a directory, got {self.weights!r}"
+            )
         if not isinstance(self.negative_prompt, str):
             raise RendererError(f"KerasCV renderer: negative_prompt must be a string, got {self.negative_prompt!r}")
 
@@ -194,8 +195,19 @@ class KerasCVRenderer:
         negative_prompt: str = "",
         joint_guidance: str | bool = AUTO,
     ) -> None:
-        settings = Settings(width, height, steps, guidance_scale, weights, precision, batch_size, version, xla,
-                            negative_prompt, joint_guidance)
+        settings = Settings(
+            width,
+            height,
+            steps,
+            guidance_scale,
+            weights,
+            precision,
+            batch_size,
+            version,
+            xla,
+            negative_prompt,
+            joint_guidance,
+        )
         import keras
 
         on_gpu = bool(_enable_memory_growth())
@@ -273,13 +285,18 @@ class KerasCVRenderer:
         xla = on_gpu if settings.xla == AUTO else settings.xla
         joint = True if settings.joint_guidance == AUTO else settings.joint_guidance
         self.info = {
-            "renderer": "kerascv", "version": settings.version, "weights": settings.weights,
-            "random_weights": self.random_weights, "precision": keras.mixed_precision.global_policy().name,
-            "xla": xla, "joint_guidance": joint,
+            "renderer": "kerascv",
+            "version": settings.version,
+            "weights": settings.weights,
+            "random_weights": self.random_weights,
+            "precision": keras.mixed_precision.global_policy().name,
+            "xla": xla,
+            "joint_guidance": joint,
         }
         # KerasCV's model object around our sub-models: its encode_text and schedule helpers are the reference.
-        sd = kerascv_api.reference_model(settings.version, settings.height, settings.width, models,
-                                         licence=not self.random_weights)
+        sd = kerascv_api.reference_model(
+            settings.version, settings.height, settings.width, models, licence=not self.random_weights
+        )
         self._sd = sd
 
         b = settings.batch_size
@@ -296,8 +313,9 @@ class KerasCVRenderer:
             (
                 kerascv_api.timestep_embedding(sd, t, 2 * b if joint else b),
                 # generate_image's Python-float coefficients, as the float32 they become in TF
-                tf.constant([math.sqrt(1 - a_t), math.sqrt(a_t), math.sqrt(1.0 - a_prev), math.sqrt(a_prev)],
-                            tf.float32),
+                tf.constant(
+                    [math.sqrt(1 - a_t), math.sqrt(a_t), math.sqrt(1.0 - a_prev), math.sqrt(a_prev)], tf.float32
+                ),
             )
             for t, a_t, a_prev in reversed(list(zip(timesteps, alphas, alphas_prev)))
         ]
@@ -305,11 +323,16 @@ class KerasCVRenderer:
 
         def guided(latent: tf.Tensor, t_emb: tf.Tensor, context: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             if joint:
-                out = unet({"latent": tf.concat([latent, latent], 0), "timestep_embedding": t_emb,
-                            "context": tf.concat([self._uncond, context], 0)}, training=False)
+                out = unet(
+                    {
+                        "latent": tf.concat([latent, latent], 0),
+                        "timestep_embedding": t_emb,
+                        "context": tf.concat([self._uncond, context], 0),
+                    },
+                    training=False,
+                )
                 return tf.split(tf.cast(out, tf.float32), 2)
-            uncond_out = unet({"latent": latent, "timestep_embedding": t_emb, "context": self._uncond},
-                              training=False)
+            uncond_out = unet({"latent": latent, "timestep_embedding": t_emb, "context": self._uncond}, training=False)
             cond_out = unet({"latent": latent, "timestep_embedding": t_emb, "context": context}, training=False)
             return tf.cast(uncond_out, tf.float32), tf.cast(cond_out, tf.float32)
 
@@ -344,10 +367,15 @@ class KerasCVRenderer:
                 f" got {encodings.shape} and {noise.shape}"
             )
         b = self.settings.batch_size
-        images = [self._render_batch(_pad(encodings[i : i + b], b), _pad(noise[i : i + b], b))
-                  for i in range(0, len(encodings), b)]
-        return np.concatenate(images)[: len(encodings)] if images else np.zeros(
-            (0, self.settings.height, self.settings.width, 3), np.uint8)
+        images = [
+            self._render_batch(_pad(encodings[i : i + b], b), _pad(noise[i : i + b], b))
+            for i in range(0, len(encodings), b)
+        ]
+        return (
+            np.concatenate(images)[: len(encodings)]
+            if images
+            else np.zeros((0, self.settings.height, self.settings.width, 3), np.uint8)
+        )
 
     def warm_up(self) -> None:
         """Trace (and XLA-compile) the sampler step and decoder now, with one step on a zero batch."""
@@ -393,8 +421,9 @@ def _unreachable(host: str) -> str | None:
 
     def probe() -> None:
         try:
-            urllib.request.urlopen(urllib.request.Request(f"https://{host}/", method="HEAD"),
-                                   timeout=PROBE_TIMEOUT_S).close()
+            urllib.request.urlopen(
+                urllib.request.Request(f"https://{host}/", method="HEAD"), timeout=PROBE_TIMEOUT_S
+            ).close()
             outcome.append(None)
         except urllib.error.HTTPError:  # an answer, whatever its status: the host is reachable
             outcome.append(None)

@@ -17,6 +17,7 @@ Importing this module imports TensorFlow, and refuses any other keras-cv version
 in one line rather than rendering subtly different images. Raising the pin means
 re-reading each use above against the new release.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,8 +58,9 @@ check_version(keras_cv.__version__)
 
 def sub_model_classes(version: str) -> tuple[type, type, type]:
     """(text encoder, diffusion model, decoder) classes of Stable Diffusion `version` ("v1.4" or "v2.1")."""
-    text_encoder, diffusion_model = {"v1.4": (TextEncoder, DiffusionModel),
-                                     "v2.1": (TextEncoderV2, DiffusionModelV2)}[version]
+    text_encoder, diffusion_model = {"v1.4": (TextEncoder, DiffusionModel), "v2.1": (TextEncoderV2, DiffusionModelV2)}[
+        version
+    ]
     return text_encoder, diffusion_model, Decoder
 
 

@@ -20,6 +20,7 @@ displaced, stops, and raises `RunBusyError`. A heartbeat that cannot reach
 storage is tolerated until half the stale window has passed since the last good
 one, then it fails: past that point another driver may rightly take the run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,9 +91,16 @@ def _pid_alive(pid: int) -> bool:
 class RunLock:
     """The lock of one run, held by this process: `acquire`, `beat` on every wait, `release`."""
 
-    def __init__(self, store: Any, owner: Mapping[str, Any], *, stale_after: float = STALE_AFTER,
-                 heartbeat_every: float = HEARTBEAT_EVERY, settle: float = SETTLE_SECONDS,
-                 warn: Callable[[str], None] = _warn_log) -> None:
+    def __init__(
+        self,
+        store: Any,
+        owner: Mapping[str, Any],
+        *,
+        stale_after: float = STALE_AFTER,
+        heartbeat_every: float = HEARTBEAT_EVERY,
+        settle: float = SETTLE_SECONDS,
+        warn: Callable[[str], None] = _warn_log,
+    ) -> None:
         self.store, self.owner = store, dict(owner)
         self.stale_after, self.heartbeat_every, self.settle = stale_after, heartbeat_every, settle
         self.warn = warn
@@ -112,8 +120,14 @@ class RunLock:
             StoreError: the lock cannot be read or written.
         """
         now = time.time()
-        self.record = {"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
-                       "token": uuid.uuid4().hex, "acquired": now, "heartbeat": now}
+        self.record = {
+            "owner": self.owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "token": uuid.uuid4().hex,
+            "acquired": now,
+            "heartbeat": now,
+        }
         if self.store.local and self._create_exclusive():
             self._last_good = time.monotonic()
             return
@@ -181,8 +195,9 @@ class RunLock:
             self._write()
         except StoreError as exc:
             if time.monotonic() - self._last_good > self.stale_after / 2:
-                raise StoreError(f"{self.store.uri}: the run's lock could not be refreshed for "
-                                 f"{self.stale_after / 2:.0f} s: {exc}") from None
+                raise StoreError(
+                    f"{self.store.uri}: the run's lock could not be refreshed for {self.stale_after / 2:.0f} s: {exc}"
+                ) from None
             self.warn(f"heartbeat failed, retrying: {exc}")
             return
         self._last_good = time.monotonic()

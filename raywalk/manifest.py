@@ -5,6 +5,7 @@ validates it, and `status`, `assemble` and `report` take it from here. A
 manifest that does not parse or does not hold together is damaged, and says so
 in one line instead of failing with a `KeyError` somewhere else.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -85,8 +86,10 @@ class Manifest:
         """
 
         def damaged(reason: str) -> ManifestError:
-            return ManifestError(f"{source} is damaged ({reason}); render the job file into this run again "
-                                 "to repair it (`raywalk render JOB --out RUN`)")
+            return ManifestError(
+                f"{source} is damaged ({reason}); render the job file into this run again "
+                "to repair it (`raywalk render JOB --out RUN`)"
+            )
 
         if not isinstance(data, dict):
             raise damaged(f"not a JSON object but {type(data).__name__}")

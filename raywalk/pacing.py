@@ -32,6 +32,7 @@ path (a cross-fade from A to B by w costs w · D(A, B)), so the cumulative
 distance means "how far the picture has gone". SSIM saturates for
 dissimilar images and does not add up that way.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -129,8 +130,10 @@ class PerceptualWarp:
         """
         d = np.asarray(d, dtype=np.float64)
         if d.shape != (segments * (samples - 1),) or not np.all(np.isfinite(d)) or np.any(d < 0):
-            raise ValueError(f"need {segments * (samples - 1)} finite non-negative distances "
-                             f"({segments} segments of {samples} samples), got shape {d.shape}")
+            raise ValueError(
+                f"need {segments * (samples - 1)} finite non-negative distances "
+                f"({segments} segments of {samples} samples), got shape {d.shape}"
+            )
         steps = d.reshape(segments, samples - 1)
         return cls(np.concatenate([np.zeros((segments, 1)), np.cumsum(steps, axis=1)], axis=1))
 
@@ -171,8 +174,7 @@ def first_pass_job(job: Job) -> Job:
         job,
         name=job.name[: MAX_NAME - len(suffix)] + suffix,
         walk=Walk(kind="interpolate", frames=job.segments * (p.samples - 1) + 1, method=job.walk.method),
-        model=dataclasses.replace(job.model, width=p.size, height=first_pass_height(job.model, p.size),
-                                  steps=p.steps),
+        model=dataclasses.replace(job.model, width=p.size, height=first_pass_height(job.model, p.size), steps=p.steps),
         outputs=Outputs(),
         timing=None,
         pacing=None,
@@ -183,5 +185,6 @@ def first_pass_trajectory(job: Job, keyframes: Encodings, channels: int = 4) -> 
     """The inputs of the first pass's frames: its walk, with the noise of the full-size job averaged down;
     `channels`: the renderer's latent channels (4 for SD 1.x, 16 for SD3)."""
     small = first_pass_job(job)
-    return Trajectory(small, keyframes, latent_shape=(*small.latent_shape[:2], channels),
-                      noise_from=(*job.latent_shape[:2], channels))
+    return Trajectory(
+        small, keyframes, latent_shape=(*small.latent_shape[:2], channels), noise_from=(*job.latent_shape[:2], channels)
+    )

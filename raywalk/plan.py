@@ -2,6 +2,7 @@
 
 Pure arithmetic over a `Job`; nothing is loaded and nothing runs.
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 JSON lines read well in `ray job logs` and in any log collector; a bar with
 frames/s and ETA reads well on a terminal.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ class Progress:
         self.rendered = 0
         self.restarts = 0  # worker restarts so far, shown on the bar
         use_bar = self.stream.isatty() if bar is None else bar
-        self.bar = tqdm(total=total, initial=done, unit="frame", file=self.stream, dynamic_ncols=True,
-                        smoothing=0.1) if use_bar else None
+        self.bar = (
+            tqdm(total=total, initial=done, unit="frame", file=self.stream, dynamic_ncols=True, smoothing=0.1)
+            if use_bar
+            else None
+        )
 
     def begin(self, **fields: Any) -> None:
         """Rendering starts now (workers are up): the clock for frames/s and ETA starts here."""
@@ -52,12 +56,20 @@ class Progress:
         elapsed = time.monotonic() - self.started
         rate = self.rendered / elapsed if elapsed > 0 else 0.0
         remaining = self.total - self.done
-        self._json({
-            "event": "chunk", "chunk": chunk, "frames": frames, "seconds": round(seconds, 3), "worker": worker,
-            "done": self.done, "total": self.total, "elapsed": round(elapsed, 3),
-            "frames_per_second": round(rate, 3),
-            "eta_seconds": round(remaining / rate, 1) if rate > 0 else None,
-        })
+        self._json(
+            {
+                "event": "chunk",
+                "chunk": chunk,
+                "frames": frames,
+                "seconds": round(seconds, 3),
+                "worker": worker,
+                "done": self.done,
+                "total": self.total,
+                "elapsed": round(elapsed, 3),
+                "frames_per_second": round(rate, 3),
+                "eta_seconds": round(remaining / rate, 1) if rate > 0 else None,
+            }
+        )
 
     def close(self) -> None:
         if self.bar is not None:

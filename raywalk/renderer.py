@@ -9,6 +9,7 @@ cannot encode or weights it cannot load fail in one line when the job is planned
 (and again, strictly, on a worker's resources before a run writes anything), not
 hours into a run.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -10,6 +10,7 @@ and plots are inlined as data: URIs, so the file reads offline and anywhere
 It can be built for any run, finished or not, from any machine that can read
 the store, and is written whole with one `RunStore.write_bytes` call.
 """
+
 from __future__ import annotations
 
 import base64
@@ -136,8 +137,15 @@ def _group_stats(index: Mapping[str, Sequence[Any]], key: str, other: str) -> li
         seconds.setdefault(k, []).append(s)
         members.setdefault(k, set()).add(o)
     return [
-        GroupStats(k, len(s), float(np.mean(s)), float(np.median(s)), float(np.percentile(s, 90)), float(np.sum(s)),
-                   tuple(sorted(members[k])))
+        GroupStats(
+            k,
+            len(s),
+            float(np.mean(s)),
+            float(np.median(s)),
+            float(np.percentile(s, 90)),
+            float(np.sum(s)),
+            tuple(sorted(members[k])),
+        )
         for k, s in sorted(seconds.items())
     ]
 
@@ -182,8 +190,11 @@ def worker_restarts(index: Mapping[str, Sequence[Any]]) -> tuple[bool, dict[str,
 
 def walk_parameters(table: pa.Table) -> list[str]:
     """The index's numeric trajectory-parameter columns (`t`, `segment`, `row`, `theta`, ...), in order."""
-    return [f.name for f in table.schema if f.name not in _NOT_PARAMETERS
-            and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]
+    return [
+        f.name
+        for f in table.schema
+        if f.name not in _NOT_PARAMETERS and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
+    ]
 
 
 def shell_commands(uri: str, missing: bool) -> list[tuple[str, str]]:
@@ -220,8 +231,15 @@ def _data_uri(mime: str, data: bytes) -> str:
 # ---------------------------------------------------------------------------- plots
 
 # Text stays text in the SVG (smaller, crisp); ids are stable from one report to the next.
-_PLOT_RC = {"svg.fonttype": "none", "svg.hashsalt": "raywalk", "font.size": 9, "axes.spines.top": False,
-            "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
+_PLOT_RC = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "raywalk",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
 
 
 def _figure(height: float) -> Figure:
@@ -253,8 +271,11 @@ def _throughput_plot(series: Throughput) -> str:
         if len(series.workers) > 1:
             ax.stairs(series.total, x, baseline=None, color="black", linewidth=2, label="total")
         unit = "minutes" if minutes else "seconds"
-        ax.set_xlabel(f"{unit} since the first chunk began" if series.clock == "written"
-                      else f"render {unit} of each worker (the index records no wall-clock times)")
+        ax.set_xlabel(
+            f"{unit} since the first chunk began"
+            if series.clock == "written"
+            else f"render {unit} of each worker (the index records no wall-clock times)"
+        )
         ax.set_ylabel("frames per minute")
         ax.set_ylim(bottom=0)
         fig.legend(loc="outside upper right", fontsize=8, ncols=5, frameon=False)
@@ -268,8 +289,12 @@ def _seconds_plot(index: Mapping[str, Sequence[Any]], stats: list[GroupStats]) -
         by_worker: dict[str, list[float]] = {}
         for worker, s in zip(index["worker"], index["seconds"]):
             by_worker.setdefault(worker, []).append(s)
-        ax.boxplot([by_worker[s.name] for s in stats], orientation="horizontal", widths=0.6,
-                   tick_labels=[f"{_short(s.name)} @ {', '.join(map(_short, s.members))}" for s in stats])
+        ax.boxplot(
+            [by_worker[s.name] for s in stats],
+            orientation="horizontal",
+            widths=0.6,
+            tick_labels=[f"{_short(s.name)} @ {', '.join(map(_short, s.members))}" for s in stats],
+        )
         ax.invert_yaxis()
         ax.set_xlabel("seconds per frame (box: quartiles, line: median)")
         ax.set_xlim(0, 1.1 * max(max(v) for v in by_worker.values()) or 1.0)
@@ -348,8 +373,9 @@ def _id(name: str) -> _Html:
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td class=n>{_e(v)}</td>" if i in numeric else f"<td>{_e(v)}</td>"
-                         for i, v in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f"<td class=n>{_e(v)}</td>" if i in numeric else f"<td>{_e(v)}</td>" for i, v in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -365,17 +391,25 @@ def _img(alt: str, src: str, cls: str = "plot") -> str:
 
 def _summary(total: int, missing: list[int], failures: Mapping[int, Any], lock: Mapping[str, Any] | None) -> str:
     done = total - len(missing)
-    stats = [(done, "done", "warn" if missing else "ok"), (len(missing), "missing", "bad" if missing else "ok"),
-             (len(failures), "failed chunks", "bad" if failures else "ok")]
-    out = ["<div class=stats>", *(f'<span class="stat {tone}"><b>{n}</b>{label}</span>' for n, label, tone in stats),
-           "</div>",
-           f"<p>{done} of {total} frames done, {len(missing)} missing"
-           + (f" ({_e(frame_ranges(missing))})" if missing else "")
-           + f", {len(failures)} failed chunk{'' if len(failures) == 1 else 's'}.</p>"]
+    stats = [
+        (done, "done", "warn" if missing else "ok"),
+        (len(missing), "missing", "bad" if missing else "ok"),
+        (len(failures), "failed chunks", "bad" if failures else "ok"),
+    ]
+    out = [
+        "<div class=stats>",
+        *(f'<span class="stat {tone}"><b>{n}</b>{label}</span>' for n, label, tone in stats),
+        "</div>",
+        f"<p>{done} of {total} frames done, {len(missing)} missing"
+        + (f" ({_e(frame_ranges(missing))})" if missing else "")
+        + f", {len(failures)} failed chunk{'' if len(failures) == 1 else 's'}.</p>",
+    ]
     if lock:
         age = time.time() - float(lock.get("heartbeat", 0))
-        out.append(f"<p>A driver holds the run: host {_e(lock.get('host'))}, pid {_e(lock.get('pid'))}, "
-                   f"last heartbeat {age:.0f} s before this report.</p>")
+        out.append(
+            f"<p>A driver holds the run: host {_e(lock.get('host'))}, pid {_e(lock.get('pid'))}, "
+            f"last heartbeat {age:.0f} s before this report.</p>"
+        )
     return "".join(out)
 
 
@@ -393,8 +427,10 @@ def _outputs_section(store: RunStore, job: Job) -> str:
             continue
         size = f"{sizes[name] / 1e6:.2f} MB"
         if sizes[name] > INLINE_LIMIT:
-            parts.append(f'<figure><p><a href="{_e(name)}">{_e(name)}</a> ({size}, too large to embed): '
-                         f"{_e(store.url(name))}</p></figure>")
+            parts.append(
+                f'<figure><p><a href="{_e(name)}">{_e(name)}</a> ({size}, too large to embed): '
+                f"{_e(store.url(name))}</p></figure>"
+            )
             continue
         src = _data_uri(_MIME[OUTPUT_SUFFIXES[kind][-4:]], store.read_bytes(name))
         if kind == "mp4":
@@ -410,18 +446,24 @@ def _outputs_section(store: RunStore, job: Job) -> str:
 def _failures_section(failures: Mapping[int, Mapping[str, Any]], index: Mapping[str, Sequence[Any]]) -> str:
     out = ["<h2>Failures and retries</h2>"]
     if failures:
-        out.append("<h3>Failed chunks</h3>" + _table(
-            ["chunk", "frames", "attempts", "reason"],
-            [(c, f.get("frames", ""), f.get("attempts", ""), f.get("error", "")) for c, f in failures.items()],
-            numeric=(0, 2)))
+        out.append(
+            "<h3>Failed chunks</h3>"
+            + _table(
+                ["chunk", "frames", "attempts", "reason"],
+                [(c, f.get("frames", ""), f.get("attempts", ""), f.get("error", "")) for c, f in failures.items()],
+                numeric=(0, 2),
+            )
+        )
     else:
         out.append("<p>No failed chunks.</p>")
     retried = retried_chunks(index)
     if retried:
         rows = sum(r for _, r in retried.values())
-        out.append(f"<h3>Retries</h3><p>{rows} index row(s) come from a second or later attempt, "
-                   f"in {len(retried)} chunk(s).</p>"
-                   + _table(["chunk", "attempt", "rows"], [(c, a, r) for c, (a, r) in retried.items()], (0, 1, 2)))
+        out.append(
+            f"<h3>Retries</h3><p>{rows} index row(s) come from a second or later attempt, "
+            f"in {len(retried)} chunk(s).</p>"
+            + _table(["chunk", "attempt", "rows"], [(c, a, r) for c, (a, r) in retried.items()], (0, 1, 2))
+        )
     else:
         out.append("<p>No retries: every indexed frame was rendered on its chunk's first attempt.</p>")
     recorded, restarts = worker_restarts(index)
@@ -429,9 +471,14 @@ def _failures_section(failures: Mapping[int, Mapping[str, Any]], index: Mapping[
     if recorded:
         out.append(f"<p>Worker restarts: {listed or 'none'}.</p>")
     else:
-        out.append("<p>Worker restarts are not recorded in this run's index; "
-                   + (f"workers seen on more than one node restarted at least: {listed}.</p>" if listed
-                      else "no worker rendered on more than one node.</p>"))
+        out.append(
+            "<p>Worker restarts are not recorded in this run's index; "
+            + (
+                f"workers seen on more than one node restarted at least: {listed}.</p>"
+                if listed
+                else "no worker rendered on more than one node.</p>"
+            )
+        )
     return "".join(out)
 
 
@@ -441,9 +488,12 @@ def _speed_section(index: Mapping[str, Sequence[Any]]) -> str:
     series = throughput(index)
     workers, nodes = worker_stats(index), node_stats(index)
     seconds = np.asarray(index["seconds"], dtype=float)
-    how = ("wall-clock time from the index's <code>written</code> times" if series.clock == "written" else
-           "each worker's cumulative render seconds (this index has no <code>written</code> column, so workers "
-           "are drawn as if they had started together)")
+    how = (
+        "wall-clock time from the index's <code>written</code> times"
+        if series.clock == "written"
+        else "each worker's cumulative render seconds (this index has no <code>written</code> column, so workers "
+        "are drawn as if they had started together)"
+    )
     stat_header = ["frames", "mean s", "median s", "p90 s", "render s"]
 
     def numbers(g: GroupStats) -> tuple[Any, ...]:
@@ -458,12 +508,17 @@ def _speed_section(index: Mapping[str, Sequence[Any]]) -> str:
         f"({_secs(seconds.sum())} render seconds on {len(workers)} worker(s), {len(nodes)} node(s)).</p>"
         + _img("seconds per frame per worker", _seconds_plot(index, workers))
         + "<h3>Per worker</h3>"
-        + _table(["worker", "node", *stat_header],
-                 [(_id(w.name), _Html(", ".join(map(_id, w.members))), *numbers(w)) for w in workers],
-                 numeric=range(2, 7))
+        + _table(
+            ["worker", "node", *stat_header],
+            [(_id(w.name), _Html(", ".join(map(_id, w.members))), *numbers(w)) for w in workers],
+            numeric=range(2, 7),
+        )
         + "<h3>Per node</h3>"
-        + _table(["node", "workers", *stat_header], [(_id(n.name), len(n.members), *numbers(n)) for n in nodes],
-                 numeric=range(1, 7))
+        + _table(
+            ["node", "workers", *stat_header],
+            [(_id(n.name), len(n.members), *numbers(n)) for n in nodes],
+            numeric=range(1, 7),
+        )
     )
 
 
@@ -471,21 +526,29 @@ def _walk_section(table: pa.Table, done: set[int], num_frames: int) -> str:
     columns = walk_parameters(table)
     if not columns or not done:
         return ""
-    return ("<h2>Walk</h2>" + _img("walk parameters against frame", _walk_plot(table, columns, done, num_frames))
-            + f"<p class=sub>The trajectory parameters the index records for each frame done "
-            f"({_e(', '.join(columns))}).</p>")
+    return (
+        "<h2>Walk</h2>"
+        + _img("walk parameters against frame", _walk_plot(table, columns, done, num_frames))
+        + f"<p class=sub>The trajectory parameters the index records for each frame done "
+        f"({_e(', '.join(columns))}).</p>"
+    )
 
 
 def _job_section(job: Job, manifest: Mapping[str, Any]) -> str:
     m = job.model
-    described = {part: ", ".join(f"{k} {v}" for k, v in manifest["job"][part].items() if k != "kind")
-                 for part in ("walk", "noise")}
+    described = {
+        part: ", ".join(f"{k} {v}" for k, v in manifest["job"][part].items() if k != "kind")
+        for part in ("walk", "noise")
+    }
     rows = [
         ("walk", f"{job.walk.kind}: {described['walk']}"),
         ("noise", f"{job.noise.kind}: {described['noise']}"),
-        ("model", f"{m.renderer} {m.width}×{m.height}, {m.steps} steps, guidance {m.guidance_scale}, "
-                  f"weights {m.weights}, precision {m.precision}, batch {m.batch_size}"
-                  + (f", options {dict(m.options)}" if m.options else "")),
+        (
+            "model",
+            f"{m.renderer} {m.width}×{m.height}, {m.steps} steps, guidance {m.guidance_scale}, "
+            f"weights {m.weights}, precision {m.precision}, batch {m.batch_size}"
+            + (f", options {dict(m.options)}" if m.options else ""),
+        ),
         ("chunks", f"{job.chunking.chunk_size} frames each, up to {job.chunking.max_attempts} attempts"),
         ("fingerprint", manifest.get("fingerprint", "")),
         ("raywalk", f"{manifest.get('raywalk', '')}, manifest updated {manifest.get('updated', '')}"),
@@ -496,9 +559,13 @@ def _job_section(job: Job, manifest: Mapping[str, Any]) -> str:
     prompts = "".join(f"<li>{_e(p)}</li>" for p in job.prompts)
     return (
         f"<h2>Job</h2><ol>{prompts}</ol><table>"
-        + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
-        + (f"<details><summary>package versions</summary><p><code>{_e(versions)}</code></p></details>"
-           if versions else "")
+        + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+        + "</table>"
+        + (
+            f"<details><summary>package versions</summary><p><code>{_e(versions)}</code></p></details>"
+            if versions
+            else ""
+        )
     )
 
 
@@ -522,25 +589,34 @@ def build_report(store: RunStore) -> str:
     index = table.select([c for c in wanted if c in table.column_names]).to_pydict()
     uri = store.root if store.local else store.uri
     state = "complete" if not missing else f"{len(missing)} of {total} frames missing"
-    banner = ("<div class=banner>RANDOM WEIGHTS: these frames come from an untrained model and are noise, "
-              "not Stable Diffusion images.</div>" if manifest.get("random_weights") else "")
+    banner = (
+        "<div class=banner>RANDOM WEIGHTS: these frames come from an untrained model and are noise, "
+        "not Stable Diffusion images.</div>"
+        if manifest.get("random_weights")
+        else ""
+    )
     commands = "\n".join(f"# {what}\n{command}" for what, command in shell_commands(uri, bool(missing)))
     generated = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    body = "".join([
-        f"<h1>{_e(job.name)}</h1><p class=sub>{_e(store.url())} · {_e(state)}</p>",
-        banner,
-        _summary(total, missing, failures, store.read_lock() if missing else None),  # the lock matters mid-run
-        _outputs_section(store, job),
-        _failures_section(failures, index),
-        _speed_section(index),
-        _walk_section(table, done, total),
-        _job_section(job, manifest),
-        f"<h2>Commands</h2><pre>{_e(commands)}</pre>",
-        f"<footer>raywalk report of {_e(store.url())}, generated {_e(generated)} from its manifest and index.</footer>",
-    ])
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
-            f"<title>{_e(job.name)}: raywalk report</title><style>{_CSS}</style></head><body>{body}</body></html>")
+    body = "".join(
+        [
+            f"<h1>{_e(job.name)}</h1><p class=sub>{_e(store.url())} · {_e(state)}</p>",
+            banner,
+            _summary(total, missing, failures, store.read_lock() if missing else None),  # the lock matters mid-run
+            _outputs_section(store, job),
+            _failures_section(failures, index),
+            _speed_section(index),
+            _walk_section(table, done, total),
+            _job_section(job, manifest),
+            f"<h2>Commands</h2><pre>{_e(commands)}</pre>",
+            f"<footer>raywalk report of {_e(store.url())}, generated {_e(generated)} "
+            "from its manifest and index.</footer>",
+        ]
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<title>{_e(job.name)}: raywalk report</title><style>{_CSS}</style></head><body>{body}</body></html>"
+    )
 
 
 def write_report(store: RunStore) -> str:

@@ -9,6 +9,7 @@ stream copied as it is. Audio and video then last n / fps seconds each.
 Everything runs through imageio-ffmpeg's bundled ffmpeg; durations are
 checked by decoding, not by trusting container headers.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,8 +66,9 @@ def audio_seconds(path: str | Path) -> float:
         return float(info.frames / info.samplerate)
 
 
-def mux(video_path: str | Path, audio_path: str | Path, out_path: str | Path, fps: int, first_frame: int,
-        num_frames: int) -> Path:
+def mux(
+    video_path: str | Path, audio_path: str | Path, out_path: str | Path, fps: int, first_frame: int, num_frames: int
+) -> Path:
     """Write `out_path`: the video of `video_path` (frames first_frame .. first_frame + num_frames - 1 of the walk,
     in order, at `fps`) with the soundtrack's [first_frame / fps, (first_frame + num_frames) / fps) as AAC.
 
@@ -83,9 +85,25 @@ def mux(video_path: str | Path, audio_path: str | Path, out_path: str | Path, fp
         raise AudioError(f"{video_path}: holds {found} frames, not the {num_frames} the soundtrack is cut for")
     start, duration = repr(first_frame / fps), repr(num_frames / fps)
     _ffmpeg(
-        "-y", "-i", str(video_path), "-i", str(audio_path),
-        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-        "-af", f"atrim=start={start}:duration={duration},asetpts=PTS-STARTPTS,apad=whole_dur={duration}",
-        "-c:a", "aac", "-b:a", AAC_BITRATE, "-movflags", "+faststart", str(out_path),
+        "-y",
+        "-i",
+        str(video_path),
+        "-i",
+        str(audio_path),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-c:v",
+        "copy",
+        "-af",
+        f"atrim=start={start}:duration={duration},asetpts=PTS-STARTPTS,apad=whole_dur={duration}",
+        "-c:a",
+        "aac",
+        "-b:a",
+        AAC_BITRATE,
+        "-movflags",
+        "+faststart",
+        str(out_path),
     )
     return Path(out_path)

@@ -12,6 +12,7 @@ bounded (checked on the event stream, before any object is built), no
 duplicate keys, and every number within a documented maximum (`LIMITS`).
 A job is still trusted code: its renderer is an import path that runs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,9 +22,10 @@ import math
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import yaml
 
@@ -252,8 +254,11 @@ class Job:
             if data[optional] is None:
                 del data[optional]
         if self.timing is not None:
-            data["timing"] = ({k: v for k, v in data["timing"].items() if v is not None} if self.timing.audio
-                              else {"fps": self.timing.fps})
+            data["timing"] = (
+                {k: v for k, v in data["timing"].items() if v is not None}
+                if self.timing.audio
+                else {"fps": self.timing.fps}
+            )
         if self.noise.kind == "slerp":
             data["noise"]["seeds"] = list(self.noise.seeds)
         else:
@@ -287,7 +292,7 @@ def load_job(path: str | Path) -> Job:
     text = _read_text(Path(path), source)
     try:
         _check_shape(text, source)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -304,8 +309,10 @@ def _read_text(path: Path, source: str) -> str:
             kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
             raise JobError(f"{source}: cannot read job file: {kind}")
         if info.st_size > MAX_JOB_BYTES:
-            raise JobError(f"{source}: cannot read job file: {info.st_size} bytes, more than the "
-                           f"{MAX_JOB_BYTES} a job file may have")
+            raise JobError(
+                f"{source}: cannot read job file: {info.st_size} bytes, more than the "
+                f"{MAX_JOB_BYTES} a job file may have"
+            )
         with open(path, "rb") as f:
             raw = f.read(MAX_JOB_BYTES + 1)
         if len(raw) > MAX_JOB_BYTES:
@@ -359,7 +366,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)) or key is None:
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} is given twice", key_node.start_mark)
+                        None, None, f"key {key!r} is given twice", key_node.start_mark
+                    )
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -385,12 +393,20 @@ class _Validator:
             self.fail(where or "job", f"must be a mapping, got {_type(data)}")
         for key in data:
             if key not in allowed:
-                self.fail(f"{where}.{key}" if where else _short(key),
-                          f"unknown key (expected one of: {', '.join(allowed)})")
+                self.fail(
+                    f"{where}.{key}" if where else _short(key), f"unknown key (expected one of: {', '.join(allowed)})"
+                )
         return data
 
-    def integer(self, data: dict[str, Any], key: str, where: str, default: int, minimum: int | None = None,
-                maximum: int | None = None) -> int:
+    def integer(
+        self,
+        data: dict[str, Any],
+        key: str,
+        where: str,
+        default: int,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(f"{where}.{key}", f"must be an integer, got {_type(value)}")
@@ -400,8 +416,16 @@ class _Validator:
             self.fail(f"{where}.{key}", f"must be at most {maximum:,}, got {_short(value)}")
         return value
 
-    def number(self, data: dict[str, Any], key: str, where: str, default: float,
-               minimum: float | None = None, exclusive: bool = False, maximum: float | None = None) -> float:
+    def number(
+        self,
+        data: dict[str, Any],
+        key: str,
+        where: str,
+        default: float,
+        minimum: float | None = None,
+        exclusive: bool = False,
+        maximum: float | None = None,
+    ) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(f"{where}.{key}", f"must be a number, got {_type(value)}")
@@ -434,12 +458,18 @@ class _Validator:
     def job(self, data: Any, default_name: str) -> Job:
         if data is None:
             self.fail("job", "file is empty")
-        top = self.section(data, "", ("name", "prompts", "walk", "noise", "model",
-                                      "chunking", "workers", "outputs", "timing", "pacing"))
+        top = self.section(
+            data,
+            "",
+            ("name", "prompts", "walk", "noise", "model", "chunking", "workers", "outputs", "timing", "pacing"),
+        )
         name = self.string(top, "name", "job", default_name)
         if len(name) > MAX_NAME or not NAME_PATTERN.fullmatch(name):
-            self.fail("name", f"must be a file name of at most {MAX_NAME} letters, digits, '.', '_' and '-' "
-                      f"starting with a letter or digit, got {_short(name)}")
+            self.fail(
+                "name",
+                f"must be a file name of at most {MAX_NAME} letters, digits, '.', '_' and '-' "
+                f"starting with a letter or digit, got {_short(name)}",
+            )
         prompts = self.prompts(top.get("prompts"))
         timing = self.timing(top.get("timing"))
         walk, keyframe_seeds = self.walk(top.get("walk"), prompts, timing)
@@ -479,29 +509,37 @@ class _Validator:
                 self.fail(f"prompts[{i}]", "holds a NUL character")
         return tuple(data)
 
-    def walk(self, data: Any, prompts: tuple[str, ...], timing: Timing | None
-             ) -> tuple[Walk, tuple[int | None, ...]]:
+    def walk(self, data: Any, prompts: tuple[str, ...], timing: Timing | None) -> tuple[Walk, tuple[int | None, ...]]:
         """The walk, and the noise seed each keyframe gives (None where it gives none)."""
         w = self.section(data, "walk", tuple(f.name for f in dataclasses.fields(Walk)))
         kind = self.choice(w, "kind", "walk", "interpolate", WALK_KINDS)
-        wanted = {"interpolate": "at least 2", "grid": "exactly 4", "text_walk": "exactly 1",
-                  "noise_circle": "exactly 1"}[kind]
+        wanted = {
+            "interpolate": "at least 2",
+            "grid": "exactly 4",
+            "text_walk": "exactly 1",
+            "noise_circle": "exactly 1",
+        }[kind]
         count_ok = {"interpolate": len(prompts) >= 2, "grid": len(prompts) == 4}.get(kind, len(prompts) == 1)
         if not count_ok:
             self.fail("prompts", f"{ARTICLES[kind]} {kind} walk needs {wanted} prompts, got {len(prompts)}")
         relevant = WALK_KEYS[kind]
         for key in w:
             if key not in relevant:
-                self.fail(f"walk.{key}", f"does not apply to {ARTICLES[kind]} {kind} walk "
-                          f"(its keys: {', '.join(sorted(relevant))})")
+                self.fail(
+                    f"walk.{key}",
+                    f"does not apply to {ARTICLES[kind]} {kind} walk (its keys: {', '.join(sorted(relevant))})",
+                )
         if timing is not None and kind != "interpolate":
             self.fail("timing", f"times an interpolate walk, not {ARTICLES[kind]} {kind} walk")
         easing = self.choice(w, "easing", "walk", "linear", EASINGS)
         loop = self.boolean(w, "loop", "walk", False)
         pacing = self.choice(w, "pacing", "walk", "uniform", PACINGS)
         if loop and ("keyframes" in w or timing is not None or pacing != "uniform"):
-            self.fail("walk.loop", "a looping walk takes no keyframes, timing or perceptual pacing "
-                      "(end on the first prompt again instead)")
+            self.fail(
+                "walk.loop",
+                "a looping walk takes no keyframes, timing or perceptual pacing "
+                "(end on the first prompt again instead)",
+            )
         keyframes: tuple[Keyframe, ...] = ()
         seeds: tuple[int | None, ...] = ()
         if kind == "grid":
@@ -540,18 +578,21 @@ class _Validator:
         frames = self.integer(w, "frames", "walk", 0, minimum=1, maximum=MAX_FRAMES)
         if audio is not None and frames != audio:
             assert timing is not None and timing.duration is not None
-            self.fail("walk.frames", f"is {frames}, but timing.audio lasts {timing.duration:.3f} s, {audio} frames "
-                      f"at {timing.fps} fps (leave walk.frames out)")
+            self.fail(
+                "walk.frames",
+                f"is {frames}, but timing.audio lasts {timing.duration:.3f} s, {audio} frames "
+                f"at {timing.fps} fps (leave walk.frames out)",
+            )
         return frames
 
-    def keyframes(self, data: Any, prompts: tuple[str, ...], easing: str, timing: Timing | None,
-                  frames: int | None) -> tuple[tuple[Keyframe, ...], tuple[int | None, ...]]:
+    def keyframes(
+        self, data: Any, prompts: tuple[str, ...], easing: str, timing: Timing | None, frames: int | None
+    ) -> tuple[tuple[Keyframe, ...], tuple[int | None, ...]]:
         """walk.keyframes: one entry per prompt at increasing frames, the first at 0, the last the walk's
         last frame (`frames - 1` when walk.frames or the soundtrack gives the length; then it may be left out)."""
         last_frame = frames - 1 if frames is not None else None
         if not isinstance(data, list) or len(data) != len(prompts):
-            self.fail("walk.keyframes", f"must be a list of {len(prompts)} entries, one per prompt, "
-                      f"got {_type(data)}")
+            self.fail("walk.keyframes", f"must be a list of {len(prompts)} entries, one per prompt, got {_type(data)}")
         keyframes: list[Keyframe] = []
         seeds: list[int | None] = []
         last = len(data) - 1
@@ -573,20 +614,25 @@ class _Validator:
             elif k == last and last_frame is not None:
                 frame = last_frame
             else:
-                self.fail(where, "needs its position: `at: FRAME` or `seconds: S` (only the first, at 0, and the "
-                          "last, when walk.frames or timing.audio gives the length, may leave it out)")
+                self.fail(
+                    where,
+                    "needs its position: `at: FRAME` or `seconds: S` (only the first, at 0, and the "
+                    "last, when walk.frames or timing.audio gives the length, may leave it out)",
+                )
             shown = f"frame {frame}" + (f" ({seconds:g} s)" if seconds is not None else "")
             if k == 0 and frame != 0:
                 self.fail(where, f"the first keyframe starts the walk: it must be at frame 0, got {shown}")
             if k > 0 and frame <= keyframes[-1].frame:
                 self.fail(where, f"must come after keyframe {k - 1} (frame {keyframes[-1].frame}), got {shown}")
             if k == last and last_frame is not None and frame != last_frame:
-                self.fail(where, f"the last keyframe ends the walk: it must be at its last frame, {last_frame}, "
-                          f"got {shown}")
+                self.fail(
+                    where, f"the last keyframe ends the walk: it must be at its last frame, {last_frame}, got {shown}"
+                )
             if k == last and "easing" in e:
                 self.fail(f"{where}.easing", "the last keyframe ends the walk: no segment follows it to ease")
-            keyframes.append(Keyframe(frame=frame, seconds=seconds,
-                                      easing=self.choice(e, "easing", where, easing, EASINGS)))
+            keyframes.append(
+                Keyframe(frame=frame, seconds=seconds, easing=self.choice(e, "easing", where, easing, EASINGS))
+            )
             seeds.append(self.integer(e, "seed", where, 0, minimum=0, maximum=MAX_SEED) if "seed" in e else None)
         return tuple(keyframes), tuple(seeds)
 
@@ -603,8 +649,11 @@ class _Validator:
                     self.fail(f"timing.{key}", "applies only with timing.audio")
             return Timing(fps=fps)
         audio = self.string(t, "audio", "timing", "")
-        duration = self.number(t, "duration", "timing", 0.0, minimum=0, exclusive=True,
-                               maximum=MAX_FRAMES / fps) if "duration" in t else None
+        duration = (
+            self.number(t, "duration", "timing", 0.0, minimum=0, exclusive=True, maximum=MAX_FRAMES / fps)
+            if "duration" in t
+            else None
+        )
         sha256 = self.string(t, "sha256", "timing", "") if "sha256" in t else None
         if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
             self.fail("timing.sha256", f"must be 64 lowercase hexadecimal digits, got {_short(sha256)}")
@@ -630,8 +679,9 @@ class _Validator:
         )
         frames = timing.frame(duration)
         if not 2 <= frames <= MAX_FRAMES:
-            self.fail("timing.audio", f"{duration:.3f} s at {fps} fps is {frames} frames; a walk has 2 to "
-                      f"{MAX_FRAMES:,}")
+            self.fail(
+                "timing.audio", f"{duration:.3f} s at {fps} fps is {frames} frames; a walk has 2 to {MAX_FRAMES:,}"
+            )
         return timing
 
     def pacing(self, data: Any, walk: Walk, noise: Noise, model: Model) -> Pacing | None:
@@ -642,32 +692,44 @@ class _Validator:
         if walk.frames < 2:
             self.fail("walk.pacing", "perceptual pacing spaces at least 2 frames")
         if noise.kind == "per_frame":
-            self.fail("walk.pacing", "per_frame noise changes the picture at every frame by itself; perceptual "
-                      "pacing cannot even that out (use fixed or slerp noise)")
+            self.fail(
+                "walk.pacing",
+                "per_frame noise changes the picture at every frame by itself; perceptual "
+                "pacing cannot even that out (use fixed or slerp noise)",
+            )
         p = self.section(data, "pacing", tuple(f.name for f in dataclasses.fields(Pacing)))
         default_size = 256 if first_pass_height(model, 256) else model.width
         size = self.integer(p, "size", "pacing", default_size, minimum=64, maximum=model.width)
         if not first_pass_height(model, size):
-            self.fail("pacing.size", f"must be model.width ({model.width}) divided by a whole factor f that also "
-                      f"divides model.height ({model.height}) into a multiple of 64 (the first pass averages the "
-                      f"job's noise down in f x f blocks), got {size}")
+            self.fail(
+                "pacing.size",
+                f"must be model.width ({model.width}) divided by a whole factor f that also "
+                f"divides model.height ({model.height}) into a multiple of 64 (the first pass averages the "
+                f"job's noise down in f x f blocks), got {size}",
+            )
         return Pacing(
             samples=self.integer(p, "samples", "pacing", 9, minimum=2, maximum=MAX_PACING_SAMPLES),
             steps=self.integer(p, "steps", "pacing", min(10, model.steps), minimum=1, maximum=MAX_STEPS),
             size=size,
         )
 
-    def noise(self, data: Any, walk: Walk, prompts: tuple[str, ...], keyframe_seeds: tuple[int | None, ...]
-              ) -> Noise:
+    def noise(self, data: Any, walk: Walk, prompts: tuple[str, ...], keyframe_seeds: tuple[int | None, ...]) -> Noise:
         n = self.section(data, "noise", ("kind", "seed", "seeds"))
         default_kind = "circle" if walk.kind == "noise_circle" else "fixed"
         kind = self.choice(n, "kind", "noise", default_kind, NOISE_KINDS)
         if (kind == "circle") != (walk.kind == "noise_circle"):
-            self.fail("noise.kind", "circle noise is the noise_circle walk's own, and that walk takes no other"
-                      if kind == "circle" else f"a noise_circle walk draws circle noise, not {kind!r}")
+            self.fail(
+                "noise.kind",
+                "circle noise is the noise_circle walk's own, and that walk takes no other"
+                if kind == "circle"
+                else f"a noise_circle walk draws circle noise, not {kind!r}",
+            )
         if kind == "slerp" and walk.kind not in ("interpolate", "grid"):
-            self.fail("noise.kind", f"slerp noise follows an interpolation between prompts; "
-                      f"{ARTICLES[walk.kind]} {walk.kind} walk has one prompt")
+            self.fail(
+                "noise.kind",
+                f"slerp noise follows an interpolation between prompts; "
+                f"{ARTICLES[walk.kind]} {walk.kind} walk has one prompt",
+            )
         seed = self.integer(n, "seed", "noise", 12345, minimum=0, maximum=MAX_SEED)
         seeds: tuple[int, ...] = ()
         if "seeds" in n:
@@ -680,13 +742,17 @@ class _Validator:
         given = [k for k, s in enumerate(keyframe_seeds) if s is not None]
         if given:
             if kind != "slerp":
-                self.fail(f"walk.keyframes[{given[0]}].seed", "a keyframe's seed is the slerp noise's at its "
-                          "prompt: set noise.kind: slerp")
+                self.fail(
+                    f"walk.keyframes[{given[0]}].seed",
+                    "a keyframe's seed is the slerp noise's at its prompt: set noise.kind: slerp",
+                )
             if "seeds" in n:
                 self.fail("noise.seeds", "give the seeds in one place: noise.seeds or walk.keyframes[].seed")
         if kind == "slerp" and "seeds" not in n:
-            seeds = tuple(s if s is not None else min(seed + k, MAX_SEED)
-                          for k, s in enumerate(keyframe_seeds or (None,) * len(prompts)))
+            seeds = tuple(
+                s if s is not None else min(seed + k, MAX_SEED)
+                for k, s in enumerate(keyframe_seeds or (None,) * len(prompts))
+            )
         return Noise(kind=kind, seed=seed, seeds=seeds)
 
     def model(self, data: Any) -> Model:
@@ -699,8 +765,11 @@ class _Validator:
         for side in ("width", "height"):
             value = self.integer(m, side, "model", 512, minimum=64, maximum=MAX_SIDE)
             if value % 64:
-                self.fail(f"model.{side}", f"must be a multiple of 64 (the latent is {side}/8 and the UNet "
-                          f"halves it three times), got {value}")
+                self.fail(
+                    f"model.{side}",
+                    f"must be a multiple of 64 (the latent is {side}/8 and the UNet "
+                    f"halves it three times), got {value}",
+                )
             sides[side] = value
         options = m.get("options", {})
         if options is None:
@@ -770,8 +839,11 @@ class _Validator:
                     self.fail(f"{where}.quality", f"must be between 0 and 10, got {merged['quality']}")
             if merged.get("resize") is not None:
                 size = merged["resize"]
-                if (not isinstance(size, list) or len(size) != 2
-                        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+                if (
+                    not isinstance(size, list)
+                    or len(size) != 2
+                    or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+                ):
                     self.fail(f"{where}.resize", f"must be [width, height] in pixels, got {_short(size)}")
                 if max(size) > MAX_OUTPUT_SIDE:
                     self.fail(f"{where}.resize", f"sides must be at most {MAX_OUTPUT_SIDE} pixels, got {size}")
@@ -786,11 +858,14 @@ class _Validator:
     def mp4_timing(self, options: dict[str, Any], timing: Timing) -> None:
         """A timed walk's MP4 plays at timing.fps, forwards: frame k at k / fps, with its soundtrack."""
         if options["fps"] != timing.fps:
-            self.fail("outputs.mp4.fps", f"must equal timing.fps ({timing.fps}) so that frame k shows at k / fps, "
-                      f"got {options['fps']}")
+            self.fail(
+                "outputs.mp4.fps",
+                f"must equal timing.fps ({timing.fps}) so that frame k shows at k / fps, got {options['fps']}",
+            )
         if options["rubber_band"] and timing.audio:
-            self.fail("outputs.mp4.rubber_band", "a soundtrack does not play backwards: no rubber band with "
-                      "timing.audio")
+            self.fail(
+                "outputs.mp4.rubber_band", "a soundtrack does not play backwards: no rubber band with timing.audio"
+            )
 
     def image_size(self, kind: str, options: dict[str, Any], walk: Walk, model: Model) -> None:
         """Refuse a grid or contact sheet too large to hold in memory."""
@@ -805,8 +880,11 @@ class _Validator:
         else:
             return
         if pixels > MAX_SHEET_PIXELS:
-            self.fail(f"outputs.{kind}", f"would be a {pixels / 1e6:,.0f}-megapixel image, more than "
-                      f"{MAX_SHEET_PIXELS / 1e6:,.0f}" + (" (raise `every` or lower `tile`)" if kind != "grid" else ""))
+            self.fail(
+                f"outputs.{kind}",
+                f"would be a {pixels / 1e6:,.0f}-megapixel image, more than "
+                f"{MAX_SHEET_PIXELS / 1e6:,.0f}" + (" (raise `every` or lower `tile`)" if kind != "grid" else ""),
+            )
 
 
 def first_pass_height(model: Model, size: int) -> int:
@@ -829,6 +907,9 @@ def _type(value: Any) -> str:
 
 def _short(value: Any, limit: int = 60) -> str:
     """`repr(value)` cut to `limit` characters, so that a hostile value cannot flood a message."""
-    text = repr(value) if not isinstance(value, int) or isinstance(value, bool) or abs(value) < 10**30 \
+    text = (
+        repr(value)
+        if not isinstance(value, int) or isinstance(value, bool) or abs(value) < 10**30
         else f"{str(value)[:6]}...({len(str(abs(value)))} digits)"
+    )
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,4 +1,5 @@
 """`raywalk status`: what a run holds, read from storage alone."""
+
 from __future__ import annotations
 
 import time
@@ -36,16 +37,21 @@ def run_status(uri: str, verify: bool = False) -> str:
         + (f" ({frame_ranges(missing)})" if missing else "")
         + (", every PNG rehashed" if verify else ""),
         f"failed    {len(failures)} chunk(s)"
-        + "".join(f"\n          chunk {c}: {f.get('error')} (frames {f.get('frames')}, {f.get('attempts')} attempts)"
-                  for c, f in sorted(failures.items())),
+        + "".join(
+            f"\n          chunk {c}: {f.get('error')} (frames {f.get('frames')}, {f.get('attempts')} attempts)"
+            for c, f in sorted(failures.items())
+        ),
     ]
     lines += [f"damaged   {name}: unreadable, its frames count as missing" for name in store.damaged]
     lock = read_lock(store)
     if lock:
         age = time.time() - float(lock.get("heartbeat", 0))
         who = f"host {lock.get('host')} pid {lock.get('pid')}, last heartbeat {age:.0f} s ago"
-        lines.append(f"stale lock {who}: its driver is gone; the next render or resume takes the run over"
-                     if is_stale(lock) else f"rendering by {who}")
+        lines.append(
+            f"stale lock {who}: its driver is gone; the next render or resume takes the run over"
+            if is_stale(lock)
+            else f"rendering by {who}"
+        )
     lines += _workers(store, manifest.run_id, done)
     if missing and not lock:
         lines.append(f"finish    {resume_command(store.uri)}")
@@ -71,7 +77,8 @@ def _workers(store: RunStore, run_id: str, done: np.ndarray) -> list[str]:
     grouped = index.group_by(["worker", where]).aggregate([("seconds", "count"), ("seconds", "mean")])
     lines = [f"workers   frames  s/frame  {where}"]
     for row in grouped.sort_by([("worker", "ascending")]).to_pylist():
-        lines.append(f"  {row['worker'][:12]:12} {row['seconds_count']:6d} {row['seconds_mean']:8.3f}  "
-                     f"{str(row[where])[:40]}")
+        lines.append(
+            f"  {row['worker'][:12]:12} {row['seconds_count']:6d} {row['seconds_mean']:8.3f}  {str(row[where])[:40]}"
+        )
     lines.append(f"overall   {pc.mean(index['seconds']).as_py():.3f} s/frame over {index.num_rows} frames")
     return lines

@@ -42,6 +42,7 @@ Invariants (what resume may trust), enforced here:
    missing (named in ``damaged``), garbage failure or lock records are ignored
    with a warning, and keyframes that do not match the manifest are not used.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -132,8 +133,14 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _PERMANENT = re.compile(r"NO_?SUCH_?BUCKET|ACCESS_?DENIED|FORBIDDEN|NOT_?FOUND|\[code 40[134]\]", re.IGNORECASE)
-_TRANSIENT_ERRNOS = {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE,
-                     errno.EAGAIN}
+_TRANSIENT_ERRNOS = {
+    errno.ETIMEDOUT,
+    errno.ECONNRESET,
+    errno.ECONNREFUSED,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.EAGAIN,
+}
 
 _COPY_BLOCK = 8 << 20
 _READERS = 8  # index files read at once: the memory bound of an index scan
@@ -252,8 +259,9 @@ class RunStore:
         """
         self.uri = os.fspath(uri)
         if not self.uri.strip():
-            raise RunLocationError("the run location is empty: give a directory, s3://bucket/prefix or "
-                                   "gs://bucket/prefix")
+            raise RunLocationError(
+                "the run location is empty: give a directory, s3://bucket/prefix or gs://bucket/prefix"
+            )
         try:
             self.fs, self.root = _filesystem(self.uri)
         except (ValueError, OSError, pa.ArrowException) as exc:
@@ -274,9 +282,14 @@ class RunStore:
 
     def _check(self) -> None:
         """Refuse a location that is a file, sits under a file, or lies in a bucket that does not exist."""
+
         def info(path: str) -> pafs.FileInfo:
-            return self._retry("cannot reach the run location", lambda: self.fs.get_file_info(path),
-                               deadline=OPEN_DEADLINE, error=RunLocationError)
+            return self._retry(
+                "cannot reach the run location",
+                lambda: self.fs.get_file_info(path),
+                deadline=OPEN_DEADLINE,
+                error=RunLocationError,
+            )
 
         root = info(self.root)
         if root.type == pafs.FileType.File:
@@ -317,8 +330,15 @@ class RunStore:
         path = self._path(name) if name else self.root
         return path if self.local else f"{self.uri.split('://', 1)[0]}://{path}"
 
-    def _retry(self, what: str, call: Callable[[], T], *, missing_ok: bool = False,
-               deadline: float | None = None, error: type[StoreError] = StoreError) -> T:
+    def _retry(
+        self,
+        what: str,
+        call: Callable[[], T],
+        *,
+        missing_ok: bool = False,
+        deadline: float | None = None,
+        error: type[StoreError] = StoreError,
+    ) -> T:
         """`call()`, tried again on transient storage errors within the retry budget.
 
         Raises:
@@ -398,6 +418,7 @@ class RunStore:
             FileNotFoundError: `name` does not exist.
             StoreError: the read kept failing.
         """
+
         def get() -> bytes:
             with self.fs.open_input_stream(self._path(name)) as f:
                 return f.read()
@@ -414,6 +435,7 @@ class RunStore:
 
     def delete(self, name: str) -> None:
         """Delete `name` if it exists."""
+
         def remove() -> None:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.delete_file(self._path(name))
@@ -421,8 +443,9 @@ class RunStore:
         self._retry(f"cannot delete {name}", remove)
 
     def _delete_dir(self, subdir: str) -> None:
-        self._retry(f"cannot delete {subdir}/",
-                    lambda: self.fs.delete_dir_contents(self._path(subdir), missing_dir_ok=True))
+        self._retry(
+            f"cannot delete {subdir}/", lambda: self.fs.delete_dir_contents(self._path(subdir), missing_dir_ok=True)
+        )
 
     def _list(self, subdir: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self._path(subdir), allow_not_found=True)
@@ -450,8 +473,9 @@ class RunStore:
 
     # ------------------------------------------------------------------ outputs
 
-    def _publish(self, name: str, blocks: Callable[[], Iterable[bytes | bytearray | memoryview]],
-                 run_id: str | None) -> None:
+    def _publish(
+        self, name: str, blocks: Callable[[], Iterable[bytes | bytearray | memoryview]], run_id: str | None
+    ) -> None:
         """Put the bytes `blocks()` yields under `name` whole, then record them for `run_id` (if given).
 
         Object stores get the data under a temporary key that is moved into
@@ -535,8 +559,10 @@ class RunStore:
             self._publish(name, lambda: _file_blocks(tmp), run_id)
 
     def _record_output(self, name: str, size: int, sha256: str, run_id: str) -> None:
-        self._write_json(f"{OUTPUTS}/{name}.json", {"name": name, "bytes": size, "sha256": sha256,
-                                                     "run_id": run_id, "written": time.time()})
+        self._write_json(
+            f"{OUTPUTS}/{name}.json",
+            {"name": name, "bytes": size, "sha256": sha256, "run_id": run_id, "written": time.time()},
+        )
 
     def output_record(self, name: str) -> dict[str, Any] | None:
         """What was recorded when output `name` was published (bytes, sha256, run_id, written), if anything."""
@@ -569,8 +595,10 @@ class RunStore:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise ManifestError(f"{self.url(MANIFEST)} is damaged (not JSON: {_one_line(exc)}); render the job "
-                                "file into this run again to repair it (`raywalk render JOB --out RUN`)") from None
+            raise ManifestError(
+                f"{self.url(MANIFEST)} is damaged (not JSON: {_one_line(exc)}); render the job "
+                "file into this run again to repair it (`raywalk render JOB --out RUN`)"
+            ) from None
         return Manifest.from_json(data, source=self.url(MANIFEST))
 
     def require_manifest(self) -> Manifest:
@@ -614,8 +642,11 @@ class RunStore:
             self._delete_dir(subdir)
         for name in sorted(outputs) + [KEYFRAMES]:
             self.delete(name)
-        stray = [i.base_name for i in self._list(FRAMES)
-                 if not i.base_name[:-4].isdigit() or int(i.base_name[:-4]) >= manifest.num_frames]
+        stray = [
+            i.base_name
+            for i in self._list(FRAMES)
+            if not i.base_name[:-4].isdigit() or int(i.base_name[:-4]) >= manifest.num_frames
+        ]
         list(_bounded_map(lambda base: self.delete(f"{FRAMES}/{base}"), stray))
 
     def adopt(self, job: Job) -> Manifest:
@@ -670,8 +701,9 @@ class RunStore:
                 log.warning("%s is missing (the manifest records keyframes %s)", where, expected_sha256[:12])
             return None
         if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
-            log.warning("%s does not match the manifest (SHA-256 %s expected); not using it",
-                        where, expected_sha256[:12])
+            log.warning(
+                "%s does not match the manifest (SHA-256 %s expected); not using it", where, expected_sha256[:12]
+            )
             return None
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as stored:
@@ -693,8 +725,14 @@ class RunStore:
         """A frame's PNG bytes; FileNotFoundError if it was never written."""
         return self.read_bytes(f"{FRAMES}/{frame_name(frame)}")
 
-    def write_chunk_index(self, chunk: int, columns: Mapping[str, Sequence[Any]], *, run_id: str | None = None,
-                          fingerprint: str | None = None) -> str:
+    def write_chunk_index(
+        self,
+        chunk: int,
+        columns: Mapping[str, Sequence[Any]],
+        *,
+        run_id: str | None = None,
+        fingerprint: str | None = None,
+    ) -> str:
         """Add the index rows one attempt at chunk `chunk` rendered (after their PNGs); returns the file's name.
 
         `columns` holds the INDEX_SCHEMA columns, plus any extra ones (the
@@ -716,10 +754,15 @@ class RunStore:
             manifest = self.require_manifest()
             run_id, fingerprint = run_id or manifest.run_id, fingerprint or manifest.fingerprint
         rows = len(columns["frame"])
-        stamps = {"run_id": [run_id] * rows, "fingerprint": [fingerprint] * rows,
-                  "written": columns.get("written", [time.time()] * rows)}
-        arrays = {f.name: pa.array(stamps[f.name] if f.name in _STAMPED else columns[f.name], type=f.type)
-                  for f in INDEX_SCHEMA}
+        stamps = {
+            "run_id": [run_id] * rows,
+            "fingerprint": [fingerprint] * rows,
+            "written": columns.get("written", [time.time()] * rows),
+        }
+        arrays = {
+            f.name: pa.array(stamps[f.name] if f.name in _STAMPED else columns[f.name], type=f.type)
+            for f in INDEX_SCHEMA
+        }
         for name, values in columns.items():
             if name not in arrays:
                 if isinstance(values, np.ndarray) and values.ndim > 1:
@@ -815,7 +858,8 @@ class RunStore:
                 ok = (frame >= 0) & (frame < num_frames)
                 frame = np.where(ok, frame, 0)
                 expected = pc.binary_join_element_wise(
-                    FRAMES + "/", pc.utf8_lpad(pc.cast(pa.array(frame), pa.string()), 6, "0"), ".png", "")
+                    FRAMES + "/", pc.utf8_lpad(pc.cast(pa.array(frame), pa.string()), 6, "0"), ".png", ""
+                )
                 ok &= pc.fill_null(pc.equal(batch.column("file"), expected), False).to_numpy(zero_copy_only=False)
                 ok &= pc.fill_null(pc.equal(batch.column("run_id"), run_id), False).to_numpy(zero_copy_only=False)
                 ok &= batch.column("bytes").fill_null(-2).to_numpy(zero_copy_only=False) == sizes[frame]
@@ -825,6 +869,7 @@ class RunStore:
                 for f, digest in zip(frame[ok].tolist(), batch.column("sha256").filter(pa.array(ok)).to_pylist()):
                     digests.setdefault(f, set()).add(digest)
         if verify:
+
             def intact(item: tuple[int, set[str]]) -> bool:
                 try:
                     return hashlib.sha256(self.read_frame(item[0])).hexdigest() in item[1]

@@ -22,6 +22,7 @@ before dispatch, with `job_table` (from the soundtrack's envelope and the
 first pass's distances), stores it with the run, and every worker passes it
 to `Trajectory(job, keys, timing=table)`.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -160,8 +161,9 @@ def needs_table(job: Job) -> bool:
     return (job.timing is not None and job.timing.audio is not None) or job.pacing is not None
 
 
-def job_table(job: Job, envelope: tuple[np.ndarray, float] | None = None,
-              first_pass_distances: np.ndarray | None = None) -> np.ndarray:
+def job_table(
+    job: Job, envelope: tuple[np.ndarray, float] | None = None, first_pass_distances: np.ndarray | None = None
+) -> np.ndarray:
     """The walk table of a job that `needs_table`, from what was measured before rendering.
 
     Args:
@@ -174,9 +176,16 @@ def job_table(job: Job, envelope: tuple[np.ndarray, float] | None = None,
     """
     has_audio = job.timing is not None and job.timing.audio is not None
     if (envelope is not None) != has_audio or (first_pass_distances is not None) != (job.pacing is not None):
-        raise ValueError(f"job {job.name} needs " + (" and ".join(
-            ["the soundtrack's envelope"] * has_audio + ["the first pass's distances"] * (job.pacing is not None))
-            or "no measurement"))
+        raise ValueError(
+            f"job {job.name} needs "
+            + (
+                " and ".join(
+                    ["the soundtrack's envelope"] * has_audio
+                    + ["the first pass's distances"] * (job.pacing is not None)
+                )
+                or "no measurement"
+            )
+        )
     weights = None
     if envelope is not None and job.timing is not None:
         weights = music_weights(job.timing, envelope[0], envelope[1], job.num_frames)

@@ -19,17 +19,19 @@ walk parameter u per frame (`raywalk.timing.walk_table`: keyframes at given
 frames, steps that follow a soundtrack, perceptually even pacing), computed
 once before rendering. Frames are then a pure function of (job, table, index).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 
 from raywalk.spec import Job, Walk
 
-Encodings = Union[np.ndarray, dict[str, np.ndarray]]
+Encodings: TypeAlias = np.ndarray | dict[str, np.ndarray]
 """One array per prompt/frame (the contract's original form), or named parts, each with one leading row each."""
+
 
 def select(encodings: Encodings, rows: np.ndarray | slice) -> Encodings:
     """The given rows of every part (or of the one array)."""
@@ -63,9 +65,7 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray, parallel: float = 0.9995)
     """Spherical interpolation per leading row; falls back to lerp for nearly parallel rows."""
     flat_a = a.reshape(len(a), int(np.prod(a.shape[1:])))
     flat_b = b.reshape(len(b), int(np.prod(b.shape[1:])))
-    dot = np.sum(flat_a * flat_b, axis=1) / (
-        np.linalg.norm(flat_a, axis=1) * np.linalg.norm(flat_b, axis=1)
-    )
+    dot = np.sum(flat_a * flat_b, axis=1) / (np.linalg.norm(flat_a, axis=1) * np.linalg.norm(flat_b, axis=1))
     theta = np.arccos(np.clip(dot, -1.0, 1.0))
     t = np.broadcast_to(np.asarray(t, dtype=np.float64), dot.shape)
     near = np.abs(dot) > parallel
@@ -156,9 +156,14 @@ class Trajectory:
         ValueError: keyframes, table or noise shape that do not fit the job.
     """
 
-    def __init__(self, job: Job, keyframes: np.ndarray | Mapping[str, np.ndarray],
-                 timing: np.ndarray | None = None, noise_from: tuple[int, int, int] | None = None,
-                 latent_shape: tuple[int, int, int] | None = None):
+    def __init__(
+        self,
+        job: Job,
+        keyframes: np.ndarray | Mapping[str, np.ndarray],
+        timing: np.ndarray | None = None,
+        noise_from: tuple[int, int, int] | None = None,
+        latent_shape: tuple[int, int, int] | None = None,
+    ):
         self._named = isinstance(keyframes, Mapping)
         parts = dict(keyframes) if isinstance(keyframes, Mapping) else {"": keyframes}
         if not parts:
@@ -167,8 +172,10 @@ class Trajectory:
             part = np.asarray(part)
             if part.ndim < 2 or len(part) != len(job.prompts):
                 label = f"keyframe part {name!r}" if self._named else "keyframes"
-                raise ValueError(f"{label} must be (K, ...) with K = {len(job.prompts)} prompts and at least one "
-                                 f"value per prompt, got {part.shape}")
+                raise ValueError(
+                    f"{label} must be (K, ...) with K = {len(job.prompts)} prompts and at least one "
+                    f"value per prompt, got {part.shape}"
+                )
         if timing is not None and (job.walk.kind != "interpolate" or job.walk.loop):
             raise ValueError("a timing table times an interpolate walk that does not loop")
         self.job = job
@@ -180,8 +187,10 @@ class Trajectory:
         self._ease = EASINGS[job.walk.easing]
         noise, shape = job.noise, noise_from or self.latent_shape
         self._noise_factor = shape[0] // self.latent_shape[0]
-        if noise_from is not None and (shape[2] != self.latent_shape[2] or shape[:2] != tuple(
-                self._noise_factor * side for side in self.latent_shape[:2])):
+        if noise_from is not None and (
+            shape[2] != self.latent_shape[2]
+            or shape[:2] != tuple(self._noise_factor * side for side in self.latent_shape[:2])
+        ):
             raise ValueError(f"noise_from {shape} is not a whole multiple of the latent shape {self.latent_shape}")
         self._noise_shape = shape
         if noise.kind == "fixed":
@@ -192,7 +201,8 @@ class Trajectory:
             self._circle = normal(shape, noise.seed, CIRCLE_NOISE, 0), normal(shape, noise.seed, CIRCLE_NOISE, 1)
         if job.walk.kind == "text_walk":  # one direction per part, the i-th part's keyed by index i
             self._direction = {
-                name: np.ones_like(part[0]) if job.walk.direction == "ones"
+                name: np.ones_like(part[0])
+                if job.walk.direction == "ones"
                 else normal(part[0].shape, job.walk.direction_seed, WALK_DIRECTION, i)
                 for i, (name, part) in enumerate(self._parts.items())
             }
@@ -240,8 +250,12 @@ class Trajectory:
             side = walk.size
             row, col = index // side, index % side
             span = max(side - 1, 1)
-            return {"row": row.astype(np.int32), "col": col.astype(np.int32),
-                    "t_row": self._ease(row / span), "t_col": self._ease(col / span)}
+            return {
+                "row": row.astype(np.int32),
+                "col": col.astype(np.int32),
+                "t_row": self._ease(row / span),
+                "t_col": self._ease(col / span),
+            }
         if walk.kind == "text_walk":
             return {"offset": index * walk.step_size}
         if walk.mode == "tutorial":  # noise_circle: pi * linspace(0, 2, N), first frame = last

@@ -6,6 +6,7 @@ without internet get them from a weights directory staged in advance
 (`raywalk weights stage DIR`, then ``weights: DIR`` in the job). Nothing here
 imports TensorFlow or KerasCV: the driver and `raywalk plan` use it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -131,8 +132,10 @@ def vocabulary(directory: Path | None = None) -> Path:
     if directory is not None and directory.is_dir():
         path = directory / VOCAB.name
         if why := problem(path, VOCAB):
-            raise RendererError(f"weights directory {str(directory)!r}: {why};"
-                                f" copy {VOCAB.name} there or run `raywalk weights stage {directory}`")
+            raise RendererError(
+                f"weights directory {str(directory)!r}: {why};"
+                f" copy {VOCAB.name} there or run `raywalk weights stage {directory}`"
+            )
         return path
     cached = keras_cache() / VOCAB.name
     if problem(cached, VOCAB) is None:
@@ -175,9 +178,11 @@ def download(file: WeightFile, target: Path, progress: bool = True) -> Path:
     partial = target.with_name(f"{target.name}.{os.getpid()}.part")  # concurrent stagers never share one
     digest = hashlib.sha256()
     try:
-        with _open_source(file, target) as (source, total), partial.open("wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, desc=file.name, disable=not progress
-        ) as bar:
+        with (
+            _open_source(file, target) as (source, total),
+            partial.open("wb") as out,
+            tqdm(total=total, unit="B", unit_scale=True, desc=file.name, disable=not progress) as bar,
+        ):
             while block := source.read(1 << 22):
                 out.write(block)
                 digest.update(block)
@@ -197,10 +202,12 @@ def download(file: WeightFile, target: Path, progress: bool = True) -> Path:
 
 def _cannot_download(file: WeightFile, target: Path, error: BaseException) -> str:
     places = " or ".join(dict.fromkeys([str(target.parent), str(keras_cache())]))
-    return (f"cannot download {file.name} from {file.url} ({getattr(error, 'reason', error)}); without internet"
-            f" here, copy {file.name}"
-            f" (SHA-256 {file.sha256[:12]}...) into {places}, e.g. from a directory staged with"
-            " `raywalk weights stage DIR` on a machine with internet")
+    return (
+        f"cannot download {file.name} from {file.url} ({getattr(error, 'reason', error)}); without internet"
+        f" here, copy {file.name}"
+        f" (SHA-256 {file.sha256[:12]}...) into {places}, e.g. from a directory staged with"
+        " `raywalk weights stage DIR` on a machine with internet"
+    )
 
 
 @contextmanager

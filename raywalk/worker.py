@@ -12,6 +12,7 @@ Every chunk reads the manifest first: its rows carry the manifest's run id, and
 a worker refuses to render for a run that now holds another job, or from
 keyframes whose SHA-256 is not the manifest's.
 """
+
 from __future__ import annotations
 
 import io
@@ -59,8 +60,9 @@ class RenderWorker:
         self.job = job_from_dict(job_data, source="run manifest")
         self.store = RunStore(uri)
         if not self.store.root_exists():
-            raise RunLocationError(f"{uri}: no run there, seen from {platform.node()} (a local --out must be "
-                                   "on storage every node shares)")
+            raise RunLocationError(
+                f"{uri}: no run there, seen from {platform.node()} (a local --out must be on storage every node shares)"
+            )
         self.renderer = load_renderer(self.job.model)
         warm_up = getattr(self.renderer, "warm_up", None)  # optional: compile before the first chunk
         if callable(warm_up):
@@ -100,8 +102,10 @@ class RenderWorker:
         started = time.perf_counter()
         manifest = self.store.require_manifest()
         if manifest.fingerprint != self.job.fingerprint():
-            raise RunError(f"{self.store.uri} now holds another job ({manifest.job.name!r}); this worker's "
-                           "driver was displaced, so it renders nothing more")
+            raise RunError(
+                f"{self.store.uri} now holds another job ({manifest.job.name!r}); this worker's "
+                "driver was displaced, so it renders nothing more"
+            )
         trajectory = self._load_trajectory(manifest.keyframes_sha256)
         batch = self.job.model.batch_size
         lo = min(frames)
@@ -109,19 +113,30 @@ class RenderWorker:
         pick = np.asarray(frames) - lo
         writes: list[tuple[int, Future, float]] = []
         for b in range(0, len(frames), batch):
-            sel = pick[b:b + batch]
+            sel = pick[b : b + batch]
             t0 = time.perf_counter()
             images = self.renderer.render(select(all_enc, sel), all_noise[sel])
             per_frame = (time.perf_counter() - t0) / len(sel)
-            for frame, image in zip(frames[b:b + batch], images):
+            for frame, image in zip(frames[b : b + batch], images):
                 writes.append((frame, self._writer.submit(self._write_frame, frame, image), per_frame))
         params = trajectory.params(lo, max(frames) + 1)
-        rows = [{**future.result(), "frame": frame, "seconds": seconds,
-                 **{k: v[frame - lo].item() for k, v in params.items()}}
-                for frame, future, seconds in writes]
+        rows = [
+            {
+                **future.result(),
+                "frame": frame,
+                "seconds": seconds,
+                **{k: v[frame - lo].item() for k, v in params.items()},
+            }
+            for frame, future, seconds in writes
+        ]
         self._write_index(chunk, rows, attempt, manifest.run_id)
-        return {"chunk": chunk, "frames": len(frames), "seconds": time.perf_counter() - started,
-                "node": self.node, "worker": self.worker}
+        return {
+            "chunk": chunk,
+            "frames": len(frames),
+            "seconds": time.perf_counter() - started,
+            "node": self.node,
+            "worker": self.worker,
+        }
 
     def _load_trajectory(self, sha256: str | None) -> Trajectory:
         """The job's trajectory from the stored keyframes, which must have the manifest's SHA-256 (if it
@@ -129,8 +144,10 @@ class RenderWorker:
         if self._trajectory is None or self._trajectory[0] != sha256:
             keyframes = self.store.read_keyframes(sha256)
             if keyframes is None:
-                raise RunError(f"{self.store.url(KEYFRAMES)} is missing, damaged or not the manifest's keyframes; "
-                               "rendering again re-encodes the prompts")
+                raise RunError(
+                    f"{self.store.url(KEYFRAMES)} is missing, damaged or not the manifest's keyframes; "
+                    "rendering again re-encodes the prompts"
+                )
             self._trajectory = (sha256, Trajectory(self.job, keyframes, latent_shape=self.renderer.latent_shape))
         return self._trajectory[1]
 
@@ -141,7 +158,13 @@ class RenderWorker:
     def _write_index(self, chunk: int, rows: list[dict[str, Any]], attempt: int, run_id: str) -> None:
         """A file of its own with the rows of the frames this attempt rendered: nothing is read or merged, so
         no other attempt's rows can be lost (the store's invariant 2)."""
-        new = sorted(({**r, "chunk": chunk, "attempt": attempt, "node": self.node, "worker": self.worker,
-                       "host": self.host} for r in rows), key=lambda r: r["frame"])
-        self.store.write_chunk_index(chunk, {k: [r[k] for r in new] for k in new[0]}, run_id=run_id,
-                                     fingerprint=self.job.fingerprint())
+        new = sorted(
+            (
+                {**r, "chunk": chunk, "attempt": attempt, "node": self.node, "worker": self.worker, "host": self.host}
+                for r in rows
+            ),
+            key=lambda r: r["frame"],
+        )
+        self.store.write_chunk_index(
+            chunk, {k: [r[k] for r in new] for k in new[0]}, run_id=run_id, fingerprint=self.job.fingerprint()
+        )

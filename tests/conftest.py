@@ -1,4 +1,5 @@
 """Session-wide test set-up: offline KerasCV cache, quiet Ray, shared fixtures."""
+
 from __future__ import annotations
 
 import os
@@ -35,9 +36,7 @@ def clip_vocab() -> Path:
 
 # Test helpers live beside the tests (test renderer, S3 server); Ray workers
 # import them by path too, so they go on PYTHONPATH before Ray starts.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(REPO / "tests"), os.environ.get("PYTHONPATH")) if p
-)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "tests"), os.environ.get("PYTHONPATH")) if p)
 
 from s3server import s3_endpoint, s3_faults  # noqa: E402,F401  (session fixtures)
 
@@ -50,9 +49,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-RAY_PORT_FLAGS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                  "metrics-export-port", "node-manager-port", "object-manager-port", "ray-client-server-port",
-                  "runtime-env-agent-port")
+RAY_PORT_FLAGS = (
+    "port",
+    "dashboard-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "metrics-export-port",
+    "node-manager-port",
+    "object-manager-port",
+    "ray-client-server-port",
+    "runtime-env-agent-port",
+)
 
 
 def start_ray_head(*extra: str, num_cpus: int = 4, num_gpus: int = 3, env: dict | None = None):
@@ -67,11 +74,26 @@ def start_ray_head(*extra: str, num_cpus: int = 4, num_gpus: int = 3, env: dict 
     temp = tempfile.mkdtemp(prefix="rw-ray-", dir="/tmp")
     log = open(os.path.join(temp, "ray-start.log"), "w")
     proc = subprocess.Popen(
-        ["ray", "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}",
-         *(f"--{flag}={port}" for flag, port in ports.items()), "--min-worker-port=0", "--max-worker-port=0",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}", "--disable-usage-stats",
-         *extra],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        [
+            "ray",
+            "start",
+            "--head",
+            "--block",
+            f"--num-cpus={num_cpus}",
+            f"--num-gpus={num_gpus}",
+            *(f"--{flag}={port}" for flag, port in ports.items()),
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
     )
     head = {"address": f"127.0.0.1:{ports['port']}", "dashboard": f"http://127.0.0.1:{ports['dashboard-port']}"}
     deadline = time.monotonic() + 120
@@ -110,7 +132,7 @@ def stop_ray_head(proc) -> None:
 
 
 @pytest.fixture(scope="session")
-def ray_head(s3_endpoint):
+def ray_head(s3_endpoint):  # noqa: F811 (the session fixture imported above)
     """One local Ray head for the whole session, started as `ray start --head` so that
     drivers in other processes and `ray job submit` can join it. Fake GPUs let GPU
     workers be scheduled on this CPU-only machine. The S3 server starts first so that

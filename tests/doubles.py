@@ -3,6 +3,7 @@
 Import path for job files: ``doubles:FakeRenderer`` (conftest puts tests/ on
 PYTHONPATH, so Ray workers find it too).
 """
+
 from __future__ import annotations
 
 import hashlib

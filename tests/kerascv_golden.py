@@ -5,6 +5,7 @@ commit d9e0d91 (before encodings became named parts), so the test proves that ex
 KerasCV jobs still give the same bytes. Run it again only to re-derive them on purpose:
 `KERAS_HOME=... python tests/kerascv_golden.py > tests/data/kerascv_golden.json`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,16 +18,33 @@ from raywalk.worker import encode_png
 
 MODEL = {"width": 128, "height": 128, "steps": 2, "weights": "random", "precision": "float32", "batch_size": 1}
 CASES: dict[str, tuple[dict[str, Any], list[int]]] = {
-    "interpolate-slerp-fixed": ({"prompts": ["a red fox", "a blue whale"],
-                                 "walk": {"kind": "interpolate", "frames": 4, "method": "slerp"},
-                                 "noise": {"kind": "fixed", "seed": 3}}, [0, 2]),
-    "grid-per-frame": ({"prompts": ["a cat", "a dog", "a cow", "a hen"], "walk": {"kind": "grid", "size": 2},
-                        "noise": {"kind": "per_frame", "seed": 5}}, [3]),
-    "text-walk-random": ({"prompts": ["a lighthouse"],
-                          "walk": {"kind": "text_walk", "frames": 3, "step_size": 0.05, "direction": "random"}},
-                         [2]),
-    "noise-circle-tutorial": ({"prompts": ["a cow"], "walk": {"kind": "noise_circle", "frames": 4,
-                                                              "mode": "tutorial"}}, [1]),
+    "interpolate-slerp-fixed": (
+        {
+            "prompts": ["a red fox", "a blue whale"],
+            "walk": {"kind": "interpolate", "frames": 4, "method": "slerp"},
+            "noise": {"kind": "fixed", "seed": 3},
+        },
+        [0, 2],
+    ),
+    "grid-per-frame": (
+        {
+            "prompts": ["a cat", "a dog", "a cow", "a hen"],
+            "walk": {"kind": "grid", "size": 2},
+            "noise": {"kind": "per_frame", "seed": 5},
+        },
+        [3],
+    ),
+    "text-walk-random": (
+        {
+            "prompts": ["a lighthouse"],
+            "walk": {"kind": "text_walk", "frames": 3, "step_size": 0.05, "direction": "random"},
+        },
+        [2],
+    ),
+    "noise-circle-tutorial": (
+        {"prompts": ["a cow"], "walk": {"kind": "noise_circle", "frames": 4, "mode": "tutorial"}},
+        [1],
+    ),
 }
 
 

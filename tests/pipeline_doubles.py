@@ -1,5 +1,6 @@
 """Renderers for pipeline tests that fail: a worker that dies mid-chunk or in its constructor, a chunk that
 always fails, a slow model load, prompts and weights a renderer refuses."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from doubles import FakeRenderer
 
 from raywalk.errors import RendererError
+
+from doubles import FakeRenderer
 
 
 class CrashingRenderer(FakeRenderer):

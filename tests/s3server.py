@@ -18,6 +18,7 @@ Dummy credentials and region are put in ``os.environ`` when this module is
 imported (conftest imports it before any Ray instance starts), so Ray
 workers inherit them, and nothing can reach real AWS.
 """
+
 from __future__ import annotations
 
 import logging
@@ -123,11 +124,14 @@ class FaultyFront:
         from werkzeug.wsgi import get_input_stream
 
         get_input_stream(environ).read()  # the request body, so the connection stays in step
-        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{self.code}</Code>'
-                f"<Message>injected by the test</Message><RequestId>fault-{self.injected}</RequestId></Error>").encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{self.code}</Code>'
+            f"<Message>injected by the test</Message><RequestId>fault-{self.injected}</RequestId></Error>"
+        ).encode()
         reason = {500: "Internal Server Error", 503: "Service Unavailable"}.get(self.status, "Error")
-        start_response(f"{self.status} {reason}", [("Content-Type", "application/xml"),
-                                                   ("Content-Length", str(len(body)))])
+        start_response(
+            f"{self.status} {reason}", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
+        )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
@@ -161,9 +165,7 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
     server, thread, endpoint = _serve(_s3_app(), "moto-s3")
-    boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name="us-east-1").create_bucket(
-        Bucket=BUCKET
-    )
+    boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name="us-east-1").create_bucket(Bucket=BUCKET)
     try:
         yield S3Endpoint(BUCKET, endpoint)
     finally:

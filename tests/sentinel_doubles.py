@@ -1,4 +1,5 @@
 """A renderer module that leaves a trace (`import_sentinel` in `sys.modules`) in any process that imports it."""
+
 from __future__ import annotations
 
 import import_sentinel  # noqa: F401  (the trace)

@@ -1,4 +1,5 @@
 """Outputs from a run: order, rubber band, GIF/MP4 timing, grid placement, missing frames."""
+
 from __future__ import annotations
 
 import io
@@ -9,7 +10,6 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
-from test_store import write_chunk
 
 from raywalk.assemble import (
     AssembleError,
@@ -26,6 +26,8 @@ from raywalk.assemble import (
 from raywalk.manifest import new_manifest
 from raywalk.spec import job_from_dict, load_job
 from raywalk.store import RunStore, StoreError
+
+from test_store import write_chunk
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 
@@ -59,8 +61,15 @@ def make_run(store: RunStore, num_frames: int, chunk_size: int = 4, paint=colour
     chunks = [list(range(s, min(s + chunk_size, num_frames))) for s in range(0, num_frames, chunk_size)]
     for chunk in reversed(range(len(chunks))):
         frames = chunks[chunk][::-1]
-        write_chunk(store, chunk, frames, images={f: solid(paint(f)) for f in frames}, size=SIZE,
-                    run_id=manifest.run_id, fingerprint=manifest.fingerprint)
+        write_chunk(
+            store,
+            chunk,
+            frames,
+            images={f: solid(paint(f)) for f in frames},
+            size=SIZE,
+            run_id=manifest.run_id,
+            fingerprint=manifest.fingerprint,
+        )
     return store
 
 
@@ -121,8 +130,15 @@ def test_gif_rubber_band_and_resize(store):
 def test_duplicate_index_rows_do_not_duplicate_frames(store):
     make_run(store, 6, chunk_size=6)
     write_chunk(store, 9, [4, 5], images={f: solid(colour(f)) for f in (4, 5)}, size=SIZE, run_id=run_id(store))
-    write_chunk(store, 0, list(range(6)), images={f: solid(colour(f)) for f in range(6)}, attempt=1, size=SIZE,
-                run_id=run_id(store))
+    write_chunk(
+        store,
+        0,
+        list(range(6)),
+        images={f: solid(colour(f)) for f in range(6)},
+        attempt=1,
+        size=SIZE,
+        run_id=run_id(store),
+    )
     assert store.read_index().num_rows == 14  # append-only: the retried chunk 0 adds its rows
     colours, _, _ = gif_frames(store.read_bytes(Path(write_gif(store, 6, "walk.gif")).name))
     assert colours == [colour(f) for f in range(6)]
@@ -188,8 +204,14 @@ def test_partial_assembles_what_exists(store, caplog):
     make_run(store, 8)
     store.delete("frames/000002.png")
     store.delete("frames/000006.png")
-    written = assemble(store, 10, {"gif": {"fps": 5}, "contact_sheet": {"every": 2, "columns": 5}}, "walk",
-                       partial=True, note="raywalk test")
+    written = assemble(
+        store,
+        10,
+        {"gif": {"fps": 5}, "contact_sheet": {"every": 2, "columns": 5}},
+        "walk",
+        partial=True,
+        note="raywalk test",
+    )
     assert written == [store.url("preview/walk.gif"), store.url("preview/walk-contact.png")]
     colours, _, im = gif_frames(store.read_bytes("preview/walk.gif"))
     assert colours == [colour(f) for f in (0, 1, 3, 4, 5, 7)]
@@ -230,9 +252,11 @@ def test_assemble_rejects_unknown_outputs(store):
 def test_assemble_from_an_s3_run(s3_endpoint, tmp_path):
     store = make_run(RunStore(s3_endpoint.uri("assemble/run")), 9)
     written = assemble(
-        store, 9,
+        store,
+        9,
         {"gif": {"rubber_band": True}, "mp4": {"fps": 8}, "grid": {}, "contact_sheet": {"every": 3}},
-        "walk", grid_size=3,
+        "walk",
+        grid_size=3,
     )
     assert written == [store.url(n) for n in ("walk.gif", "walk.mp4", "walk-grid.png", "walk-contact.png")]
     assert written[0] == "s3://raywalk-test/assemble/run/walk.gif"
@@ -265,8 +289,11 @@ def test_assemble_run_reads_the_job_from_the_manifest(store):
     with pytest.raises(MissingFramesError, match=rf"2 of {job.num_frames} frames missing \(4-5\)"):
         list(assemble_run(store.uri))
     lines = list(assemble_run(store.uri, partial=True))
-    assert lines == [f"previews from {job.num_frames - 2} of {job.num_frames} frames (2 missing: 4-5)", store.url("preview/smoke.gif"),
-                     store.url("preview/smoke.mp4"), store.url("preview/smoke-contact.png")]
+    assert lines == [
+        f"previews from {job.num_frames - 2} of {job.num_frames} frames (2 missing: 4-5)",
+        store.url("preview/smoke.gif"),
+        store.url("preview/smoke.mp4"),
+        store.url("preview/smoke-contact.png"),
+    ]
     colours, durations, _ = gif_frames(store.read_bytes("preview/smoke.gif"))
     assert colours == [colour(f) for f in (0, 1, 2, 3, 2, 1)] and durations == [250] * 6
-

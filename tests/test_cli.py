@@ -1,4 +1,5 @@
 """The command line explains itself, and its errors are one line with the right exit status."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,10 @@ def test_every_command_has_help(command):
 def test_a_missing_job_file_is_one_line_with_status_2(tmp_path):
     result = CliRunner().invoke(main, ["render", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"raywalk: error: {tmp_path / 'nope.yaml'}: cannot read job file: No such file or directory"
+    assert (
+        result.stderr.strip()
+        == f"raywalk: error: {tmp_path / 'nope.yaml'}: cannot read job file: No such file or directory"
+    )
     assert not (tmp_path / "out").exists()
 
 

@@ -1,4 +1,5 @@
 """The TF-free CLIP token counter against KerasCV's `SimpleTokenizer` on the same vocabulary."""
+
 from __future__ import annotations
 
 import pytest
@@ -50,8 +51,9 @@ def tokenizer(clip_vocab):
 def test_counts_equal_kerascv_simple_tokenizer(clip_vocab, tokenizer):
     ours = ClipTokenCounter(clip_vocab)
     assert len(PROMPTS) >= 30
-    mismatches = [(p, ours.count(p), len(tokenizer.encode(p))) for p in PROMPTS
-                  if ours.count(p) != len(tokenizer.encode(p))]
+    mismatches = [
+        (p, ours.count(p), len(tokenizer.encode(p))) for p in PROMPTS if ours.count(p) != len(tokenizer.encode(p))
+    ]
     assert mismatches == []
     assert [ours.count(p) for p in PROMPTS[:3]] == [2, 3, 7]  # start + words + end
     assert ours.count(PROMPTS[21]) == 84 and ours.count(PROMPTS[21]) > 77

@@ -5,6 +5,7 @@ Nothing here starts Ray or reaches a cloud: `prepare_config` + `validate_config`
 the schema/default steps of `ray up` without its provider bootstrap (which calls AWS),
 and the `offline` fixture makes any connection attempt fail loudly.
 """
+
 from __future__ import annotations
 
 import copy
@@ -120,12 +121,16 @@ def test_cluster_ray_version_matches_the_package_pin(cluster):
 
 
 def test_cluster_nodes_install_raywalk_for_gpus(cluster):
-    commands = cluster["setup_commands"] + cluster.get("head_setup_commands", []) + cluster.get(
-        "worker_setup_commands", [])
+    commands = (
+        cluster["setup_commands"] + cluster.get("head_setup_commands", []) + cluster.get("worker_setup_commands", [])
+    )
     assert any("pip install" in c and "raywalk[gpu]" in c for c in commands)
     # The checkout pip installs from is the one file_mounts copies; it must be a raywalk checkout.
-    sources = [local for remote, local in cluster["file_mounts"].items()
-               if any("raywalk[gpu]" in c and remote.replace("~", "$HOME") in c for c in commands)]
+    sources = [
+        local
+        for remote, local in cluster["file_mounts"].items()
+        if any("raywalk[gpu]" in c and remote.replace("~", "$HOME") in c for c in commands)
+    ]
     assert sources, "raywalk[gpu] is not installed from a file_mounts checkout"
     for local in sources:  # relative to where `ray up` runs: the repository root
         assert (REPO / local / "pyproject.toml").is_file()
@@ -163,7 +168,8 @@ def test_rayjob_cluster_has_a_gpu_worker_group_on_the_pinned_ray(rayjob):
     assert str(cluster["rayVersion"]) == ray_pin()
     assert containers(cluster["headGroupSpec"])
     gpu_groups = [
-        g for g in cluster["workerGroupSpecs"]
+        g
+        for g in cluster["workerGroupSpecs"]
         if any(int(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0)) >= 1 for c in containers(g))
     ]
     assert gpu_groups, "no worker group requests nvidia.com/gpu"
@@ -176,7 +182,8 @@ def test_rayjob_pods_get_storage_credentials_from_a_secret(rayjob):
     for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
         for c in containers(group):
             from_secret = [e for e in c.get("envFrom", []) if "secretRef" in e] + [
-                e for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+                e for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
+            ]
             assert from_secret, f"container {c['name']} gets no credentials from a secret"
 
 

@@ -1,4 +1,5 @@
 """Printed commands paste into a shell as they are: one argument per URI, whatever it holds."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,11 +13,14 @@ URIS = ["/runs/plain", "s3://b/r?endpoint_override=h:9000&scheme=http", "/runs/w
 
 @pytest.mark.parametrize("uri", URIS)
 def test_a_printed_command_is_one_argument_per_word_in_a_real_shell(uri):
-    for command, words in [(resume_command(uri), ["resume", uri]),
-                           (resume_command(uri, verify=True), ["resume", uri, "--verify"]),
-                           (status_command(uri, verify=True), ["status", uri, "--verify"]),
-                           (assemble_command(uri, partial=True), ["assemble", uri, "--partial"])]:
+    for command, words in [
+        (resume_command(uri), ["resume", uri]),
+        (resume_command(uri, verify=True), ["resume", uri, "--verify"]),
+        (status_command(uri, verify=True), ["status", uri, "--verify"]),
+        (assemble_command(uri, partial=True), ["assemble", uri, "--partial"]),
+    ]:
         # The shell parses the command; `printf` prints each argument it received on a line of its own.
-        echoed = subprocess.run(["sh", "-c", "raywalk() { printf '%s\\n' \"$@\"; }; " + command],
-                                capture_output=True, text=True, check=True).stdout
+        echoed = subprocess.run(
+            ["sh", "-c", "raywalk() { printf '%s\\n' \"$@\"; }; " + command], capture_output=True, text=True, check=True
+        ).stdout
         assert echoed.splitlines() == words

@@ -4,6 +4,7 @@ Each test names the invariant of `raywalk.store` it checks. Renders here run
 the real `RenderWorker` in this process (a stub for Ray's runtime context, the
 test renderer), so the index is written exactly as on a cluster.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import ray
-from test_store import FINGERPRINT, RUN, png, write_chunk
 
 import raywalk.store as store_module
 from raywalk.errors import RunError, RunLocationError, StoreError
@@ -28,18 +28,23 @@ from raywalk.spec import Job, job_from_dict
 from raywalk.store import KEYFRAMES, RunStore
 from raywalk.worker import RenderWorker
 
+from test_store import FINGERPRINT, RUN, png, write_chunk
 
-def make_job(frames: int = 24, chunk_size: int = 5, prompts: tuple[str, str] = ("a red fox", "a blue whale"),
-             name: str = "walk") -> Job:
-    return job_from_dict({
-        "name": name,
-        "prompts": list(prompts),
-        "walk": {"kind": "interpolate", "frames": frames},
-        "noise": {"kind": "per_frame", "seed": 7},
-        "model": {"renderer": "doubles:FakeRenderer", "width": 64, "height": 64, "steps": 1, "batch_size": 2},
-        "chunking": {"chunk_size": chunk_size},
-        "outputs": {"gif": {"fps": 5}},
-    })
+
+def make_job(
+    frames: int = 24, chunk_size: int = 5, prompts: tuple[str, str] = ("a red fox", "a blue whale"), name: str = "walk"
+) -> Job:
+    return job_from_dict(
+        {
+            "name": name,
+            "prompts": list(prompts),
+            "walk": {"kind": "interpolate", "frames": frames},
+            "noise": {"kind": "per_frame", "seed": 7},
+            "model": {"renderer": "doubles:FakeRenderer", "width": 64, "height": 64, "steps": 1, "batch_size": 2},
+            "chunking": {"chunk_size": chunk_size},
+            "outputs": {"gif": {"fps": 5}},
+        }
+    )
 
 
 class _Context:
@@ -120,8 +125,14 @@ def test_rows_from_before_run_ids_read_as_legacy(tmp_path):
     data = png(0)
     store.write_frame(0, data)
     # An index file as raywalk wrote it before run ids: no run_id, fingerprint or written columns.
-    table = pa.table({"frame": [0], "file": ["frames/000000.png"], "sha256": [hashlib.sha256(data).hexdigest()],
-                      "bytes": [len(data)]})
+    table = pa.table(
+        {
+            "frame": [0],
+            "file": ["frames/000000.png"],
+            "sha256": [hashlib.sha256(data).hexdigest()],
+            "bytes": [len(data)],
+        }
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     store.write_bytes("index/chunk-000000.parquet", sink.getvalue())
@@ -197,8 +208,7 @@ def test_force_fences_the_old_run_off_before_deleting_anything(uri, worker, monk
 
     store.start_fresh(new)
     left = [n for n in _all_objects(store) if not n.endswith("/")]  # S3 directory markers aside
-    assert left == ["frames/000000.png", "frames/000001.png", "frames/000002.png", "frames/000003.png",
-                    "manifest.json"]
+    assert left == ["frames/000000.png", "frames/000001.png", "frames/000002.png", "frames/000003.png", "manifest.json"]
     assert store.read_failures() == {} and store.read_index().num_rows == 0
 
 
@@ -432,10 +442,13 @@ def test_opening_writes_nothing_until_create(tmp_path, s3_endpoint):
     assert store.root_exists()
 
 
-@pytest.mark.parametrize("uri", [
-    "gs://raywalk-unreachable/run",  # no network, no credentials: GCS retries for 15 minutes by default
-    "s3://raywalk-unreachable/run?endpoint_override=127.0.0.1:1&scheme=http",  # connection refused
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "gs://raywalk-unreachable/run",  # no network, no credentials: GCS retries for 15 minutes by default
+        "s3://raywalk-unreachable/run?endpoint_override=127.0.0.1:1&scheme=http",  # connection refused
+    ],
+)
 def test_an_unreachable_store_fails_in_seconds(uri):
     started = time.monotonic()
     with pytest.raises(RunLocationError) as err:
@@ -454,13 +467,24 @@ def test_done_frames_reads_a_huge_index_in_bounded_memory(tmp_path):
     rows, per_file = 200_000, 10_000
     for chunk in range(rows // per_file):
         frames = np.arange(chunk * per_file, (chunk + 1) * per_file)
-        store.write_chunk_index(chunk, {
-            "frame": frames, "file": [f"frames/{f:06d}.png" for f in frames], "sha256": ["ab" * 32] * per_file,
-            "bytes": np.full(per_file, 1000), "width": np.full(per_file, 64, np.int32),
-            "height": np.full(per_file, 64, np.int32), "chunk": np.full(per_file, chunk, np.int32),
-            "attempt": np.ones(per_file, np.int32), "node": ["node"] * per_file, "worker": ["w"] * per_file,
-            "seconds": np.zeros(per_file),
-        }, run_id=RUN, fingerprint=FINGERPRINT)
+        store.write_chunk_index(
+            chunk,
+            {
+                "frame": frames,
+                "file": [f"frames/{f:06d}.png" for f in frames],
+                "sha256": ["ab" * 32] * per_file,
+                "bytes": np.full(per_file, 1000),
+                "width": np.full(per_file, 64, np.int32),
+                "height": np.full(per_file, 64, np.int32),
+                "chunk": np.full(per_file, chunk, np.int32),
+                "attempt": np.ones(per_file, np.int32),
+                "node": ["node"] * per_file,
+                "worker": ["w"] * per_file,
+                "seconds": np.zeros(per_file),
+            },
+            run_id=RUN,
+            fingerprint=FINGERPRINT,
+        )
     for frame in (7, 123_456):
         store.write_bytes(f"frames/{frame:06d}.png", b"x" * 1000)
     tracemalloc.start()

@@ -1,10 +1,11 @@
 """The KerasCV renderer on the real models (random weights, 128x128, few steps) and the offline weight files."""
+
 from __future__ import annotations
 
 import dataclasses
 import shutil
-from pathlib import Path
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +22,17 @@ LONG_PROMPT = "a very " * 40 + "long prompt"  # 84 CLIP tokens with start and en
 
 
 def model(weights="random", **options) -> Model:
-    return Model(renderer="raywalk.kerascv:KerasCVRenderer", width=SIZE, height=SIZE, steps=STEPS,
-                 guidance_scale=7.5, weights=str(weights), precision="auto", batch_size=2, options=options)
+    return Model(
+        renderer="raywalk.kerascv:KerasCVRenderer",
+        width=SIZE,
+        height=SIZE,
+        steps=STEPS,
+        guidance_scale=7.5,
+        weights=str(weights),
+        precision="auto",
+        batch_size=2,
+        options=options,
+    )
 
 
 def renderer(models, **kwargs) -> KerasCVRenderer:
@@ -102,7 +112,8 @@ def test_a_weights_directory_elsewhere_is_a_note_here_and_refused_on_a_worker(tm
 
 
 def test_on_a_worker_a_missing_weights_directory_is_named_before_the_vocabulary_it_holds(
-        tmp_path, empty_keras_home, monkeypatch):
+    tmp_path, empty_keras_home, monkeypatch
+):
     monkeypatch.setattr(weights, "VOCAB", dataclasses.replace(VOCAB, url=(tmp_path / "nowhere").as_uri()))
     elsewhere = tmp_path / "cluster-share"
     with pytest.raises(RendererError, match="^weights directory .* is not on this machine$"):
@@ -124,9 +135,11 @@ def test_download_without_cached_weights_probes_the_host(empty_keras_home, clip_
     shutil.copy(clip_vocab, empty_keras_home / clip_vocab.name)
     probed = []
     monkeypatch.setattr(kerascv, "_unreachable", lambda host: probed.append(host) or "no route to host")
-    note = ("weights: download needs huggingface.co, which this machine cannot reach (no route to host); for a"
-            " cluster without internet, run `raywalk weights stage DIR` on a machine with internet, then set"
-            " `weights: DIR`")
+    note = (
+        "weights: download needs huggingface.co, which this machine cannot reach (no route to host); for a"
+        " cluster without internet, run `raywalk weights stage DIR` on a machine with internet, then set"
+        " `weights: DIR`"
+    )
     assert check_renderer(model("download"), PROMPTS) == [note + "; render checks it on the workers"]
     with pytest.raises(RendererError) as info:
         check_renderer(model("download"), PROMPTS, strict=True)
@@ -205,8 +218,10 @@ def test_stage_weights_copies_from_the_keras_cache_or_downloads_and_verifies(tmp
         stage_weights(tmp_path / "fails", "v1.4", progress=False)
     message = str(info.value)
     assert message.startswith("cannot download bpe_simple_vocab_16e6.txt.gz from file:")
-    assert (f"copy bpe_simple_vocab_16e6.txt.gz (SHA-256 924691ac288e...) into {tmp_path / 'fails'} or"
-            f" {tmp_path / 'empty-keras-home' / 'datasets'}") in message
+    assert (
+        f"copy bpe_simple_vocab_16e6.txt.gz (SHA-256 924691ac288e...) into {tmp_path / 'fails'} or"
+        f" {tmp_path / 'empty-keras-home' / 'datasets'}"
+    ) in message
     assert "\n" not in message
 
 
@@ -297,8 +312,13 @@ def test_batches_are_padded_to_one_shape_and_frames_do_not_depend_on_their_batch
 @pytest.mark.large
 def test_negative_prompt_is_generate_image_negative_prompt(sd_models, reference):
     r = renderer(sd_models, steps=1, joint_guidance=False, negative_prompt="blurry, low quality")
-    expected = reference.sd.generate_image(reference.encodings, batch_size=2, num_steps=1,
-                                           diffusion_noise=reference.noise, negative_prompt="blurry, low quality")
+    expected = reference.sd.generate_image(
+        reference.encodings,
+        batch_size=2,
+        num_steps=1,
+        diffusion_noise=reference.noise,
+        negative_prompt="blurry, low quality",
+    )
     np.testing.assert_array_equal(r.render(reference.encodings, reference.noise), expected)
 
 
@@ -307,8 +327,15 @@ def test_random_weights_are_recorded(sd_models):
     r = renderer(sd_models)
     assert r.random_weights is True
     assert r.latent_shape == (16, 16, 4)
-    assert r.info == {"renderer": "kerascv", "version": "v1.4", "weights": "random", "random_weights": True,
-                      "precision": "float32", "xla": False, "joint_guidance": True}
+    assert r.info == {
+        "renderer": "kerascv",
+        "version": "v1.4",
+        "weights": "random",
+        "random_weights": True,
+        "precision": "float32",
+        "xla": False,
+        "joint_guidance": True,
+    }
 
 
 @pytest.mark.large

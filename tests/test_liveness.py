@@ -1,5 +1,6 @@
 """A run directory that never lies and a render that never hangs in silence; bad input refused before anything is
 written (issues #9 and #10)."""
+
 from __future__ import annotations
 
 import io
@@ -15,14 +16,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, start_ray_head, stop_ray_head
-from test_render import CPU_WORKER, frame_bytes, write_job
 
 from raywalk import load_job
 from raywalk.driver import WorkerSpec, render
 from raywalk.errors import JobError, RendererError, RunBusyError, RunError, RunLocationError
 from raywalk.progress import Progress
 from raywalk.store import RunStore
+
+from conftest import REPO, start_ray_head, stop_ray_head
+from test_render import CPU_WORKER, frame_bytes, write_job
 
 
 def events_of(log: str) -> list[dict]:
@@ -43,10 +45,14 @@ def render_logged(job_path: Path, out: Path, **kwargs):
 def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300, script: bool = False):
     """`python -m raywalk.cli ARGS`; with `script`, as the `raywalk` console script runs (the current directory
     not on sys.path)."""
-    launcher = ["-c", "import sys; sys.path.remove(''); from raywalk.cli import main; main()"] if script else \
-        ["-m", "raywalk.cli"]
-    return subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    launcher = (
+        ["-c", "import sys; sys.path.remove(''); from raywalk.cli import main; main()"]
+        if script
+        else ["-m", "raywalk.cli"]
+    )
+    return subprocess.run(
+        [sys.executable, *launcher, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
 
 
 # ---------------------------------------------------------------- bad input, refused before the first write
@@ -55,13 +61,17 @@ def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: f
 BOOM = "raise RuntimeError('this module cannot be imported')\n"
 
 
-@pytest.mark.parametrize("renderer,options,prompt,expected", [
-    ("no_such_module:Renderer", {}, None, "renderer module 'no_such_module' not found"),
-    ("os:system", {}, None, "is not a class"),
-    ("json:JSONDecoder", {}, None, "lacks encode_text and render"),
-    ("doubles:FakeRenderer", {"sped": 2}, None, "does not take option 'sped'"),
-    ("pipeline_doubles:PickyRenderer", {}, "a fox " * 10, "has 20 words; at most 8 fit"),
-], ids=["not-found", "os-system", "no-render", "unknown-option", "long-prompt"])
+@pytest.mark.parametrize(
+    "renderer,options,prompt,expected",
+    [
+        ("no_such_module:Renderer", {}, None, "renderer module 'no_such_module' not found"),
+        ("os:system", {}, None, "is not a class"),
+        ("json:JSONDecoder", {}, None, "lacks encode_text and render"),
+        ("doubles:FakeRenderer", {"sped": 2}, None, "does not take option 'sped'"),
+        ("pipeline_doubles:PickyRenderer", {}, "a fox " * 10, "has 20 words; at most 8 fit"),
+    ],
+    ids=["not-found", "os-system", "no-render", "unknown-option", "long-prompt"],
+)
 def test_a_job_the_renderer_refuses_writes_nothing(ray_connected, tmp_path, renderer, options, prompt, expected):
     path = write_job(tmp_path, renderer=renderer, options=options)
     if prompt:
@@ -93,8 +103,12 @@ def test_bad_outputs_are_refused_before_ray_starts(tmp_path, monkeypatch):
     monkeypatch.setattr("raywalk.driver.connect", no_ray)
     job = write_job(tmp_path)
     (tmp_path / "a-file").write_text("not a run")
-    cases = {"": "empty", str(tmp_path / "a-file"): "is a file", "/proc/raywalk/run": "cannot be created",
-             "foo://bucket/run": "not a usable run location"}
+    cases = {
+        "": "empty",
+        str(tmp_path / "a-file"): "is a file",
+        "/proc/raywalk/run": "cannot be created",
+        "foo://bucket/run": "not a usable run location",
+    }
     for uri, expected in cases.items():
         with pytest.raises(RunLocationError, match=expected):
             render(load_job(job), uri, progress=Progress(0, 0, stream=io.StringIO(), bar=False))
@@ -199,8 +213,17 @@ def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_
         assert time.monotonic() < deadline and thread.is_alive()
         time.sleep(0.1)
     # Another driver takes the run over (as after a network partition made this one look stale).
-    (out / "lock.json").write_text(json.dumps({"host": "other-host", "pid": 4242, "token": "theirs",
-                                               "owner": {"job": "walk"}, "heartbeat": time.time() + 3600}))
+    (out / "lock.json").write_text(
+        json.dumps(
+            {
+                "host": "other-host",
+                "pid": 4242,
+                "token": "theirs",
+                "owner": {"job": "walk"},
+                "heartbeat": time.time() + 3600,
+            }
+        )
+    )
     thread.join(60)
     assert not thread.is_alive()
     assert "busy" in result and "taken over by host other-host pid 4242" in str(result["busy"])
@@ -213,12 +236,25 @@ def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_
 
 def test_driver_killed_while_the_renderer_loads_leaves_a_run_that_resume_finishes(ray_connected, tmp_path):
     out = tmp_path / "out"
-    job = write_job(tmp_path, frames=6, chunk_size=3, renderer="pipeline_doubles:SlowStartRenderer",
-                    options={"load_seconds": 3.0})
-    args = ["--address", ray_connected["address"], "--workers", "1", "--gpus-per-worker", "0",
-            "--cpus-per-worker", "0.5"]
-    driver = subprocess.Popen([sys.executable, "-m", "raywalk.cli", "render", str(job), "--out", str(out), *args],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = write_job(
+        tmp_path, frames=6, chunk_size=3, renderer="pipeline_doubles:SlowStartRenderer", options={"load_seconds": 3.0}
+    )
+    args = [
+        "--address",
+        ray_connected["address"],
+        "--workers",
+        "1",
+        "--gpus-per-worker",
+        "0",
+        "--cpus-per-worker",
+        "0.5",
+    ]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "raywalk.cli", "render", str(job), "--out", str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (out / "manifest.json").exists():
         assert driver.poll() is None, driver.stdout.read()
@@ -266,8 +302,23 @@ def test_a_renderer_module_beside_the_job_renders_on_a_cluster_without_it(tmp_pa
         plan = cli("plan", str(job), cwd=work, env=clean, script=True)
         assert plan.returncode == 0, plan.stderr
         out = tmp_path / "out"
-        result = cli("render", str(job), "--out", str(out), "--address", address["address"], "--workers", "1",
-                     "--gpus-per-worker", "0", "--cpus-per-worker", "0.5", cwd=work, env=clean, script=True)
+        result = cli(
+            "render",
+            str(job),
+            "--out",
+            str(out),
+            "--address",
+            address["address"],
+            "--workers",
+            "1",
+            "--gpus-per-worker",
+            "0",
+            "--cpus-per-worker",
+            "0.5",
+            cwd=work,
+            env=clean,
+            script=True,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert len(frame_bytes(out)) == 4
         assert json.loads((out / "manifest.json").read_text())["random_weights"] is True

@@ -1,4 +1,5 @@
 """One driver at a time: exclusive creation, stale locks, fencing, heartbeats that fail, releases that fail."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ def test_lock_busy_then_released(tmp_path):
 
 def test_stale_lock_by_heartbeat_age(tmp_path):
     store = RunStore(tmp_path / "run", create=True)
-    store.write_bytes(LOCK, json.dumps(
-        {"host": "elsewhere", "pid": 1, "token": "x", "heartbeat": time.time() - 120}).encode())
+    store.write_bytes(
+        LOCK, json.dumps({"host": "elsewhere", "pid": 1, "token": "x", "heartbeat": time.time() - 120}).encode()
+    )
     lock_of(store, stale_after=60).acquire()
     assert store.read_lock()["pid"] == os.getpid()
 
@@ -53,16 +55,19 @@ def test_lock_of_dead_local_process_is_stale(tmp_path):
     store = RunStore(tmp_path / "run", create=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    store.write_bytes(LOCK, json.dumps(
-        {"host": socket.gethostname(), "pid": dead.pid, "token": "x", "heartbeat": time.time()}).encode())
+    store.write_bytes(
+        LOCK,
+        json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "x", "heartbeat": time.time()}).encode(),
+    )
     lock_of(store).acquire()
     assert store.read_lock()["pid"] == os.getpid()
 
 
 def test_lock_of_live_remote_host_is_busy(tmp_path):
     store = RunStore(tmp_path / "run", create=True)
-    store.write_bytes(LOCK, json.dumps(
-        {"host": "gpu-node-7", "pid": 999_999, "token": "x", "heartbeat": time.time() - 5}).encode())
+    store.write_bytes(
+        LOCK, json.dumps({"host": "gpu-node-7", "pid": 999_999, "token": "x", "heartbeat": time.time() - 5}).encode()
+    )
     with pytest.raises(RunBusyError, match="gpu-node-7 pid 999999"):
         lock_of(store).acquire()
 
@@ -165,8 +170,9 @@ def _contend(uri: str, start: float, results) -> None:
 def test_two_drivers_acquiring_at_once_exactly_one_wins(tmp_path, previous):
     store = RunStore(tmp_path / "run", create=True)
     if previous == "stale":
-        store.write_bytes(LOCK, json.dumps(
-            {"host": "elsewhere", "pid": 1, "token": "old", "heartbeat": time.time() - 600}).encode())
+        store.write_bytes(
+            LOCK, json.dumps({"host": "elsewhere", "pid": 1, "token": "old", "heartbeat": time.time() - 600}).encode()
+        )
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     for _ in range(3):

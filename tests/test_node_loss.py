@@ -1,4 +1,5 @@
 """A node removed from a multi-node cluster in the middle of a run: the run still completes."""
+
 from __future__ import annotations
 
 import io
@@ -13,14 +14,16 @@ from raywalk import load_job
 from raywalk.driver import WorkerSpec, render
 from raywalk.progress import Progress
 from raywalk.store import RunStore
+
 from conftest import _free_port
 from test_render import frame_bytes, write_job
 
 
 def test_node_removed_mid_run(ray_head, tmp_path):
     ray.shutdown()  # leave the session's head; this test needs a cluster of its own
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "num_gpus": 0, "dashboard_agent_listen_port": _free_port()})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "dashboard_agent_listen_port": _free_port()}
+    )
     doomed = cluster.add_node(num_cpus=1, num_gpus=1)
     cluster.add_node(num_cpus=1, num_gpus=1)
     try:
@@ -39,8 +42,12 @@ def test_node_removed_mid_run(ray_head, tmp_path):
         remover = threading.Thread(target=remove_when_started)
         remover.start()
         log = io.StringIO()
-        outcome = render(job, str(out), workers=WorkerSpec(count=2, gpus=1, cpus=0.5),
-                         progress=Progress(job.num_frames, 0, stream=log, bar=False))
+        outcome = render(
+            job,
+            str(out),
+            workers=WorkerSpec(count=2, gpus=1, cpus=0.5),
+            progress=Progress(job.num_frames, 0, stream=log, bar=False),
+        )
         remover.join()
         assert removed.is_set()
         assert outcome.complete, log.getvalue()

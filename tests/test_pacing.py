@@ -1,4 +1,5 @@
 """Perceptual pacing: a non-uniform image path scores low when spaced evenly and high once re-spaced."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,8 +9,15 @@ import pytest
 
 from raywalk import Trajectory, job_from_dict
 from raywalk.pacing import (
-    PerceptualWarp, distances, first_pass_job, first_pass_trajectory, gini, image_distance, max_jump,
-    sample_points, smoothness,
+    PerceptualWarp,
+    distances,
+    first_pass_job,
+    first_pass_trajectory,
+    gini,
+    image_distance,
+    max_jump,
+    sample_points,
+    smoothness,
 )
 from raywalk.plan import first_pass_plan
 from raywalk.timing import job_table, needs_table, walk_table
@@ -33,12 +41,14 @@ def image_at(u: float) -> np.ndarray:
 
 
 def make_job(frames: int = 61, samples: int = 9):
-    return job_from_dict({
-        "prompts": ["a", "b", "c"],
-        "walk": {"kind": "interpolate", "frames": frames, "pacing": "perceptual"},
-        "pacing": {"samples": samples, "steps": 4, "size": 128},
-        "model": {"width": 256, "height": 256, "steps": 20, "batch_size": 4},
-    })
+    return job_from_dict(
+        {
+            "prompts": ["a", "b", "c"],
+            "walk": {"kind": "interpolate", "frames": frames, "pacing": "perceptual"},
+            "pacing": {"samples": samples, "steps": 4, "size": 128},
+            "model": {"width": 256, "height": 256, "steps": 20, "batch_size": 4},
+        }
+    )
 
 
 def uniform(job):
@@ -58,8 +68,10 @@ def test_perceptual_pacing_evens_out_a_non_uniform_walk():
 
     before = (smoothness(d_uniform), max_jump(d_uniform))
     after = (smoothness(d_paced), max_jump(d_paced))
-    print(f"\n{job.num_frames} frames, first pass {len(first)} images: smoothness {before[0]:.3f} -> {after[0]:.3f}, "
-          f"max/mean jump {before[1]:.2f} -> {after[1]:.2f}")
+    print(
+        f"\n{job.num_frames} frames, first pass {len(first)} images: smoothness {before[0]:.3f} -> {after[0]:.3f}, "
+        f"max/mean jump {before[1]:.2f} -> {after[1]:.2f}"
+    )
     assert before[0] < 0.7 and before[1] > 2.5
     assert after[0] >= 0.9 and after[1] <= 1.5
     # Monotone, ends and the middle prompt pinned to the frames uniform pacing gives them.
@@ -67,8 +79,16 @@ def test_perceptual_pacing_evens_out_a_non_uniform_walk():
 
 
 def test_keyframes_stay_pinned_under_a_warp():
-    job = job_from_dict({"prompts": ["a", "b", "c"], "walk": {"kind": "interpolate", "pacing": "perceptual",
-                         "keyframes": [{}, {"at": 10, "easing": "ease_in_out"}, {"at": 40}]}})
+    job = job_from_dict(
+        {
+            "prompts": ["a", "b", "c"],
+            "walk": {
+                "kind": "interpolate",
+                "pacing": "perceptual",
+                "keyframes": [{}, {"at": 10, "easing": "ease_in_out"}, {"at": 40}],
+            },
+        }
+    )
     d = np.r_[np.linspace(1, 5, 8), np.linspace(5, 1, 8)]
     table = walk_table(job, warp=PerceptualWarp.from_distances(d, 2, 9))
     assert table[0] == 0 and table[10] == 1 and table[40] == 2 and np.all(np.diff(table) > 0)

@@ -1,4 +1,5 @@
 """`raywalk plan`: every job plans; counts and estimates are right; over-long prompts are refused."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,16 @@ def test_plan_counts_the_tutorials_150_frame_walk():
 
 def test_padding_is_counted_per_chunk(tmp_path):
     path = tmp_path / "j.yaml"
-    path.write_text(yaml.safe_dump({"prompts": ["a", "b"], "walk": {"kind": "interpolate", "frames": 10},
-                                    "model": {"batch_size": 4, "steps": 5}, "chunking": {"chunk_size": 6}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "prompts": ["a", "b"],
+                "walk": {"kind": "interpolate", "frames": 10},
+                "model": {"batch_size": 4, "steps": 5},
+                "chunking": {"chunk_size": 6},
+            }
+        )
+    )
     p = make_plan(load_job(path))
     assert (p.chunks, p.batches, p.padded_frames) == (2, 3, 12)  # chunks of 6 and 4: 2 + 1 batches
 
@@ -56,8 +65,15 @@ def test_estimate_deals_whole_chunks_to_workers():
 def test_over_long_prompt_is_refused_at_plan_time(tmp_path):
     long_prompt = "a very detailed painting of " + " and ".join(f"a tiny red fox number {i}" for i in range(20))
     path = tmp_path / "long.yaml"
-    path.write_text(yaml.safe_dump({"prompts": ["a dog", long_prompt], "walk": {"kind": "interpolate", "frames": 3},
-                                    "model": {"weights": "random"}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "prompts": ["a dog", long_prompt],
+                "walk": {"kind": "interpolate", "frames": 3},
+                "model": {"weights": "random"},
+            }
+        )
+    )
     result = CliRunner().invoke(main, ["plan", str(path)])
     assert result.exit_code == 2
     assert "tokens" in result.stderr and "77" in result.stderr and "a very detailed painting" in result.stderr
@@ -66,20 +82,38 @@ def test_over_long_prompt_is_refused_at_plan_time(tmp_path):
 
 def test_unknown_renderer_option_is_refused_at_plan_time(tmp_path):
     path = tmp_path / "opt.yaml"
-    path.write_text(yaml.safe_dump({"prompts": ["a", "b"], "walk": {"kind": "interpolate", "frames": 3},
-                                    "model": {"renderer": "doubles:FakeRenderer", "options": {"sped": 2}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "prompts": ["a", "b"],
+                "walk": {"kind": "interpolate", "frames": 3},
+                "model": {"renderer": "doubles:FakeRenderer", "options": {"sped": 2}},
+            }
+        )
+    )
     result = CliRunner().invoke(main, ["plan", str(path)])
     assert result.exit_code == 2 and "does not take option 'sped'" in result.stderr
 
 
 def test_calibration_measures_a_worker(ray_connected, tmp_path):
     path = tmp_path / "cal.yaml"
-    path.write_text(yaml.safe_dump({
-        "prompts": ["a", "b"], "walk": {"kind": "interpolate", "frames": 8},
-        "model": {"renderer": "doubles:FakeRenderer", "width": 64, "height": 64, "steps": 2, "batch_size": 2,
-                  "options": {"seconds_per_frame": 0.25}},
-        "workers": {"gpus": 0, "cpus": 0.5},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "prompts": ["a", "b"],
+                "walk": {"kind": "interpolate", "frames": 8},
+                "model": {
+                    "renderer": "doubles:FakeRenderer",
+                    "width": 64,
+                    "height": 64,
+                    "steps": 2,
+                    "batch_size": 2,
+                    "options": {"seconds_per_frame": 0.25},
+                },
+                "workers": {"gpus": 0, "cpus": 0.5},
+            }
+        )
+    )
     result = CliRunner().invoke(main, ["plan", str(path), "--calibrate", "--workers", "2"])
     assert result.exit_code == 0, result.output
     seconds = float(re.search(r"at ([\d.]+) s/step", result.output).group(1))
@@ -99,8 +133,9 @@ finally:
 
 def run_plan(path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # TensorFlow as loud as it gets
-    return subprocess.run([sys.executable, "-c", PLAN, str(path)], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", PLAN, str(path)], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 def test_plan_is_quiet_and_never_imports_tensorflow(tmp_path):
@@ -114,17 +149,26 @@ def test_plan_is_quiet_and_never_imports_tensorflow(tmp_path):
     path.write_text(yaml.safe_dump(smoke))
     result = run_plan(path)
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [(
-        "raywalk: error: prompt 'a very a very a very a very a very a very a very a very a...' is 84 CLIP tokens"
-        " long; Stable Diffusion takes at most 77 (start and end tokens included)"
-    )]
+    assert result.stderr.splitlines() == [
+        (
+            "raywalk: error: prompt 'a very a very a very a very a very a very a very a very a...' is 84 CLIP tokens"
+            " long; Stable Diffusion takes at most 77 (start and end tokens included)"
+        )
+    ]
     assert result.stdout.splitlines() == ["tensorflow imported: False"]
 
 
 def test_plan_prints_what_it_cannot_check_here(tmp_path):
     path = tmp_path / "remote.yaml"
-    path.write_text(yaml.safe_dump({"prompts": ["a", "b"], "walk": {"kind": "interpolate", "frames": 3},
-                                    "model": {"weights": str(tmp_path / "on-the-cluster")}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "prompts": ["a", "b"],
+                "walk": {"kind": "interpolate", "frames": 3},
+                "model": {"weights": str(tmp_path / "on-the-cluster")},
+            }
+        )
+    )
     result = CliRunner().invoke(main, ["plan", str(path)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1] == (

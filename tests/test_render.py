@@ -1,4 +1,5 @@
 """`raywalk render` on a local Ray: chunks, workers, failures, resume, storage."""
+
 from __future__ import annotations
 
 import io
@@ -28,16 +29,30 @@ CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
 VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written")
 
 
-def write_job(tmp_path: Path, name: str = "walk", frames: int = 12, chunk_size: int = 4, batch_size: int = 2,
-              renderer: str = "doubles:FakeRenderer", options: dict | None = None,
-              walk: dict | None = None, outputs: dict | None = None) -> Path:
+def write_job(
+    tmp_path: Path,
+    name: str = "walk",
+    frames: int = 12,
+    chunk_size: int = 4,
+    batch_size: int = 2,
+    renderer: str = "doubles:FakeRenderer",
+    options: dict | None = None,
+    walk: dict | None = None,
+    outputs: dict | None = None,
+) -> Path:
     data = {
         "name": name,
         "prompts": ["a red fox", "a blue whale"],
         "walk": walk or {"kind": "interpolate", "frames": frames, "method": "slerp"},
         "noise": {"kind": "per_frame", "seed": 7},
-        "model": {"renderer": renderer, "width": 64, "height": 64, "steps": 2, "batch_size": batch_size,
-                  "options": options or {}},
+        "model": {
+            "renderer": renderer,
+            "width": 64,
+            "height": 64,
+            "steps": 2,
+            "batch_size": batch_size,
+            "options": options or {},
+        },
         "chunking": {"chunk_size": chunk_size, "max_attempts": 3},
         "workers": {"cpus": 0.5, "gpus": 0},
         "outputs": {"gif": {"fps": 5}} if outputs is None else outputs,
@@ -89,8 +104,19 @@ def test_full_render_writes_frames_index_and_manifest(clean_run):
     assert len(set(frames.values())) == 12  # per-frame noise: every frame differs
     index = RunStore(str(out)).read_index()
     assert sorted(index["frame"].to_pylist()) == list(range(12))
-    assert {"sha256", "bytes", "width", "height", "chunk", "attempt", "node", "worker", "seconds",
-            "segment", "t"} <= set(index.column_names)
+    assert {
+        "sha256",
+        "bytes",
+        "width",
+        "height",
+        "chunk",
+        "attempt",
+        "node",
+        "worker",
+        "seconds",
+        "segment",
+        "t",
+    } <= set(index.column_names)
     assert len(list((out / "index").glob("chunk-*.parquet"))) == 3
     assert ray.data.read_parquet(str(out / "index")).count() == 12  # the whole index in one call
     manifest = json.loads((out / "manifest.json").read_text())
@@ -115,8 +141,11 @@ def test_same_frames_whatever_the_chunking_and_worker_count(clean_run, tmp_path,
 def test_a_worker_killed_mid_chunk_loses_nothing(clean_run, tmp_path):
     out = tmp_path / "out"
     marker = tmp_path / "crashed"
-    job = write_job(tmp_path, renderer="pipeline_doubles:CrashingRenderer",
-                    options={"crash_marker": str(marker), "crash_on_call": 3})
+    job = write_job(
+        tmp_path,
+        renderer="pipeline_doubles:CrashingRenderer",
+        options={"crash_marker": str(marker), "crash_on_call": 3},
+    )
     outcome, log = run(job, out)
     assert marker.exists(), "the worker never crashed"
     assert outcome.complete
@@ -170,8 +199,12 @@ def test_another_job_on_an_existing_output_is_refused(clean_run, tmp_path):
 
 def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_connected, tmp_path):
     out = tmp_path / "out"
-    job = write_job(tmp_path, renderer="pipeline_doubles:BrokenRenderer", options={"fail_frames": [5]},
-                    walk={"kind": "text_walk", "frames": 12, "step_size": 1.0})
+    job = write_job(
+        tmp_path,
+        renderer="pipeline_doubles:BrokenRenderer",
+        options={"fail_frames": [5]},
+        walk={"kind": "text_walk", "frames": 12, "step_size": 1.0},
+    )
     outcome, log = run(job, out)
     assert not outcome.complete
     assert outcome.missing == [4, 5, 6, 7]
@@ -182,12 +215,14 @@ def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_co
     assert "8 done, 4 missing of 12 (4-7)" in cli.stdout
     assert "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in cli.stdout
     # Its outputs are not assembled silently; a partial preview is there for the asking.
-    assembled = subprocess.run([sys.executable, "-m", "raywalk.cli", "assemble", str(out)],
-                               capture_output=True, text=True)
+    assembled = subprocess.run(
+        [sys.executable, "-m", "raywalk.cli", "assemble", str(out)], capture_output=True, text=True
+    )
     assert assembled.returncode == 1 and "4-7" in assembled.stderr and "raywalk resume" in assembled.stderr
     assert not (out / "walk.gif").exists()
-    preview = subprocess.run([sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"],
-                             capture_output=True, text=True)
+    preview = subprocess.run(
+        [sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"], capture_output=True, text=True
+    )
     assert preview.returncode == 0 and "4-7" in preview.stdout
     assert Image.open(out / "preview" / "walk.gif").n_frames == 8 and not (out / "walk.gif").exists()
 
@@ -202,10 +237,26 @@ def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_p
     out = tmp_path / "out"
     job = write_job(tmp_path, options={"seconds_per_frame": 0.4}, chunk_size=2)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "raywalk.cli", "render", str(job), "--out", str(out),
-         "--address", ray_connected["address"], "--workers", "1", "--gpus-per-worker", "0",
-         "--cpus-per-worker", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "raywalk.cli",
+            "render",
+            str(job),
+            "--out",
+            str(out),
+            "--address",
+            ray_connected["address"],
+            "--workers",
+            "1",
+            "--gpus-per-worker",
+            "0",
+            "--cpus-per-worker",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while len(list((out / "index").glob("*.parquet"))) < 2:
@@ -218,25 +269,48 @@ def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_p
     outcome = resume(str(out), workers=CPU_WORKER, progress=quiet())
     assert outcome.complete and 0 < outcome.rendered < 12
     assert frame_bytes(out) == frame_bytes(clean_run[0])
-    assert [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(out)] == \
-        [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(clean_run[0])]
+    assert [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(out)] == [
+        {k: v for k, v in r.items() if k != "chunk"} for r in index_rows(clean_run[0])
+    ]
 
 
 def test_cli_render_never_imports_tensorflow_or_the_renderer_and_reports_missing_frames(ray_connected, tmp_path):
     """The renderer's module is checked and built only in Ray workers: its import leaves a trace
     (`import_sentinel`) that must not show in the driver, nor must TensorFlow."""
     out = tmp_path / "out"
-    job = write_job(tmp_path, renderer="sentinel_doubles:SentinelRenderer", options={"fail_frames": [0]},
-                    walk={"kind": "text_walk", "frames": 6, "step_size": 1.0})
-    probe = ("import sys, runpy\nsys.argv = ['raywalk'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_module('raywalk.cli', run_name='__main__')\n"
-             "finally:\n    print('TF-IMPORTED' if 'tensorflow' in sys.modules else 'TF-ABSENT', file=sys.stderr)\n"
-             "    print('RENDERER-IMPORTED' if 'import_sentinel' in sys.modules else 'RENDERER-ABSENT',"
-             " file=sys.stderr)\n")
+    job = write_job(
+        tmp_path,
+        renderer="sentinel_doubles:SentinelRenderer",
+        options={"fail_frames": [0]},
+        walk={"kind": "text_walk", "frames": 6, "step_size": 1.0},
+    )
+    probe = (
+        "import sys, runpy\nsys.argv = ['raywalk'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('raywalk.cli', run_name='__main__')\n"
+        "finally:\n    print('TF-IMPORTED' if 'tensorflow' in sys.modules else 'TF-ABSENT', file=sys.stderr)\n"
+        "    print('RENDERER-IMPORTED' if 'import_sentinel' in sys.modules else 'RENDERER-ABSENT',"
+        " file=sys.stderr)\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", probe, "render", str(job), "--out", str(out), "--address",
-         ray_connected["address"], "--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "render",
+            str(job),
+            "--out",
+            str(out),
+            "--address",
+            ray_connected["address"],
+            "--workers",
+            "1",
+            "--gpus-per-worker",
+            "0",
+            "--cpus-per-worker",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert "TF-ABSENT" in result.stderr and "RENDERER-ABSENT" in result.stderr
@@ -260,8 +334,11 @@ def test_render_to_s3(clean_run, s3_endpoint, tmp_path):
 
 def test_previews_while_rendering_and_outputs_at_the_end(ray_connected, tmp_path):
     out = tmp_path / "out"
-    job = write_job(tmp_path, outputs={"gif": {"fps": 5, "rubber_band": True}, "contact_sheet": {"every": 2},
-                                       "preview_every": 1}, options={"seconds_per_frame": 0.1})
+    job = write_job(
+        tmp_path,
+        outputs={"gif": {"fps": 5, "rubber_band": True}, "contact_sheet": {"every": 2}, "preview_every": 1},
+        options={"seconds_per_frame": 0.1},
+    )
     outcome, log = run(job, out)
     events = [json.loads(line) for line in log.splitlines()]
     assert any(e["event"] == "preview" for e in events)

@@ -1,4 +1,5 @@
 """The renderer contract: loading by import path and the one-line errors before any rendering."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,17 @@ from raywalk.spec import Model
 
 def model(renderer: str = "doubles:FakeRenderer", **options) -> Model:
     """A job's model section."""
-    return Model(renderer=renderer, width=64, height=128, steps=2, guidance_scale=7.5, weights="random",
-                 precision="auto", batch_size=2, options=options)
+    return Model(
+        renderer=renderer,
+        width=64,
+        height=128,
+        steps=2,
+        guidance_scale=7.5,
+        weights="random",
+        precision="auto",
+        batch_size=2,
+        options=options,
+    )
 
 
 @pytest.fixture
@@ -99,7 +109,9 @@ def test_class_lacking_the_contract(fake_module):
 
 def test_rejected_option_is_named_with_the_accepted_ones():
     message = one_line_error(check_renderer, model(colour="blue"), ["a dog"])
-    assert message == "renderer 'doubles:FakeRenderer' does not take option 'colour' (its options: dim, seconds_per_frame)"
+    assert (
+        message == "renderer 'doubles:FakeRenderer' does not take option 'colour' (its options: dim, seconds_per_frame)"
+    )
     assert "colour" in one_line_error(load_renderer, model(colour="blue"))
 
 

@@ -1,5 +1,6 @@
 """`raywalk report`: the pure parts in milliseconds, runs built in storage, and a real render's
 report loaded in headless Chromium (skipped, saying why, where no browser is installed)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,12 @@ if TYPE_CHECKING:
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
-def rows(chunks: dict[int, tuple[str, str, list[float]]], frames_per_chunk: int = 2,
-         written: dict[int, float] | None = None, attempt: dict[int, int] | None = None) -> dict[str, list]:
+def rows(
+    chunks: dict[int, tuple[str, str, list[float]]],
+    frames_per_chunk: int = 2,
+    written: dict[int, float] | None = None,
+    attempt: dict[int, int] | None = None,
+) -> dict[str, list]:
     """Index columns for chunks {chunk: (worker, node, seconds of each frame)}."""
     out: dict[str, list] = {k: [] for k in ("frame", "chunk", "attempt", "worker", "node", "seconds")}
     if written is not None:
@@ -70,8 +75,10 @@ def rows(chunks: dict[int, tuple[str, str, list[float]]], frames_per_chunk: int 
 
 
 def test_completion_times_from_written_spread_each_chunk_over_its_render_seconds():
-    index = rows({0: ("w1", "n1", [1.0, 2.0]), 1: ("w2", "n1", [1.0, 1.0]), 2: ("w1", "n1", [0.5, 0.5])},
-                 written={0: 103.0, 1: 102.0, 2: 104.0})
+    index = rows(
+        {0: ("w1", "n1", [1.0, 2.0]), 1: ("w2", "n1", [1.0, 1.0]), 2: ("w1", "n1", [0.5, 0.5])},
+        written={0: 103.0, 1: 102.0, 2: 104.0},
+    )
     clock, times = completion_times(index)
     assert clock == "written"
     # Chunk 0 began at 100 (its 3 s before 103), the earliest: the origin.
@@ -122,8 +129,9 @@ def test_per_worker_and_per_node_seconds():
 
 
 def test_retries_and_restarts_recorded_or_inferred():
-    index = rows({0: ("w1", "n1", [1.0, 1.0]), 1: ("w1", "n2", [1.0, 1.0]), 2: ("w2", "n1", [1.0, 1.0])},
-                 attempt={1: 3})
+    index = rows(
+        {0: ("w1", "n1", [1.0, 1.0]), 1: ("w1", "n2", [1.0, 1.0]), 2: ("w2", "n1", [1.0, 1.0])}, attempt={1: 3}
+    )
     assert retried_chunks(index) == {1: (3, 2)}
     assert worker_restarts(index) == (False, {"w1": 1})  # an actor seen on two nodes restarted at least once
     index["restarts"] = [0, 0, 2, 2, 0, 0]
@@ -131,8 +139,17 @@ def test_retries_and_restarts_recorded_or_inferred():
 
 
 def test_walk_parameters_are_the_numeric_columns_the_schema_does_not_name():
-    table = pa.table({"frame": [0], "seconds": [0.1], "row": pa.array([0], pa.int32()), "t_row": [0.0],
-                      "written": [1.0], "restarts": [0], "note": ["x"]})
+    table = pa.table(
+        {
+            "frame": [0],
+            "seconds": [0.1],
+            "row": pa.array([0], pa.int32()),
+            "t_row": [0.0],
+            "written": [1.0],
+            "restarts": [0],
+            "note": ["x"],
+        }
+    )
     assert walk_parameters(table) == ["row", "t_row"]
 
 
@@ -162,14 +179,25 @@ def job_data(frames: int = 12, chunk_size: int = 4, outputs: dict | None = None)
     }
 
 
-def synthetic_run(uri: str, frames: int = 12, done: range | list[int] = (), chunk_size: int = 4,
-                  written: bool = True, workers: int = 2, attempts: dict[int, int] | None = None) -> RunStore:
+def synthetic_run(
+    uri: str,
+    frames: int = 12,
+    done: range | list[int] = (),
+    chunk_size: int = 4,
+    written: bool = True,
+    workers: int = 2,
+    attempts: dict[int, int] | None = None,
+) -> RunStore:
     """A run as a render leaves it, written without Ray: manifest, frames `done`, their index
     (chunk c on attempt `attempts[c]`, else 1)."""
     job = job_from_dict(job_data(frames, chunk_size))
     store = RunStore(uri)
-    store.write_manifest(run_manifest(new_manifest(job), {"random_weights": True, "renderer": {"kind": "fake"},
-                                            "versions": {"numpy": np.__version__}}))
+    store.write_manifest(
+        run_manifest(
+            new_manifest(job),
+            {"random_weights": True, "renderer": {"kind": "fake"}, "versions": {"numpy": np.__version__}},
+        )
+    )
     by_chunk: dict[int, list[int]] = {}
     for frame in done:
         by_chunk.setdefault(frame // chunk_size, []).append(frame)
@@ -178,16 +206,24 @@ def synthetic_run(uri: str, frames: int = 12, done: range | list[int] = (), chun
         for frame in chunk_frames:
             store.write_frame(frame, png)
         columns = {
-            "frame": chunk_frames, "file": [f"frames/{f:06d}.png" for f in chunk_frames],
-            "sha256": [hashlib.sha256(png).hexdigest()] * len(chunk_frames), "bytes": [len(png)] * len(chunk_frames),
-            "width": [64] * len(chunk_frames), "height": [64] * len(chunk_frames), "chunk": [chunk] * len(chunk_frames),
-            "attempt": [(attempts or {}).get(chunk, 1)] * len(chunk_frames), "node": ["node-a"] * len(chunk_frames),
-            "worker": [f"worker-{chunk % workers}"] * len(chunk_frames), "seconds": [0.5] * len(chunk_frames),
-            "segment": [0] * len(chunk_frames), "t": [f / max(frames - 1, 1) for f in chunk_frames],
+            "frame": chunk_frames,
+            "file": [f"frames/{f:06d}.png" for f in chunk_frames],
+            "sha256": [hashlib.sha256(png).hexdigest()] * len(chunk_frames),
+            "bytes": [len(png)] * len(chunk_frames),
+            "width": [64] * len(chunk_frames),
+            "height": [64] * len(chunk_frames),
+            "chunk": [chunk] * len(chunk_frames),
+            "attempt": [(attempts or {}).get(chunk, 1)] * len(chunk_frames),
+            "node": ["node-a"] * len(chunk_frames),
+            "worker": [f"worker-{chunk % workers}"] * len(chunk_frames),
+            "seconds": [0.5] * len(chunk_frames),
+            "segment": [0] * len(chunk_frames),
+            "t": [f / max(frames - 1, 1) for f in chunk_frames],
         }
         # Without `written`, rows as raywalk wrote them before the column (null).
         columns["written"] = [1_700_000_000.0 + chunk // workers * chunk_size * 0.5 if written else None] * len(
-            chunk_frames)
+            chunk_frames
+        )
         store.write_chunk_index(chunk, columns)
     return store
 
@@ -206,8 +242,9 @@ def test_a_run_without_any_frame(tmp_path):
 
 
 def test_a_location_without_a_run_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "raywalk.cli", "report", str(tmp_path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "raywalk.cli", "report", str(tmp_path)], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr == f"raywalk: error: {tmp_path}: holds no raywalk run (no manifest.json)\n"
     assert not (tmp_path / "report.html").exists()
@@ -235,8 +272,9 @@ def test_outputs_are_embedded_or_linked_by_size(tmp_path, monkeypatch):
 
 
 def test_a_thousand_frame_run_reports_in_under_two_seconds(tmp_path):
-    store = synthetic_run(str(tmp_path / "run"), frames=1000, done=[f for f in range(1000) if f // 15 != 7],
-                          chunk_size=15, workers=4)
+    store = synthetic_run(
+        str(tmp_path / "run"), frames=1000, done=[f for f in range(1000) if f // 15 != 7], chunk_size=15, workers=4
+    )
     store.write_failure(7, {"attempts": 3, "error": "CUDA out of memory", "frames": "105-119"})
     started = time.perf_counter()
     page = Path(write_report(store)).read_text()
@@ -291,12 +329,13 @@ def load(browser: WebDriver, path: Path) -> dict[str, Any]:
     browser.get(path.as_uri())
     return {
         "severe": [e for e in browser.get_log("browser") if e["level"] == "SEVERE"],
-        "images": browser.execute_script(
-            "return [...document.images].map(i => [i.alt, i.complete && i.naturalWidth])"),
+        "images": browser.execute_script("return [...document.images].map(i => [i.alt, i.complete && i.naturalWidth])"),
         "svg_plots": browser.execute_script(
-            "return [...document.images].filter(i => i.src.startsWith('data:image/svg+xml')).length"),
+            "return [...document.images].filter(i => i.src.startsWith('data:image/svg+xml')).length"
+        ),
         "resources": browser.execute_script(
-            "return performance.getEntriesByType('resource').map(r => r.name.slice(0, 5))"),
+            "return performance.getEntriesByType('resource').map(r => r.name.slice(0, 5))"
+        ),
         "text": browser.execute_script("return document.body.innerText"),
     }
 
@@ -309,13 +348,18 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory, ray_connected: dict[str
 
     tmp = tmp_path_factory.mktemp("report")
     out = tmp / "out"
-    job = write_job(tmp, renderer="pipeline_doubles:BrokenRenderer", options={"fail_frames": [5]},
-                    walk={"kind": "text_walk", "frames": 12, "step_size": 1.0},
-                    outputs={"gif": {"fps": 5}, "contact_sheet": {"every": 1, "columns": 4}})
+    job = write_job(
+        tmp,
+        renderer="pipeline_doubles:BrokenRenderer",
+        options={"fail_frames": [5]},
+        walk={"kind": "text_walk", "frames": 12, "step_size": 1.0},
+        outputs={"gif": {"fps": 5}, "contact_sheet": {"every": 1, "columns": 4}},
+    )
     outcome, _ = run(job, out)
     assert outcome.missing == [4, 5, 6, 7]
-    preview = subprocess.run([sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"],
-                             capture_output=True, text=True)
+    preview = subprocess.run(
+        [sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"], capture_output=True, text=True
+    )
     assert preview.returncode == 0, preview.stderr
     return out
 
@@ -324,8 +368,12 @@ def test_report_of_a_real_render_in_a_browser(failed_run, browser, tmp_path):
     opened = tmp_path / "opened"
     recorder = f"{shlex.quote(sys.executable)} -c \"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\" %s"
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "raywalk.cli", "report", str(failed_run), "--open"],
-                            capture_output=True, text=True, env={**os.environ, "BROWSER": recorder})
+    result = subprocess.run(
+        [sys.executable, "-m", "raywalk.cli", "report", str(failed_run), "--open"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BROWSER": recorder},
+    )
     assert result.returncode == 0, result.stderr
     page = failed_run / "report.html"
     assert result.stdout == f"{page}\n"
@@ -336,9 +384,13 @@ def test_report_of_a_real_render_in_a_browser(failed_run, browser, tmp_path):
     assert seen["severe"] == []
     assert seen["images"] and all(width for _, width in seen["images"]), seen["images"]
     alts = [alt for alt, _ in seen["images"]]
-    assert {"gif preview/walk.gif", "contact_sheet preview/walk-contact.png",
-            "frames per minute over time, per worker and total",
-            "seconds per frame per worker", "walk parameters against frame"} <= set(alts)
+    assert {
+        "gif preview/walk.gif",
+        "contact_sheet preview/walk-contact.png",
+        "frames per minute over time, per worker and total",
+        "seconds per frame per worker",
+        "walk parameters against frame",
+    } <= set(alts)
     assert seen["svg_plots"] == 3
     assert set(seen["resources"]) <= {"data:"}  # nothing fetched from anywhere: one self-contained file
     text = seen["text"]

@@ -1,4 +1,5 @@
 """The MP4's soundtrack: exactly the frames assembled, audio and video of the same length (decoded)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,8 +18,9 @@ FPS = 12
 
 def tiny_video(path: Path, frames: int) -> Path:
     """`frames` 16x16 frames at FPS, each a flat grey of its own."""
-    writer = imageio_ffmpeg.write_frames(str(path), (16, 16), fps=FPS, codec="libx264", quality=None,
-                                         macro_block_size=2, output_params=["-crf", "30"])
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (16, 16), fps=FPS, codec="libx264", quality=None, macro_block_size=2, output_params=["-crf", "30"]
+    )
     writer.send(None)
     for k in range(frames):
         writer.send(np.full((16, 16, 3), 10 * k % 250, np.uint8))
@@ -35,8 +37,11 @@ def soundtrack(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("first,frames", [(0, 36), (0, 13), (10, 7), (30, 7)],
-                         ids=["full", "partial-first-13", "frames-10-16", "past-the-end"])
+@pytest.mark.parametrize(
+    "first,frames",
+    [(0, 36), (0, 13), (10, 7), (30, 7)],
+    ids=["full", "partial-first-13", "frames-10-16", "past-the-end"],
+)
 def test_audio_lasts_as_long_as_the_video(tmp_path, soundtrack, first, frames):
     video = tiny_video(tmp_path / "video.mp4", frames)
     out = mux(video, soundtrack, tmp_path / "out.mp4", FPS, first, frames)
@@ -54,8 +59,9 @@ def test_the_soundtrack_is_cut_at_the_first_frames_time(tmp_path):
     soundfile.write(tmp_path / "st.wav", silence_then_tone, rate)
     out = mux(tiny_video(tmp_path / "v.mp4", 6), tmp_path / "st.wav", tmp_path / "o.mp4", FPS, 9, 6)
     wav = tmp_path / "back.wav"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(out), "-map", "0:a", str(wav)],
-                   check=True)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(out), "-map", "0:a", str(wav)], check=True
+    )
     samples, back_rate = soundfile.read(wav)
     samples = samples if samples.ndim == 1 else samples.mean(axis=1)
     onset = np.argmax(np.abs(samples) > 0.1) / back_rate

@@ -1,4 +1,5 @@
 """Job files: valid ones load, every invalid one fails with one line naming file, field and reason."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,8 +81,11 @@ BAD = [
     (with_(prompts=["a dog", "x" * 3000]), "prompts[1]", "is 3000 characters long"),
     (with_(outputs={"gif": {"resize": [100000, 100000]}}), "outputs.gif.resize", "at most 8192 pixels"),
     (with_(outputs={"contact_sheet": {"tile": 1000000}}), "outputs.contact_sheet.tile", "at most 1,024"),
-    (with_(walk__frames=1000000, outputs={"contact_sheet": {"every": 1, "tile": 512, "columns": 200}}),
-     "outputs.contact_sheet", "megapixel image"),
+    (
+        with_(walk__frames=1000000, outputs={"contact_sheet": {"every": 1, "tile": 512, "columns": 200}}),
+        "outputs.contact_sheet",
+        "megapixel image",
+    ),
     (with_(outputs={"gif": {"fps": 100000}}), "outputs.gif.fps", "at most 240"),
     (with_(model__steps=10**6), "model.steps", "at most 1,000"),
     (with_(model__width=65536), "model.width", "at most 4,096"),
@@ -91,8 +95,11 @@ BAD = [
     (with_(chunking__chunk_size=10**9), "chunking.chunk_size", "at most 100,000"),
     ("walk:\n  frames: 5\n  frames: 6\nprompts: [a, b]\n", "job.yaml", "key 'frames' is given twice"),
     ("model: {renderer: a:B}\nmodel: {renderer: c:D}\nprompts: [a, b]\n", "job.yaml", "key 'model' is given twice"),
-    ("prompts: [a, b]\nwalk: {frames: 3}\nmodel:\n  options: {x: " + "[" * 20000 + "]" * 20000 + "}\n",
-     "job.yaml", "nested more than 32 levels deep"),
+    (
+        "prompts: [a, b]\nwalk: {frames: 3}\nmodel:\n  options: {x: " + "[" * 20000 + "]" * 20000 + "}\n",
+        "job.yaml",
+        "nested more than 32 levels deep",
+    ),
     ("", "job", "file is empty"),
 ]
 
@@ -107,8 +114,10 @@ def test_bad_job_files_fail_with_one_line(tmp_path, data, field, reason):
     assert "\n" not in message
 
 
-ALIAS_BOMB = "prompts: [a, b]\nwalk: {frames: 3}\nmodel:\n  options:\n    a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+ALIAS_BOMB = (
+    "prompts: [a, b]\nwalk: {frames: 3}\nmodel:\n  options:\n    a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+)
 
 
 def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
@@ -191,8 +200,14 @@ def test_round_trip_through_a_dict(path):
 
 def test_every_tutorial_job_loads_with_its_settings():
     jobs = {p.stem: load_job(p) for p in JOBS.glob("*.yaml")}
-    tutorial = {"dog-to-fruit-5", "dog-to-fruit-150", "four-way-grid", "four-way-grid-varying-noise",
-                "eiffel-walk", "cows-circle"}
+    tutorial = {
+        "dog-to-fruit-5",
+        "dog-to-fruit-150",
+        "four-way-grid",
+        "four-way-grid-varying-noise",
+        "eiffel-walk",
+        "cows-circle",
+    }
     assert tutorial <= set(jobs)
     assert jobs["dog-to-fruit-5"].num_frames == 5 and jobs["dog-to-fruit-5"].model.steps == 50
     assert jobs["dog-to-fruit-150"].num_frames == 150 and jobs["dog-to-fruit-150"].model.batch_size == 3

@@ -1,4 +1,5 @@
 """`raywalk status`: counts from storage alone, the lock as it really is, workers by machine, --verify."""
+
 from __future__ import annotations
 
 import json
@@ -6,10 +7,10 @@ import subprocess
 import sys
 import time
 
-from test_report import synthetic_run
-
 from raywalk.lock import RunLock
 from raywalk.status import run_status
+
+from test_report import synthetic_run
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,5 @@
 """The run directory through pyarrow.fs: round trips, resume checks, index readers (the lock: test_lock.py)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,28 +31,41 @@ def png(frame: int, size: int = 16) -> bytes:
     return buf.getvalue()
 
 
-def write_chunk(store: RunStore, chunk: int, frames: list[int], images: dict[int, bytes] | None = None,
-                attempt: int = 0, size: int = 16, run_id: str = RUN, fingerprint: str = FINGERPRINT) -> str:
+def write_chunk(
+    store: RunStore,
+    chunk: int,
+    frames: list[int],
+    images: dict[int, bytes] | None = None,
+    attempt: int = 0,
+    size: int = 16,
+    run_id: str = RUN,
+    fingerprint: str = FINGERPRINT,
+) -> str:
     """Write frames' PNGs, then the chunk's index rows with one extra trajectory column, as a worker does;
     returns the index file's name."""
     rows = []
     for frame in frames:
         data = images[frame] if images else png(frame, size)
         rows.append({"frame": frame, **store.write_frame(frame, data)})
-    return store.write_chunk_index(chunk, {
-        "frame": [r["frame"] for r in rows],
-        "file": [r["file"] for r in rows],
-        "sha256": [r["sha256"] for r in rows],
-        "bytes": [r["bytes"] for r in rows],
-        "width": [size] * len(rows),
-        "height": [size] * len(rows),
-        "chunk": [chunk] * len(rows),
-        "attempt": [attempt] * len(rows),
-        "node": ["node-a"] * len(rows),
-        "worker": ["w0"] * len(rows),
-        "seconds": [0.5] * len(rows),
-        "t": [f / 10 for f in frames],
-    }, run_id=run_id, fingerprint=fingerprint)
+    return store.write_chunk_index(
+        chunk,
+        {
+            "frame": [r["frame"] for r in rows],
+            "file": [r["file"] for r in rows],
+            "sha256": [r["sha256"] for r in rows],
+            "bytes": [r["bytes"] for r in rows],
+            "width": [size] * len(rows),
+            "height": [size] * len(rows),
+            "chunk": [chunk] * len(rows),
+            "attempt": [attempt] * len(rows),
+            "node": ["node-a"] * len(rows),
+            "worker": ["w0"] * len(rows),
+            "seconds": [0.5] * len(rows),
+            "t": [f / 10 for f in frames],
+        },
+        run_id=run_id,
+        fingerprint=fingerprint,
+    )
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -192,8 +206,13 @@ def test_done_frames_scales_to_a_big_run(tmp_path):
     store = RunStore(tmp_path / "run")
     data = png(0, size=4)
     for chunk in range(250):
-        write_chunk(store, chunk, list(range(chunk * 40, chunk * 40 + 40)), images=dict.fromkeys(
-            range(chunk * 40, chunk * 40 + 40), data), size=4)
+        write_chunk(
+            store,
+            chunk,
+            list(range(chunk * 40, chunk * 40 + 40)),
+            images=dict.fromkeys(range(chunk * 40, chunk * 40 + 40), data),
+            size=4,
+        )
     start = time.perf_counter()
     assert store.missing_frames(10_000, RUN) == []
     assert time.perf_counter() - start < 5
@@ -207,8 +226,9 @@ def test_frame_names_and_ranges():
 
 def test_index_needs_required_columns(tmp_path):
     with pytest.raises(ValueError, match="sha256"):
-        RunStore(tmp_path / "run").write_chunk_index(0, {"frame": [0], "file": ["frames/000000.png"]},
-                                                     run_id=RUN, fingerprint=FINGERPRINT)
+        RunStore(tmp_path / "run").write_chunk_index(
+            0, {"frame": [0], "file": ["frames/000000.png"]}, run_id=RUN, fingerprint=FINGERPRINT
+        )
 
 
 @pytest.mark.parametrize("uri", ["foo://bucket/run", "s3:///run", "s3://", "/proc/raywalk/run"])
@@ -230,4 +250,3 @@ def test_missing_bucket_and_missing_run(s3_endpoint, tmp_path):
     assert nothing.root_exists() and (tmp_path / "nothing").is_dir()
     with pytest.raises(RunLocationError, match="holds no raywalk run"):
         nothing.require_manifest()
-

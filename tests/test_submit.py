@@ -1,4 +1,5 @@
 """The smoke job through `ray job submit` on a local head: real KerasCV renderer, random weights."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,28 @@ REPO = Path(__file__).resolve().parent.parent
 def test_smoke_job_through_ray_job_submit(ray_head, tmp_path):
     out = tmp_path / "smoke-run"
     submit = subprocess.run(
-        ["ray", "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(REPO), "--",
-         "raywalk", "render", "jobs/smoke.yaml", "--out", str(out), "--workers", "1", "--cpus-per-worker", "1"],
-        capture_output=True, text=True, timeout=900,
+        [
+            "ray",
+            "job",
+            "submit",
+            "--address",
+            ray_head["dashboard"],
+            "--working-dir",
+            str(REPO),
+            "--",
+            "raywalk",
+            "render",
+            "jobs/smoke.yaml",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--cpus-per-worker",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
     assert "succeeded" in submit.stdout

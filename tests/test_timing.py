@@ -1,4 +1,5 @@
 """Walk timing: keyframes at frames and seconds, steps that follow a soundtrack, the job-file side."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,15 +14,28 @@ import yaml
 from raywalk import JobError, Trajectory, job_from_dict, load_job
 from raywalk.audio import envelope, probe
 from raywalk.timing import (
-    frame_energy, job_table, music_weights, needs_table, progress, release, step_weights, walk_table,
+    frame_energy,
+    job_table,
+    music_weights,
+    needs_table,
+    progress,
+    release,
+    step_weights,
+    walk_table,
 )
 
 D, SIZE = 16, 64
 
 
 def make_job(walk: dict, prompts: int = 3, **sections):
-    return job_from_dict({"prompts": [f"prompt {k}" for k in range(prompts)], "walk": walk,
-                          "model": {"width": SIZE, "height": SIZE}, **sections})
+    return job_from_dict(
+        {
+            "prompts": [f"prompt {k}" for k in range(prompts)],
+            "walk": walk,
+            "model": {"width": SIZE, "height": SIZE},
+            **sections,
+        }
+    )
 
 
 def keys(k: int) -> np.ndarray:
@@ -68,16 +82,21 @@ def test_evenly_placed_keyframes_reproduce_the_plain_walk():
 
 
 def test_keyframe_seeds_become_the_slerp_noise_seeds():
-    job = make_job({"kind": "interpolate", "keyframes": [{"seed": 5}, {"at": 3}, {"at": 6, "seed": 9}]},
-                   noise={"kind": "slerp", "seed": 100})
+    job = make_job(
+        {"kind": "interpolate", "keyframes": [{"seed": 5}, {"at": 3}, {"at": 6, "seed": 9}]},
+        noise={"kind": "slerp", "seed": 100},
+    )
     assert job.noise.seeds == (5, 101, 9)
     assert job_from_dict(job.to_dict()) == job
 
 
-@pytest.mark.parametrize("walk", [
-    {"kind": "interpolate", "frames": 20},
-    {"kind": "interpolate", "easing": "cosine", "keyframes": [{}, {"at": 3, "easing": "ease_in_out"}, {"at": 19}]},
-])
+@pytest.mark.parametrize(
+    "walk",
+    [
+        {"kind": "interpolate", "frames": 20},
+        {"kind": "interpolate", "easing": "cosine", "keyframes": [{}, {"at": 3, "easing": "ease_in_out"}, {"at": 19}]},
+    ],
+)
 def test_the_table_of_a_job_alone_gives_its_own_frames(walk):
     job = make_job(walk)
     table = walk_table(job)
@@ -90,8 +109,10 @@ def test_the_table_of_a_job_alone_gives_its_own_frames(walk):
 
 @pytest.mark.parametrize("timed", [False, True], ids=["keyframes", "table"])
 def test_a_range_alone_equals_the_same_frames_of_the_whole_walk(timed):
-    job = make_job({"kind": "interpolate", "method": "slerp",
-                    "keyframes": [{"easing": "cosine"}, {"at": 7}, {"at": 30}]}, noise={"kind": "slerp"})
+    job = make_job(
+        {"kind": "interpolate", "method": "slerp", "keyframes": [{"easing": "cosine"}, {"at": 7}, {"at": 30}]},
+        noise={"kind": "slerp"},
+    )
     weights = np.random.default_rng(1).random(job.num_frames)
 
     def trajectory():
@@ -104,12 +125,15 @@ def test_a_range_alone_equals_the_same_frames_of_the_whole_walk(timed):
         np.testing.assert_array_equal(n, noise[start:stop])
 
 
-@pytest.mark.parametrize("table,reason", [
-    (np.linspace(0, 2, 10), "one per frame"),
-    (np.linspace(0, 1, 11), "from 0 to 2"),
-    (np.r_[np.linspace(0, 2, 10), 1.0], "without going back"),
-    (np.r_[np.nan, np.linspace(0, 2, 10)], "finite"),
-])
+@pytest.mark.parametrize(
+    "table,reason",
+    [
+        (np.linspace(0, 2, 10), "one per frame"),
+        (np.linspace(0, 1, 11), "from 0 to 2"),
+        (np.r_[np.linspace(0, 2, 10), 1.0], "without going back"),
+        (np.r_[np.nan, np.linspace(0, 2, 10)], "finite"),
+    ],
+)
 def test_a_table_that_does_not_fit_the_walk_is_refused(table, reason):
     job = make_job({"kind": "interpolate", "frames": 11})
     with pytest.raises(ValueError, match=reason):
@@ -162,7 +186,7 @@ def clicks_wav(path: Path, clicks: list[float], seconds: float, rate: int = 2205
     rng = np.random.default_rng(0)
     for c in clicks:
         i = round(c * rate)
-        y[i:i + 300] += 0.8 * rng.standard_normal(300) * np.exp(-np.arange(300) / 60)
+        y[i : i + 300] += 0.8 * rng.standard_normal(300) * np.exp(-np.arange(300) / 60)
     soundfile.write(path, y.astype(np.float32), rate)
     return path
 
@@ -170,12 +194,17 @@ def clicks_wav(path: Path, clicks: list[float], seconds: float, rate: int = 2205
 def test_the_largest_steps_land_on_the_clicks(tmp_path):
     fps, clicks = 24, [0.55, 1.3, 2.02, 3.1, 3.85, 4.7]
     clicks_wav(tmp_path / "clicks.wav", clicks, 5.5)
-    job = load_job(write_job(tmp_path, {
-        "prompts": ["a", "b", "c"],
-        "walk": {"kind": "interpolate", "keyframes": [{}, {"seconds": 2.5}, {}]},
-        "timing": {"audio": "clicks.wav", "fps": fps, "smoothing": 0.1, "floor": 0.1},
-        "model": {"width": SIZE, "height": SIZE},
-    }))
+    job = load_job(
+        write_job(
+            tmp_path,
+            {
+                "prompts": ["a", "b", "c"],
+                "walk": {"kind": "interpolate", "keyframes": [{}, {"seconds": 2.5}, {}]},
+                "timing": {"audio": "clicks.wav", "fps": fps, "smoothing": 0.1, "floor": 0.1},
+                "model": {"width": SIZE, "height": SIZE},
+            },
+        )
+    )
     assert job.num_frames == round(5.5 * fps) and job.walk.keyframes[1].frame == 60
     env, rate = envelope(job.audio_file())
     table = walk_table(job, music_weights(job.timing, env, rate, job.num_frames))
@@ -184,8 +213,11 @@ def test_the_largest_steps_land_on_the_clicks(tmp_path):
         job_table(job)
     steps = np.r_[0.0, np.diff(table)]  # steps[k]: the step into frame k
     # The large steps: local maxima of more than twice the median step (a click's energy may fall into two frames).
-    peaks = [k for k in range(1, len(steps) - 1)
-             if steps[k - 1] < steps[k] >= steps[k + 1] and steps[k] > 2 * np.median(steps)]
+    peaks = [
+        k
+        for k in range(1, len(steps) - 1)
+        if steps[k - 1] < steps[k] >= steps[k + 1] and steps[k] > 2 * np.median(steps)
+    ]
     expected = [round(c * fps) for c in clicks]
     print(f"\nclick frames {expected}, largest steps arrive at {peaks}")
     assert len(peaks) == len(clicks) and all(abs(a - b) <= 1 for a, b in zip(peaks, expected, strict=True))
@@ -196,8 +228,9 @@ def test_the_largest_steps_land_on_the_clicks(tmp_path):
 def test_an_mp3_soundtrack_is_read_through_librosa(tmp_path):
     wav = clicks_wav(tmp_path / "c.wav", [0.5], 1.0)
     mp3 = tmp_path / "c.mp3"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", str(mp3)],
-                   check=True)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", str(mp3)], check=True
+    )
     assert probe(mp3).duration == pytest.approx(1.0, abs=0.06)
     env, rate = envelope(mp3)
     assert abs(np.argmax(env) / rate - 0.5) < 0.06
@@ -208,8 +241,12 @@ def test_an_mp3_soundtrack_is_read_through_librosa(tmp_path):
 
 def test_a_timed_job_round_trips_without_its_soundtrack(tmp_path):
     clicks_wav(tmp_path / "beat.wav", [0.5], 2.0)
-    job = load_job(write_job(tmp_path, {"prompts": ["a", "b"], "walk": {"kind": "interpolate"},
-                                        "timing": {"audio": "beat.wav", "fps": 10}}))
+    job = load_job(
+        write_job(
+            tmp_path,
+            {"prompts": ["a", "b"], "walk": {"kind": "interpolate"}, "timing": {"audio": "beat.wav", "fps": 10}},
+        )
+    )
     assert job.num_frames == 20 and job.timing.duration == 2.0 and len(job.timing.sha256) == 64
     assert job.outputs.files == {} and job.audio_file() == tmp_path / "beat.wav"
     (tmp_path / "beat.wav").unlink()  # a manifest's job records duration and sha256: no file needed
@@ -234,36 +271,81 @@ def bad(**sections) -> dict:
 
 BAD = [
     (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}]}), "walk.keyframes", "a list of 3 entries"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{"at": 1}, {"at": 3}, {"at": 9}]}), "walk.keyframes[0]",
-     "must be at frame 0, got frame 1"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 5}, {"at": 5}]}), "walk.keyframes[2]",
-     "must come after keyframe 1 (frame 5), got frame 5"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {"at": 9}], "frames": 12}), "walk.keyframes[2]",
-     "must be at its last frame, 11, got frame 9"),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{"at": 1}, {"at": 3}, {"at": 9}]}),
+        "walk.keyframes[0]",
+        "must be at frame 0, got frame 1",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 5}, {"at": 5}]}),
+        "walk.keyframes[2]",
+        "must come after keyframe 1 (frame 5), got frame 5",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {"at": 9}], "frames": 12}),
+        "walk.keyframes[2]",
+        "must be at its last frame, 11, got frame 9",
+    ),
     (bad(walk={"kind": "interpolate", "keyframes": [{}, {}, {"at": 9}]}), "walk.keyframes[1]", "needs its position"),
     (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {}]}), "walk.keyframes[2]", "needs its position"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"seconds": 1}, {"at": 40}]}), "walk.keyframes[1].seconds",
-     "needs timing.fps"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3, "seconds": 1}, {"at": 9}]}), "walk.keyframes[1]",
-     "not both"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {"at": 9, "easing": "cosine"}]}),
-     "walk.keyframes[2].easing", "no segment follows it"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3, "easing": "bounce"}, {"at": 9}]}),
-     "walk.keyframes[1].easing", "unknown easing 'bounce'"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {"at": 2_000_000}]}), "walk.keyframes[2].at",
-     "at most 999,999"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3, "frame": 3}, {"at": 9}]}),
-     "walk.keyframes[1].frame", "unknown key"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{"seed": 1}, {"at": 3}, {"at": 9}]}), "walk.keyframes[0].seed",
-     "set noise.kind: slerp"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{"seed": 1}, {"at": 3}, {"at": 9}]},
-         noise={"kind": "slerp", "seeds": [1, 2, 3]}), "noise.seeds", "in one place"),
-    (bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {"at": 9}], "loop": True}), "walk.loop",
-     "takes no keyframes"),
-    (bad(walk={"kind": "text_walk", "frames": 5, "keyframes": []}, prompts=["a"]), "walk.keyframes",
-     "does not apply to a text_walk walk"),
-    (bad(timing={"fps": 24}, walk={"kind": "noise_circle", "frames": 5}, prompts=["a"]), "timing",
-     "times an interpolate walk"),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"seconds": 1}, {"at": 40}]}),
+        "walk.keyframes[1].seconds",
+        "needs timing.fps",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3, "seconds": 1}, {"at": 9}]}),
+        "walk.keyframes[1]",
+        "not both",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {"at": 9, "easing": "cosine"}]}),
+        "walk.keyframes[2].easing",
+        "no segment follows it",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3, "easing": "bounce"}, {"at": 9}]}),
+        "walk.keyframes[1].easing",
+        "unknown easing 'bounce'",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {"at": 2_000_000}]}),
+        "walk.keyframes[2].at",
+        "at most 999,999",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3, "frame": 3}, {"at": 9}]}),
+        "walk.keyframes[1].frame",
+        "unknown key",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{"seed": 1}, {"at": 3}, {"at": 9}]}),
+        "walk.keyframes[0].seed",
+        "set noise.kind: slerp",
+    ),
+    (
+        bad(
+            walk={"kind": "interpolate", "keyframes": [{"seed": 1}, {"at": 3}, {"at": 9}]},
+            noise={"kind": "slerp", "seeds": [1, 2, 3]},
+        ),
+        "noise.seeds",
+        "in one place",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "keyframes": [{}, {"at": 3}, {"at": 9}], "loop": True}),
+        "walk.loop",
+        "takes no keyframes",
+    ),
+    (
+        bad(walk={"kind": "text_walk", "frames": 5, "keyframes": []}, prompts=["a"]),
+        "walk.keyframes",
+        "does not apply to a text_walk walk",
+    ),
+    (
+        bad(timing={"fps": 24}, walk={"kind": "noise_circle", "frames": 5}, prompts=["a"]),
+        "timing",
+        "times an interpolate walk",
+    ),
     (bad(timing={"audio": "x.wav"}), "timing.fps", "missing"),
     (bad(timing={"fps": 0}), "timing.fps", "must be >= 1"),
     (bad(timing={"fps": 24, "floor": 0.5}), "timing.floor", "applies only with timing.audio"),
@@ -275,21 +357,43 @@ BAD = [
     (bad(timing={"fps": 10, "audio": "beat.wav", "duration": 3}), "timing.duration", "lasts only 2.000 s"),
     (bad(timing={"fps": 10, "audio": "beat.wav", "sha256": "0" * 64}), "timing.sha256", "is not that of beat.wav"),
     (bad(timing={"fps": 10}, outputs={"mp4": {"fps": 24}}), "outputs.mp4.fps", "must equal timing.fps (10)"),
-    (bad(timing={"fps": 10, "audio": "beat.wav"}, walk={"kind": "interpolate"},
-         outputs={"mp4": {"rubber_band": True}}), "outputs.mp4.rubber_band", "does not play backwards"),
+    (
+        bad(
+            timing={"fps": 10, "audio": "beat.wav"},
+            walk={"kind": "interpolate"},
+            outputs={"mp4": {"rubber_band": True}},
+        ),
+        "outputs.mp4.rubber_band",
+        "does not play backwards",
+    ),
     (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "fast"}), "walk.pacing", "unknown pacing 'fast'"),
     (bad(pacing={"samples": 5}), "pacing", "apply only to walk.pacing: perceptual"),
     (bad(walk={"kind": "interpolate", "frames": 1, "pacing": "perceptual"}), "walk.pacing", "at least 2 frames"),
-    (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, noise={"kind": "per_frame"}),
-     "walk.pacing", "per_frame noise"),
-    (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"samples": 1}),
-     "pacing.samples", "must be >= 2"),
-    (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"samples": 5000}),
-     "pacing.samples", "at most 1,000"),
-    (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"size": 192}),
-     "pacing.size", "divided by a whole factor"),
-    (bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"steps": 0}),
-     "pacing.steps", "must be >= 1"),
+    (
+        bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, noise={"kind": "per_frame"}),
+        "walk.pacing",
+        "per_frame noise",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"samples": 1}),
+        "pacing.samples",
+        "must be >= 2",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"samples": 5000}),
+        "pacing.samples",
+        "at most 1,000",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"size": 192}),
+        "pacing.size",
+        "divided by a whole factor",
+    ),
+    (
+        bad(walk={"kind": "interpolate", "frames": 10, "pacing": "perceptual"}, pacing={"steps": 0}),
+        "pacing.steps",
+        "must be >= 1",
+    ),
 ]
 
 

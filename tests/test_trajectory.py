@@ -1,4 +1,5 @@
 """Trajectories against straightforward whole-walk implementations of the tutorial's formulas."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,12 +18,14 @@ SIZE = 64  # 64x64 images: (8, 8, 4) latents
 
 
 def make_job(walk: dict, prompts: int, noise: dict | None = None):
-    return job_from_dict({
-        "prompts": [f"prompt {k}" for k in range(prompts)],
-        "walk": walk,
-        "noise": noise or {},
-        "model": {"width": SIZE, "height": SIZE},
-    })
+    return job_from_dict(
+        {
+            "prompts": [f"prompt {k}" for k in range(prompts)],
+            "walk": walk,
+            "noise": noise or {},
+            "model": {"width": SIZE, "height": SIZE},
+        }
+    )
 
 
 def keyframes(k: int, seed: int = 0) -> np.ndarray:
@@ -229,13 +232,19 @@ FRAME_DIGEST = textwrap.dedent("""
 
 def test_the_same_frames_in_two_separate_processes():
     digests = [
-        subprocess.run([sys.executable, "-c", FRAME_DIGEST, "10", "30"], capture_output=True, text=True,
-                       check=True).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", FRAME_DIGEST, "10", "30"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         for _ in range(2)
     ]
-    job = job_from_dict({"prompts": ["a", "b", "c"], "walk": {"kind": "interpolate", "frames": 40,
-                         "method": "slerp"}, "noise": {"kind": "per_frame", "seed": 3},
-                         "model": {"width": 64, "height": 64}})
+    job = job_from_dict(
+        {
+            "prompts": ["a", "b", "c"],
+            "walk": {"kind": "interpolate", "frames": 40, "method": "slerp"},
+            "noise": {"kind": "per_frame", "seed": 3},
+            "model": {"width": 64, "height": 64},
+        }
+    )
     keys = np.random.default_rng(0).standard_normal((3, 77, 16)).astype(np.float32)
     enc, noise = Trajectory(job, keys).frames(10, 30)
     here = hashlib.sha256(enc.tobytes() + noise.tobytes()).hexdigest()
@@ -245,14 +254,38 @@ def test_the_same_frames_in_two_separate_processes():
 # Golden values: a change of keying (seed, stream, index), of numpy's generator or of its stream
 # changes every frame of every run, and silently mixes old and new noise in a resumed run.
 GOLDEN_DRAWS = [
-    ((8, 8, 4), 12345, FIXED_NOISE, 0, "2f7cd5b899b35784133b3157c20c00ae21a2aef5d564989dfda65b9bed695a11",
-     [-1.4238250364546312, 1.2637284581291104, -0.8706617379590857]),
-    ((8, 8, 4), 99, CIRCLE_NOISE, 1, "947edfac98486b62fab1fe51ca04e542e09badafec71949665dbd28f19b8ce98",
-     [1.307659541579938, 0.7357948103150708, 0.8180254008885929]),
-    ((8, 8, 4), 40, KEYFRAME_NOISE, 0, "497f8b06d675a86b730091c39b6da82dcb5ccf628c5013bd7abab85021ece238",
-     [0.5628718572452279, -0.1708224227689446, 0.35960578856776715]),
-    ((64, 64, 4), 7, FIXED_NOISE, 3, "c4ca210744598b7d8e1d1844f46af93c11eb580a71152e15176b6791aa520918",
-     [0.45609358009147466, -1.0842138791144404, 1.055040796844857]),
+    (
+        (8, 8, 4),
+        12345,
+        FIXED_NOISE,
+        0,
+        "2f7cd5b899b35784133b3157c20c00ae21a2aef5d564989dfda65b9bed695a11",
+        [-1.4238250364546312, 1.2637284581291104, -0.8706617379590857],
+    ),
+    (
+        (8, 8, 4),
+        99,
+        CIRCLE_NOISE,
+        1,
+        "947edfac98486b62fab1fe51ca04e542e09badafec71949665dbd28f19b8ce98",
+        [1.307659541579938, 0.7357948103150708, 0.8180254008885929],
+    ),
+    (
+        (8, 8, 4),
+        40,
+        KEYFRAME_NOISE,
+        0,
+        "497f8b06d675a86b730091c39b6da82dcb5ccf628c5013bd7abab85021ece238",
+        [0.5628718572452279, -0.1708224227689446, 0.35960578856776715],
+    ),
+    (
+        (64, 64, 4),
+        7,
+        FIXED_NOISE,
+        3,
+        "c4ca210744598b7d8e1d1844f46af93c11eb580a71152e15176b6791aa520918",
+        [0.45609358009147466, -1.0842138791144404, 1.055040796844857],
+    ),
 ]
 
 
@@ -295,8 +328,10 @@ def test_every_walk_moves_every_part_as_it_moves_one_array(walk, prompts, noise)
     the renderer's 16 latent channels."""
     job = make_job(walk, prompts, noise)
     rng = np.random.default_rng(1)
-    parts = {"sequence": rng.standard_normal((prompts, 5, 12)).astype(np.float32),
-             "pooled": rng.standard_normal((prompts, 9)).astype(np.float32)}
+    parts = {
+        "sequence": rng.standard_normal((prompts, 5, 12)).astype(np.float32),
+        "pooled": rng.standard_normal((prompts, 9)).astype(np.float32),
+    }
     latent = (SIZE // 8, SIZE // 8, 16)
     encodings, noise_out = Trajectory(job, parts, latent_shape=latent).frames(0, job.num_frames)
     assert set(encodings) == {"sequence", "pooled"} and noise_out.shape == (job.num_frames, *latent)
@@ -320,8 +355,9 @@ def test_the_tutorial_slerps_both_sd3_parts():
     encodings, _ = Trajectory(job, parts, latent_shape=(8, 8, 16)).frames(0, 5)
     for name, part in parts.items():
         for i, t in enumerate(np.linspace(0, 1, 5)):
-            np.testing.assert_allclose(encodings[name][i], reference_slerp(part[0], part[1], t).reshape(part[0].shape),
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                encodings[name][i], reference_slerp(part[0], part[1], t).reshape(part[0].shape), rtol=1e-5, atol=1e-6
+            )
 
 
 def test_a_random_text_walk_draws_one_direction_per_part():

@@ -3,6 +3,7 @@
 The digests were computed with the code before keyframes, timing and pacing existed
 (commit d8b61bc); a change of maths, of draw order or of what the fingerprint covers fails here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,20 +18,34 @@ JOBS = Path(__file__).resolve().parent.parent / "jobs"
 
 # job -> (SHA-256 of its params, SHA-256 of its encodings and noise), keyframes (K, 77, 16) from default_rng(0)
 DIGESTS = {
-    "cows-circle": ("6e16728c491f6cb57c4bfad5004db19a0dca1572ed2abfb3b858e91a5f549ccf",
-                    "f6f8f9ee78d96f4f7ff3129ac612b8b2537aae42b367624f36c3e03f8dca0389"),
-    "dog-to-fruit-150": ("d1229e62cf1d9c4e3cfd07d3ad18e0a26f8fbda830145e3d92d043292f764cfd",
-                         "4ea1bb5fb5e108a314a0c388940aea30070e0ed269bb0eb63a587f357474cbce"),
-    "dog-to-fruit-5": ("77a2019898d1085655a32ba6e4c3d06d8dd4120b48d4e07a2fd7cce7bea858cf",
-                       "7b6429d6060ef74493a73941d9633041693d699e4b66c05b05a339e698a959f2"),
-    "eiffel-walk": ("f526618e65a2d6184c99c9de6139f9e2dbea1ada3315fb48ed224e38bcee3c7e",
-                    "09b6cd378872e7e2c0e6cd5093c8c107d81b18b22e27303438de8d79b3460085"),
-    "four-way-grid-varying-noise": ("dee2d0e3d0c4392cb38e2f8a824af9e245376065a7495425674f522c2641fdd2",
-                                    "0ad3381148c13449fb92cc4a85d3332e4224848955f1ea7053366e86847d03d2"),
-    "four-way-grid": ("dee2d0e3d0c4392cb38e2f8a824af9e245376065a7495425674f522c2641fdd2",
-                      "38aa746af50ef8208e539ecfa230538b49ad20d5d04d7a3c6f607f3763e790a3"),
-    "smoke": ("343dd5fdecf316e71f0239d754b342e8bdef25b72790992d4ae29f71e95b02ed",
-              "96a6d61907656b785502f4c66479f0c9f063f1e7f4fa90f3119a48e328b7f9ca"),
+    "cows-circle": (
+        "6e16728c491f6cb57c4bfad5004db19a0dca1572ed2abfb3b858e91a5f549ccf",
+        "f6f8f9ee78d96f4f7ff3129ac612b8b2537aae42b367624f36c3e03f8dca0389",
+    ),
+    "dog-to-fruit-150": (
+        "d1229e62cf1d9c4e3cfd07d3ad18e0a26f8fbda830145e3d92d043292f764cfd",
+        "4ea1bb5fb5e108a314a0c388940aea30070e0ed269bb0eb63a587f357474cbce",
+    ),
+    "dog-to-fruit-5": (
+        "77a2019898d1085655a32ba6e4c3d06d8dd4120b48d4e07a2fd7cce7bea858cf",
+        "7b6429d6060ef74493a73941d9633041693d699e4b66c05b05a339e698a959f2",
+    ),
+    "eiffel-walk": (
+        "f526618e65a2d6184c99c9de6139f9e2dbea1ada3315fb48ed224e38bcee3c7e",
+        "09b6cd378872e7e2c0e6cd5093c8c107d81b18b22e27303438de8d79b3460085",
+    ),
+    "four-way-grid-varying-noise": (
+        "dee2d0e3d0c4392cb38e2f8a824af9e245376065a7495425674f522c2641fdd2",
+        "0ad3381148c13449fb92cc4a85d3332e4224848955f1ea7053366e86847d03d2",
+    ),
+    "four-way-grid": (
+        "dee2d0e3d0c4392cb38e2f8a824af9e245376065a7495425674f522c2641fdd2",
+        "38aa746af50ef8208e539ecfa230538b49ad20d5d04d7a3c6f607f3763e790a3",
+    ),
+    "smoke": (
+        "343dd5fdecf316e71f0239d754b342e8bdef25b72790992d4ae29f71e95b02ed",
+        "96a6d61907656b785502f4c66479f0c9f063f1e7f4fa90f3119a48e328b7f9ca",
+    ),
 }
 
 FINGERPRINTS = {
