@@ -81,7 +81,7 @@ def describe_cluster() -> str:
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     total_cpus = sum(n.get("CPU", 0) for n in nodes)
     total_gpus = sum(n.get("GPU", 0) for n in nodes)
-    largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+    largest: dict[str, float] = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
     return (
         f"{len(nodes)} node(s) (largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs); "
         f"{total_cpus:g} CPUs, {total_gpus:g} GPUs in all"

@@ -117,9 +117,9 @@ def render(
             manifest = new_manifest(job)
             store.start_fresh(manifest)
         missing: Sequence[int] = store.missing_frames(job.num_frames, manifest.run_id, verify=verify)
-        if session.progress is None:
-            session.report_to(progress or Progress(job.num_frames, job.num_frames - len(missing)))
-        progress = session.progress
+        progress = session.progress or session.report_to(
+            progress or Progress(job.num_frames, job.num_frames - len(missing))
+        )
         failed: dict[int, str] = {}
         if missing:
             session.preflight()
@@ -228,7 +228,7 @@ def _chunks(job: Job, frames: Iterable[int]) -> Iterator[tuple[int, range | list
     """(chunk, its frames) in order, from sorted frames; a whole chunk is a range, so a fresh run of any
     length costs the driver no memory per frame."""
     size = job.chunking.chunk_size
-    current, picked = -1, []
+    current, picked = -1, list[int]()
     for frame in frames:
         if frame // size != current:
             if picked:
@@ -266,12 +266,13 @@ class _Session:
         self.progress: Progress | None = None
         self._early: list[tuple[str, dict[str, Any]]] = []  # events before there is a progress to report them
 
-    def report_to(self, progress: Progress) -> None:
-        """Report events to `progress` from now on, starting with those that came before it."""
+    def report_to(self, progress: Progress) -> Progress:
+        """Report events to `progress` from now on, starting with those that came before it; returns it."""
         self.progress = progress
         for kind, fields in self._early:
             progress.event(kind, **fields)
         self._early.clear()
+        return progress
 
     def event(self, kind: str, **fields: Any) -> None:
         if self.progress is None:
@@ -446,7 +447,7 @@ class _WorkerPool:
             max_concurrency=1,
         )
         self.max_restarts = job.workers.max_restarts
-        self.actors = [actor.remote(job.to_dict(), uri) for _ in range(request.count)]
+        self.actors: list[Any] = [actor.remote(job.to_dict(), uri) for _ in range(request.count)]  # handles
 
     def stop(self) -> None:
         for a in self.actors:
@@ -498,7 +499,7 @@ class _Restarts:
             if i is None:
                 continue
             for restart in range(self.announced[i] + 1, (actor.num_restarts or 0) + 1):
-                self.announce(i, restart, f"its process died ({actor.state.lower()})")
+                self.announce(i, restart, f"its process died ({str(actor.state).lower()})")
 
 
 class _Dispatcher:
@@ -514,7 +515,8 @@ class _Dispatcher:
         probes: dict[ray.ObjectRef, int],
     ):
         self.session, self.job, self.store, self.pool, self.watch = session, session.job, store, pool, watch
-        self.progress = session.progress
+        assert session.progress is not None, "a session reports to its progress before it dispatches"
+        self.progress: Progress = session.progress
         self.in_flight: dict[ray.ObjectRef, tuple[int, range | list[int], int, int]] = {}
         self.load = [0] * len(pool.actors)
         self.usable = usable  # actors that take chunks
@@ -594,6 +596,8 @@ class _Dispatcher:
         self.preview = _assemble_task().remote(self.store.uri, self.job.to_dict(), True)
 
     def _preview_done(self) -> None:
+        if self.preview is None:
+            return
         try:
             self.progress.event("preview", outputs=ray.get(self.preview))
         except RayError as exc:

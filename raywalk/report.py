@@ -20,7 +20,7 @@ import io
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -32,6 +32,9 @@ from raywalk.commands import assemble_command, report_command, resume_command, s
 from raywalk.errors import StoreError, one_line
 from raywalk.spec import OUTPUT_SUFFIXES, Job
 from raywalk.store import INDEX_SCHEMA, RunStore, frame_ranges, preview_name
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 REPORT = "report.html"
 INLINE_LIMIT = 8 << 20  # outputs up to this size are embedded; larger ones are linked
@@ -231,7 +234,7 @@ def _data_uri(mime: str, data: bytes) -> str:
 # ---------------------------------------------------------------------------- plots
 
 # Text stays text in the SVG (smaller, crisp); ids are stable from one report to the next.
-_PLOT_RC = {
+_PLOT_RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "raywalk",
     "font.size": 9,
