@@ -465,9 +465,12 @@ class _Restarts:
         self.checked = 0.0
 
     def died(self, i: int, reason: str) -> None:
-        """Actor `i`'s process died under a call (`reason`): it restarts if it has restarts left."""
-        if self.announced[i] < self.pool.max_restarts:
-            self.announce(i, self.announced[i] + 1, reason)
+        """Actor `i`'s process died under a call (`reason`): it restarts if it has restarts left. Ray's
+        state API may have reported this restart already: asked first, so it is announced once."""
+        before = self.announced[i]
+        self.poll(now=True)
+        if self.announced[i] == before < self.pool.max_restarts:
+            self.announce(i, before + 1, reason)
 
     def announce(self, i: int, restart: int, reason: str) -> None:
         self.announced[i] = restart

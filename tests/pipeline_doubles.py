@@ -81,6 +81,6 @@ class PickyRenderer(FakeRenderer):
 
     @classmethod
     def check_resources(cls, weights: str = "random", **kwargs) -> list[str]:
-        if weights != "random" and not os.path.isdir(weights):
+        if weights not in ("random", "download") and not os.path.isdir(weights):
             return [f"weights directory {weights} does not exist on this worker"]
         return []

@@ -212,7 +212,7 @@ def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_co
     failures = RunStore(str(out)).read_failures()
     assert failures[1]["attempts"] == 3
     cli = subprocess.run([sys.executable, "-m", "raywalk.cli", "status", str(out)], capture_output=True, text=True)
-    assert "8 done, 4 missing of 12 (4-7)" in cli.stdout
+    assert "8 of 12 done, 4 missing (4-7)" in cli.stdout
     assert "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in cli.stdout
     # Its outputs are not assembled silently; a partial preview is there for the asking.
     assembled = subprocess.run(
