@@ -282,8 +282,13 @@ def tiny_preprocessor() -> Any:
     vocabulary = {token: i for i, token in enumerate(
         symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>", "th</w>"])}
     merges = ["t h</w>"]  # KerasHub's TensorFlow tables cannot be built from an empty merge list
-    clips = [keras_hub.models.CLIPPreprocessor(keras_hub.models.CLIPTokenizer(vocabulary, merges, pad_with_end_token=pad))
-             for pad in (True, False)]  # CLIP-L pads with its end token, CLIP-G with 0 (as the presets)
+    clips = [  # CLIP-L pads with its end token, CLIP-G with 0; file names of their own, so it saves as a preset
+        keras_hub.models.CLIPPreprocessor(
+            keras_hub.models.CLIPTokenizer(vocabulary, merges, pad_with_end_token=name == "clip_l",
+                                           config_file=f"{name}_tokenizer.json"),
+            config_file=f"{name}_preprocessor.json")
+        for name in ("clip_l", "clip_g")
+    ]
     return _python_preprocessing(keras_hub.models.StableDiffusion3TextToImagePreprocessor(*clips))
 
 
@@ -489,7 +494,10 @@ class StableDiffusion3Renderer:
             import keras_hub
 
             source = str(verify_preset(settings.source))
-            preprocessor = keras_hub.models.StableDiffusion3TextToImagePreprocessor.from_preset(source)
+            try:
+                preprocessor = keras_hub.models.StableDiffusion3TextToImagePreprocessor.from_preset(source)
+            except Exception as e:  # KerasHub's own errors for a directory that is not a preset
+                raise RendererError(f"cannot load the preprocessor of {source!r}: {type(e).__name__}: {e}") from e
         else:
             log.info("prompt lengths not checked at planning: %r is not a local directory", settings.source)
             return
