@@ -54,7 +54,31 @@ RANDOM_SEED = 0
 
 # ----------------------------------------------------------------------------- KerasHub private API
 # Everything below reaches into keras_hub.src and is tied to keras-hub 0.32.0 (the version the
-# project's extra pins); check these three functions first when that pin moves.
+# project's extra pins); check these functions first when that pin moves.
+
+
+def _kerashub() -> Any:
+    """`keras_hub`, made to tokenize without TensorFlow where TensorFlow is missing.
+
+    keras-hub 0.32.0 tokenizes in Python (HF `tokenizers`) outside `tf.function`, but
+    `CLIPTokenizer._set_vocabulary_and_merges_tokenizers` reads `self.vocabulary`, which only its
+    TensorFlow path sets: without TensorFlow no CLIP tokenizer can be built or loaded. The
+    patch sets the two attributes first (what the TensorFlow path would have done).
+    """
+    import keras_hub
+    from keras_hub.src.models.clip.clip_tokenizer import CLIPTokenizer
+    from keras_hub.src.utils.tensor_utils import tf
+
+    original = CLIPTokenizer._set_vocabulary_and_merges_tokenizers
+    if tf is None and not getattr(original, "raywalk_patch", False):
+
+        def set_vocabulary_and_merges(self: Any, vocabulary: dict[str, int], merges: list[str]) -> None:
+            self.vocabulary, self.merges = dict(vocabulary), list(merges)
+            original(self, vocabulary, merges)
+
+        set_vocabulary_and_merges.raywalk_patch = True  # type: ignore[attr-defined]
+        CLIPTokenizer._set_vocabulary_and_merges_tokenizers = set_vocabulary_and_merges
+    return keras_hub
 
 
 def _vae_backbone(**kwargs: Any) -> Any:
@@ -75,8 +99,8 @@ def _python_preprocessing(preprocessor: Any) -> Any:
     """`preprocessor` able to run without TensorFlow.
 
     `CLIPPreprocessor(to_lower=True)` lowercases with `tf.strings.lower`; its tokenizer's
-    Python path (HF `tokenizers`, used outside `tf.function`) lowercases anyway, so where
-    TensorFlow is missing the flag is turned off and the token ids are the same.
+    Python path lowercases anyway, so where TensorFlow is missing the flag is turned off and
+    the token ids are the same.
     """
     from keras_hub.src.utils.tensor_utils import tf
 
@@ -276,8 +300,7 @@ def tiny_preprocessor() -> Any:
     One merge ("th" at a word's end), else every character of a prompt is one token (so a
     prompt of up to 75 characters, spaces not counted, fits in 77 tokens). No file and no download; runs without TensorFlow.
     """
-    import keras_hub
-
+    keras_hub = _kerashub()
     symbols = _byte_symbols()
     vocabulary = {token: i for i, token in enumerate(
         symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>", "th</w>"])}
@@ -301,8 +324,8 @@ def tiny_backbone(width: int, height: int, dtype: str | None = None) -> Any:
     CLIP's 192 features to T5's 4096 and 77 tokens to 154); pooled vectors are (192,).
     """
     import keras
-    import keras_hub
 
+    keras_hub = _kerashub()
     keras.utils.set_random_seed(RANDOM_SEED)
     vocabulary_size = 2 * 256 + 3  # tiny_preprocessor's
     return keras_hub.models.StableDiffusion3Backbone(
@@ -347,8 +370,7 @@ def build_models(settings: Settings, dtype: str) -> tuple[Any, Any]:
     Raises:
         RendererError: a staged directory fails its check, or KerasHub cannot load the preset.
     """
-    import keras_hub
-
+    keras_hub = _kerashub()
     if settings.config == "tiny":
         log.warning("Stable Diffusion 3 tiny configuration with RANDOM WEIGHTS: the images are noise (tests only)")
         return tiny_backbone(settings.width, settings.height, dtype), tiny_preprocessor()
@@ -491,8 +513,7 @@ class StableDiffusion3Renderer:
         if settings.config == "tiny":
             preprocessor = tiny_preprocessor()
         elif Path(settings.source).expanduser().is_dir():
-            import keras_hub
-
+            keras_hub = _kerashub()
             source = str(verify_preset(settings.source))
             try:
                 preprocessor = keras_hub.models.StableDiffusion3TextToImagePreprocessor.from_preset(source)
