@@ -232,3 +232,22 @@ def test_the_constructor_builds_the_same_seeded_random_model(tiny, reference, ca
         "renderer": "kerashub", "model": "tiny", "weights": "random", "random_weights": True,
         "precision": "float32", "xla": False, "guidance": "joint"}
     np.testing.assert_array_equal(built.render(built.encode_text(PROMPTS), reference.noise), reference.images)
+
+
+def test_the_benchmark_runs_without_tensorflow_and_matches_generate():
+    # A machine with JAX and KerasHub but no TensorFlow (keras-hub's CLIP tokenizer needs a patch there):
+    # the bench's --no-tensorflow import hook stands in for it.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("jax")
+    bench = Path(__file__).resolve().parent.parent / "bench" / "sampler_sd3.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--no-tensorflow", "--size", "64", "--steps", "2", "--repeats", "1"],
+        env=os.environ | {"KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "max pixel diff 0 (0.0000% of values)" in out.stdout
+    assert "imported: {'tensorflow': False, 'ray': False, 'keras_cv': False}" in out.stdout
