@@ -106,7 +106,7 @@ def main() -> None:
         backbone = medium_backbone(args.size, dtype)
     preprocessor = kerashub.tiny_preprocessor()  # token ids only: the vocabulary does not change the timing
     t2i = keras_hub.models.StableDiffusion3TextToImage(backbone=backbone, preprocessor=preprocessor)
-    print(f"{keras.distribution.list_devices()[0]}, Keras {keras.__version__} ({keras.config.backend()}), "
+    print(f"{'GPU' if on_gpu else 'CPU'}, Keras {keras.__version__} ({keras.config.backend()}), "
           f"KerasHub {keras_hub.__version__}, SD3 {args.config} random weights ({backbone.count_params() / 1e6:,.1f}M "
           f"parameters, {dtype}), {args.size}x{args.size}, batch {args.batch}, {frames} frames, "
           f"guidance {args.guidance}; built in {time.perf_counter() - t0:.0f} s", flush=True)

@@ -345,15 +345,26 @@ def _on_gpu() -> bool:
     """Whether Keras runs on a GPU here; with TensorFlow, first let it allocate GPU memory as needed."""
     import keras
 
-    if keras.config.backend() == "tensorflow":
+    backend = keras.config.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
-        for gpu in tf.config.list_physical_devices("GPU"):
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
             try:
                 tf.config.experimental.set_memory_growth(gpu, True)
             except RuntimeError:  # TensorFlow already initialised its GPUs: growth is fixed by then
                 log.info("GPU memory growth not changed: TensorFlow already initialised %s", gpu.name)
-    return "gpu" in keras.distribution.list_devices()[0].lower() or "cuda" in keras.distribution.list_devices()[0]
+        return bool(gpus)
+    if backend == "jax":
+        import jax
+
+        return bool(jax.devices()[0].platform == "gpu")
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
 
 
 def _dtype(precision: str, on_gpu: bool) -> str:
@@ -614,8 +625,9 @@ class StableDiffusion3Renderer:
         self._backbone.configure_scheduler(self.settings.steps)  # the backbone's sigmas may be shared
         images = []
         for i in range(0, len(noise), b):
-            out = self._sample(_pad(noise[i : i + b], b), _pad(parts["sequence"][i : i + b], b),
-                               _pad(parts["pooled"][i : i + b], b), *self._negative, self._num_steps, self._guidance)
+            # backend tensors, not numpy: eager PyTorch layers refuse numpy beside tensors in one call
+            batch = [ops.convert_to_tensor(_pad(x[i : i + b], b)) for x in (noise, parts["sequence"], parts["pooled"])]
+            out = self._sample(*batch, *self._negative, self._num_steps, self._guidance)
             images.append(np.asarray(ops.convert_to_numpy(out))[: len(noise) - i])
         return np.concatenate(images) if images else np.zeros((0, self.settings.height, self.settings.width, 3),
                                                               np.uint8)
