@@ -49,7 +49,6 @@ def medium_backbone(size: int, dtype: str | None) -> Any:
     """
     import keras
     import keras_hub
-
     from raywalk.kerashub import _vae_backbone
 
     keras.utils.set_random_seed(0)
@@ -92,7 +91,6 @@ def main() -> None:
     import keras
     import keras_hub
     import numpy as np
-
     from raywalk import kerashub
     from raywalk.kerashub import StableDiffusion3Renderer
 

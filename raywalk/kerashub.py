@@ -298,7 +298,8 @@ def tiny_preprocessor() -> Any:
     """A `StableDiffusion3TextToImagePreprocessor` over an in-code, character-level CLIP vocabulary.
 
     One merge ("th" at a word's end), else every character of a prompt is one token (so a
-    prompt of up to 75 characters, spaces not counted, fits in 77 tokens). No file and no download; runs without TensorFlow.
+    prompt of up to 75 characters, spaces not counted, fits in 77 tokens). No file and no
+    download; runs without TensorFlow.
     """
     keras_hub = _kerashub()
     symbols = _byte_symbols()
@@ -416,20 +417,21 @@ def _compile(function: Callable[..., Any], backbone: Any, xla: bool) -> Callable
 
         @jax.jit
         def stateless(state: tuple[list[Any], list[Any]], *args: Any) -> Any:
-            mapping = itertools.chain(zip(backbone.trainable_variables, state[0]),
-                                      zip(backbone.non_trainable_variables, state[1]))
+            mapping = itertools.chain(zip(backbone.trainable_variables, state[0], strict=True),
+                                      zip(backbone.non_trainable_variables, state[1], strict=True))
             with keras.StatelessScope(state_mapping=mapping):
                 return function(*args)
 
         def run_jax(*args: Any) -> Any:
-            state = ([v.value for v in backbone.trainable_variables], [v.value for v in backbone.non_trainable_variables])
+            state = ([v.value for v in backbone.trainable_variables],
+                     [v.value for v in backbone.non_trainable_variables])
             return stateless(state, *args)
 
         return run_jax
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(function, jit_compile=xla)  # type: ignore[no-any-return]
+        return tf.function(function, jit_compile=xla)
     if backend == "torch":
         import torch
 
@@ -543,7 +545,7 @@ class StableDiffusion3Renderer:
 
         self.settings = settings
         self._backbone, self._preprocessor = backbone, preprocessor
-        self.latent_shape: tuple[int, int, int] = tuple(backbone.latent_shape[1:])  # type: ignore[assignment]
+        self.latent_shape: tuple[int, int, int] = tuple(backbone.latent_shape[1:])
         self.random_weights = settings.weights == "random"
         xla = bool(on_gpu if settings.xla == "auto" else settings.xla) and keras.config.backend() == "tensorflow"
         self.info = {

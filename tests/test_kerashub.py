@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("keras_hub")
 
-from raywalk import kerashub  # noqa: E402
-from raywalk.kerashub import MANIFEST, StableDiffusion3Renderer, stage_preset, verify_preset  # noqa: E402
-from raywalk.renderer import RendererError, check_renderer, load_renderer  # noqa: E402
+from raywalk import kerashub
+from raywalk.kerashub import MANIFEST, StableDiffusion3Renderer, stage_preset, verify_preset
+from raywalk.renderer import RendererError, check_renderer, load_renderer
 
 SIZE, STEPS, SEED = 64, 3, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
@@ -60,7 +60,8 @@ def reference(tiny):
 
     # generate's own latents: keras.random.normal of the batch's latent shape with the same seed
     latents = keras.random.normal((len(PROMPTS), SIZE // 8, SIZE // 8, 16), dtype="float32", seed=SEED)
-    return types.SimpleNamespace(generate=generate, images=generate(), noise=np.asarray(keras.ops.convert_to_numpy(latents)))
+    noise = np.asarray(keras.ops.convert_to_numpy(latents))
+    return types.SimpleNamespace(generate=generate, images=generate(), noise=noise)
 
 
 # ----------------------------------------------------------------------------- plan-time checks
@@ -81,7 +82,7 @@ def test_check_prompts_refuses_an_over_long_prompt_naming_it_without_building(mo
 
 
 def test_options_are_checked_at_planning():
-    with pytest.raises(RendererError, match="option preset must be one of stable_diffusion_3_medium, .*got 'sd4'"):
+    with pytest.raises(RendererError, match=r"option preset must be one of stable_diffusion_3_medium, .*got 'sd4'"):
         check_renderer(model(preset="sd4"), PROMPTS)
     with pytest.raises(RendererError, match="config tiny has no trained weights; set weights: random"):
         check_renderer(model(weights="download"), PROMPTS)
