@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.abc
+import importlib.machinery
 import os
 import shlex
 import statistics
@@ -30,14 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 PROMPTS = ["A watercolor painting of a Golden Retriever at the beach", "A still life DSLR photo of a bowl of fruit"]
 
 
-class NoTensorFlow(importlib.abc.MetaPathFinder):
+class NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """An import hook that makes this process a machine without TensorFlow: `import tensorflow`
-    (and tensorflow_text) fails as if it were not installed, and nothing lands in `sys.modules`."""
+    (and tensorflow_text) fails as if it were not installed, and nothing stays in `sys.modules`.
+    (`find_spec` still answers, so that PyTorch's import-free probing does not fail.)"""
 
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if name.partition(".")[0] in ("tensorflow", "tensorflow_text"):
-            raise ModuleNotFoundError(f"No module named {name!r} (bench/sampler_sd3.py --no-tensorflow)", name=name)
+            return importlib.machinery.ModuleSpec(name, self)
         return None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (bench/sampler_sd3.py --no-tensorflow)",
+                                  name=spec.name)
+
+    def exec_module(self, module: Any) -> None:
+        """Never reached: `create_module` refuses."""
 
 
 def medium_backbone(size: int, dtype: str | None) -> Any:
