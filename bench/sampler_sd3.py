@@ -140,7 +140,8 @@ def main() -> None:
     for steps in args.steps:
         renderer = StableDiffusion3Renderer.from_backbone(
             backbone, preprocessor, width=args.size, height=args.size, steps=steps, guidance_scale=args.guidance,
-            weights="random", precision=args.precision, batch_size=args.batch, config=args.config)
+            weights="random", precision=args.precision, batch_size=args.batch,
+            config="tiny" if args.config == "tiny" else "preset")  # medium: the preset's shape, random weights
         encodings = renderer.encode_text(prompts)
         renderer.warm_up()
         # keras-hub 0.32.0's generate keeps the schedule of the step count it was first compiled for:
