@@ -486,6 +486,12 @@ class StableDiffusion3Renderer:
         backend: str = "auto",
         xla: str | bool = "auto",
     ) -> None:
+        """Build the backbone and preprocessor the settings name (in a worker: this loads the model).
+
+        Raises:
+            RendererError: invalid settings, another Keras backend than `backend`, a staged
+                directory that fails its SHA-256 check, or a preset KerasHub cannot load.
+        """
         settings = Settings(width, height, steps, guidance_scale, weights, precision, batch_size, preset, config,
                             negative_prompt, backend, xla)
         _check_backend(settings.backend)
