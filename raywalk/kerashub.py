@@ -22,6 +22,7 @@ whatever ``KERAS_BACKEND`` said when Keras was first imported in the process.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import inspect
 import logging
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from raywalk.errors import RendererError
+from raywalk.kerascv import VOCAB, keras_cache  # light: KerasCV and TensorFlow load inside its functions
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,15 @@ def _python_preprocessing(preprocessor: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- staged presets
+
+
+def clip_vocabulary_file() -> Path:
+    """Where KerasCV keeps OpenAI's CLIP vocabulary once downloaded (its cache under ``$KERAS_HOME``)."""
+    return keras_cache() / VOCAB.name
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    return _sha256(path) if path.is_file() else None
 
 
 def _sha256(path: Path) -> str:
@@ -314,6 +325,19 @@ def tiny_preprocessor() -> Any:
         for name in ("clip_l", "clip_g")
     ]
     return _python_preprocessing(keras_hub.models.StableDiffusion3TextToImagePreprocessor(*clips))
+
+
+def clip_tokenizer(vocabulary_file: Path) -> Any:
+    """KerasHub's CLIP tokenizer built from OpenAI's BPE file (``bpe_simple_vocab_16e6.txt.gz``, the one
+    KerasCV uses): the vocabulary and merges of SD3's CLIP-L and CLIP-G (openai/clip-vit-large-patch14),
+    to count a preset's prompt tokens without downloading the preset."""
+    keras_hub = _kerashub()
+    with gzip.open(vocabulary_file, "rt", encoding="utf-8") as f:
+        merges = f.read().split("\n")[1 : 49152 - 256 - 2 + 1]  # as OpenAI's CLIP SimpleTokenizer reads it
+    symbols = _byte_symbols()
+    tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m.split()) for m in merges),
+              "<|startoftext|>", "<|endoftext|>"]
+    return keras_hub.models.CLIPTokenizer({t: i for i, t in enumerate(tokens)}, merges)
 
 
 def tiny_backbone(width: int, height: int, dtype: str | None = None) -> Any:
@@ -530,7 +554,7 @@ class StableDiffusion3Renderer:
         """
         settings = Settings.of(**kwargs)
         if settings.config == "tiny":
-            preprocessor = tiny_preprocessor()
+            tokenizer = tiny_preprocessor().clip_l_preprocessor.tokenizer
         elif Path(settings.source).expanduser().is_dir():
             keras_hub = _kerashub()
             source = str(verify_preset(settings.source))
@@ -538,11 +562,15 @@ class StableDiffusion3Renderer:
                 preprocessor = keras_hub.models.StableDiffusion3TextToImagePreprocessor.from_preset(source)
             except Exception as e:  # KerasHub's own errors for a directory that is not a preset
                 raise RendererError(f"cannot load the preprocessor of {source!r}: {type(e).__name__}: {e}") from e
+            tokenizer = preprocessor.clip_l_preprocessor.tokenizer
+        elif _sha256_or_none(clip_vocabulary_file()) == VOCAB.sha256:
+            tokenizer = clip_tokenizer(clip_vocabulary_file())
         else:
-            log.info("prompt lengths not checked at planning: %r is not a local directory", settings.source)
+            log.info("prompt lengths not checked at planning: %r is not a local directory and %s is not there",
+                     settings.source, clip_vocabulary_file())
             return
         for prompt in [*prompts, settings.negative_prompt]:
-            _tokens(preprocessor, prompt)
+            _tokens(tokenizer, prompt)
 
     def _start(self, settings: Settings, backbone: Any, preprocessor: Any, on_gpu: bool) -> None:
         import keras
@@ -590,7 +618,7 @@ class StableDiffusion3Renderer:
     def _token_ids(self, prompts: list[str]) -> dict[str, np.ndarray]:
         """The preprocessor's token ids per text encoder, after refusing over-long prompts."""
         for prompt in prompts:
-            _tokens(self._preprocessor, prompt)
+            _tokens(self._preprocessor.clip_l_preprocessor.tokenizer, prompt)
         ids = self._preprocessor.generate_preprocess(list(prompts))
         return {name: np.asarray(value, np.int32) for name, value in ids.items()}
 
@@ -665,13 +693,12 @@ def _pad(rows: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)]) if len(rows) < size else rows
 
 
-def _tokens(preprocessor: Any, prompt: str) -> int:
+def _tokens(tokenizer: Any, prompt: str) -> int:
     """The CLIP token count of `prompt`, start and end included.
 
     Raises:
         RendererError: more than 77 tokens (KerasHub would cut the prompt silently).
     """
-    tokenizer = preprocessor.clip_l_preprocessor.tokenizer
     count = len(np.asarray(tokenizer(prompt.lower())).reshape(-1)) + 2
     if count > MAX_TOKENS:
         short = prompt if len(prompt) <= 60 else prompt[:57] + "..."

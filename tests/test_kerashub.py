@@ -92,9 +92,15 @@ def test_options_are_checked_at_planning():
         StableDiffusion3Renderer.check_prompts(PROMPTS, width=72, config="tiny", weights="random")
 
 
-def test_a_presets_prompts_are_not_counted_without_its_files(caplog):
+def test_a_presets_prompts_are_counted_with_the_clip_vocabulary_when_it_is_here(caplog, monkeypatch, tmp_path):
+    # conftest's KERAS_HOME holds OpenAI's CLIP vocabulary, as KerasCV's download cache would
+    clip_long = "a very " * 40 + "long prompt"  # 84 CLIP tokens, as KerasCV counts them (tests/test_kerascv.py)
+    StableDiffusion3Renderer.check_prompts([LONG_PROMPT], weights="download")
+    with pytest.raises(RendererError, match="is 84 CLIP tokens long"):
+        StableDiffusion3Renderer.check_prompts([clip_long], weights="download")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     caplog.set_level(logging.INFO, "raywalk.kerashub")
-    StableDiffusion3Renderer.check_prompts([LONG_PROMPT * 3], weights="download")
+    StableDiffusion3Renderer.check_prompts([clip_long], weights="download")
     assert "prompt lengths not checked at planning" in caplog.text
 
 
