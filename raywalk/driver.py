@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
+from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError, RuntimeEnvSetupError
 
 from raywalk import __version__
 from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_resources
@@ -217,11 +217,13 @@ def _assemble_task():
     return ray.remote(assemble_outputs).options(num_cpus=1, max_retries=0)
 
 
-def _check_task(model: Any, prompts: list[str]) -> None:
-    """The renderer check on a worker's resources; the strict check refuses what it cannot verify."""
-    from raywalk.renderer import check_renderer
+def _check_task(model: Any, prompts: list[str]) -> str | None:
+    """The renderer check on a worker's resources (the strict check refuses what it cannot verify); returns
+    the Keras backend the renderer's workers must start with, as this worker's installation decides."""
+    from raywalk.renderer import check_renderer, keras_backend
 
     check_renderer(model, prompts, strict=True)
+    return keras_backend(model)
 
 
 def _chunks(job: Job, frames: Iterable[int]) -> Iterator[tuple[int, range | list[int]]]:
@@ -261,6 +263,7 @@ class _Session:
         self.job, self.address, self.spec = job, address, spec
         self.start_timeout, self.watchdog = start_timeout, watchdog
         self.request: Request | None = None
+        self.backend: str | None = None  # the Keras backend the renderer's workers start with
         self.lock: RunLock | None = None
         self.watch: _Restarts | None = None
         self.progress: Progress | None = None
@@ -302,9 +305,11 @@ class _Session:
         ref = check.remote(self.job.model, list(self.job.prompts))
         self.wait([ref], request)
         try:
-            ray.get(ref)
+            self.backend = ray.get(ref)
         except RayTaskError as exc:
             raise RendererError(f"{self.job.source}: {_cause(exc)}") from None
+        except RuntimeEnvSetupError as exc:
+            raise RunError(f"the workers could not set up the renderer's environment: {_cause(exc)}") from None
         self.request = request
 
     def wait(
@@ -364,7 +369,7 @@ class _Session:
             RunError: no worker could be built, or every worker died for good (with the resume command).
         """
         assert self.request is not None and self.progress is not None
-        pool = _WorkerPool(self.job, store.uri, self.request)
+        pool = _WorkerPool(self.job, store.uri, self.request, self.backend)
         try:
             self.watch = watch = _Restarts(self, pool)
             first, info, probes = self.start(pool)
@@ -436,7 +441,7 @@ class _WorkerPool:
     """Renderer actors with explicit resources; each restarts (on another node if its own died) at most
     `workers.max_restarts` times."""
 
-    def __init__(self, job: Job, uri: str, request: Request):
+    def __init__(self, job: Job, uri: str, request: Request, backend: str | None = None):
         from raywalk.worker import RenderWorker
 
         actor = ray.remote(RenderWorker).options(
@@ -445,6 +450,8 @@ class _WorkerPool:
             max_restarts=job.workers.max_restarts,
             max_task_retries=0,
             max_concurrency=1,
+            # set before anything in the actor's process imports Keras (the job's own env_vars merge in)
+            runtime_env={"env_vars": {"KERAS_BACKEND": backend}} if backend else None,
         )
         self.max_restarts = job.workers.max_restarts
         self.actors: list[Any] = [actor.remote(job.to_dict(), uri) for _ in range(request.count)]  # handles

@@ -224,6 +224,11 @@ class KerasCVRenderer:
         return renderer
 
     @classmethod
+    def keras_backend(cls, **kwargs: Any) -> str:
+        """KerasCV's Stable Diffusion runs on TensorFlow only (its sampler here is a `tf.function`)."""
+        return "tensorflow"
+
+    @classmethod
     def check_prompts(cls, prompts: list[str], **kwargs: Any) -> None:
         """Refuse prompts (and a negative prompt) longer than CLIP's 77 tokens, naming them; imports neither
         TensorFlow nor KerasCV and builds no model.

@@ -20,10 +20,11 @@ Keras, KerasHub and any backend are imported inside functions: the driver
 imports this module to check a job and must stay light. The backend is
 whatever ``KERAS_BACKEND`` said when Keras was first imported in the process.
 """
+
 from __future__ import annotations
 
-import gzip
 import hashlib
+import importlib.util
 import inspect
 import logging
 import os
@@ -36,13 +37,18 @@ from typing import Any
 
 import numpy as np
 
+from raywalk.clip_tokens import counter
 from raywalk.errors import RendererError
-from raywalk.kerascv import VOCAB, keras_cache  # light: KerasCV and TensorFlow load inside its functions
+from raywalk.weights import VOCAB, keras_cache, problem
 
 log = logging.getLogger(__name__)
 
-PRESETS = ("stable_diffusion_3_medium", "stable_diffusion_3.5_medium", "stable_diffusion_3.5_large",
-           "stable_diffusion_3.5_large_turbo")
+PRESETS = (
+    "stable_diffusion_3_medium",
+    "stable_diffusion_3.5_medium",
+    "stable_diffusion_3.5_large",
+    "stable_diffusion_3.5_large_turbo",
+)
 CONFIGS = ("preset", "tiny")
 BACKENDS = ("auto", "jax", "tensorflow", "torch")
 PRECISIONS = ("auto", "float32", "float16", "bfloat16", "mixed_float16", "mixed_bfloat16")
@@ -115,15 +121,6 @@ def _python_preprocessing(preprocessor: Any) -> Any:
 # ----------------------------------------------------------------------------- staged presets
 
 
-def clip_vocabulary_file() -> Path:
-    """Where KerasCV keeps OpenAI's CLIP vocabulary once downloaded (its cache under ``$KERAS_HOME``)."""
-    return keras_cache() / VOCAB.name
-
-
-def _sha256_or_none(path: Path) -> str | None:
-    return _sha256(path) if path.is_file() else None
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -174,8 +171,10 @@ def _preset_source(preset: str) -> Path:
         import huggingface_hub
 
         return Path(huggingface_hub.snapshot_download(handle.removeprefix("hf://")))
-    raise RendererError(f"cannot stage {preset!r}: only KerasHub presets, kaggle:// and hf:// handles "
-                        "and local directories can be staged")
+    raise RendererError(
+        f"cannot stage {preset!r}: only KerasHub presets, kaggle:// and hf:// handles "
+        "and local directories can be staged"
+    )
 
 
 def _handle(preset: str) -> str:
@@ -269,11 +268,14 @@ class Settings:
                     f"KerasHub renderer: option {name} must be one of {', '.join(map(str, allowed))}, got {value!r}"
                 )
         if not isinstance(self.weights, str) or not self.weights:
-            raise RendererError("KerasHub renderer: weights must be 'download', 'random', a kaggle:// or hf:// "
-                                f"handle or a staged preset directory, got {self.weights!r}")
+            raise RendererError(
+                "KerasHub renderer: weights must be 'download', 'random', a kaggle:// or hf:// "
+                f"handle or a staged preset directory, got {self.weights!r}"
+            )
         if self.config == "tiny" and self.weights != "random":
-            raise RendererError(f"KerasHub renderer: config tiny has no trained weights; set weights: random, "
-                                f"got {self.weights!r}")
+            raise RendererError(
+                f"KerasHub renderer: config tiny has no trained weights; set weights: random, got {self.weights!r}"
+            )
         if not isinstance(self.negative_prompt, str):
             raise RendererError(f"KerasHub renderer: negative_prompt must be a string, got {self.negative_prompt!r}")
 
@@ -314,30 +316,23 @@ def tiny_preprocessor() -> Any:
     """
     keras_hub = _kerashub()
     symbols = _byte_symbols()
-    vocabulary = {token: i for i, token in enumerate(
-        symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>", "th</w>"])}
+    vocabulary = {
+        token: i
+        for i, token in enumerate(
+            symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>", "th</w>"]
+        )
+    }
     merges = ["t h</w>"]  # KerasHub's TensorFlow tables cannot be built from an empty merge list
     clips = [  # CLIP-L pads with its end token, CLIP-G with 0; file names of their own, so it saves as a preset
         keras_hub.models.CLIPPreprocessor(
-            keras_hub.models.CLIPTokenizer(vocabulary, merges, pad_with_end_token=name == "clip_l",
-                                           config_file=f"{name}_tokenizer.json"),
-            config_file=f"{name}_preprocessor.json")
+            keras_hub.models.CLIPTokenizer(
+                vocabulary, merges, pad_with_end_token=name == "clip_l", config_file=f"{name}_tokenizer.json"
+            ),
+            config_file=f"{name}_preprocessor.json",
+        )
         for name in ("clip_l", "clip_g")
     ]
     return _python_preprocessing(keras_hub.models.StableDiffusion3TextToImagePreprocessor(*clips))
-
-
-def clip_tokenizer(vocabulary_file: Path) -> Any:
-    """KerasHub's CLIP tokenizer built from OpenAI's BPE file (``bpe_simple_vocab_16e6.txt.gz``, the one
-    KerasCV uses): the vocabulary and merges of SD3's CLIP-L and CLIP-G (openai/clip-vit-large-patch14),
-    to count a preset's prompt tokens without downloading the preset."""
-    keras_hub = _kerashub()
-    with gzip.open(vocabulary_file, "rt", encoding="utf-8") as f:
-        merges = f.read().split("\n")[1 : 49152 - 256 - 2 + 1]  # as OpenAI's CLIP SimpleTokenizer reads it
-    symbols = _byte_symbols()
-    tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m.split()) for m in merges),
-              "<|startoftext|>", "<|endoftext|>"]
-    return keras_hub.models.CLIPTokenizer({t: i for i, t in enumerate(tokens)}, merges)
 
 
 def tiny_backbone(width: int, height: int, dtype: str | None = None) -> Any:
@@ -354,15 +349,30 @@ def tiny_backbone(width: int, height: int, dtype: str | None = None) -> Any:
     keras.utils.set_random_seed(RANDOM_SEED)
     vocabulary_size = 2 * 256 + 3  # tiny_preprocessor's
     return keras_hub.models.StableDiffusion3Backbone(
-        mmdit_patch_size=2, mmdit_hidden_dim=32, mmdit_num_layers=2, mmdit_num_heads=2, mmdit_position_size=192,
-        mmdit_qk_norm=None, mmdit_dual_attention_indices=None,
-        vae=_vae_backbone(encoder_num_filters=[32] * 4, encoder_num_blocks=[1] * 4, decoder_num_filters=[32] * 4,
-                          decoder_num_blocks=[1] * 4, sampler_method="mode", dtype=dtype, name="vae"),
-        clip_l=keras_hub.models.CLIPTextEncoder(vocabulary_size, 64, 64, 2, 2, 128, "quick_gelu", -2, dtype=dtype,
-                                                name="clip_l"),
-        clip_g=keras_hub.models.CLIPTextEncoder(vocabulary_size, 128, 128, 2, 2, 256, "gelu", -2, dtype=dtype,
-                                                name="clip_g"),
-        image_shape=(height, width, 3), dtype=dtype,
+        mmdit_patch_size=2,
+        mmdit_hidden_dim=32,
+        mmdit_num_layers=2,
+        mmdit_num_heads=2,
+        mmdit_position_size=192,
+        mmdit_qk_norm=None,
+        mmdit_dual_attention_indices=None,
+        vae=_vae_backbone(
+            encoder_num_filters=[32] * 4,
+            encoder_num_blocks=[1] * 4,
+            decoder_num_filters=[32] * 4,
+            decoder_num_blocks=[1] * 4,
+            sampler_method="mode",
+            dtype=dtype,
+            name="vae",
+        ),
+        clip_l=keras_hub.models.CLIPTextEncoder(
+            vocabulary_size, 64, 64, 2, 2, 128, "quick_gelu", -2, dtype=dtype, name="clip_l"
+        ),
+        clip_g=keras_hub.models.CLIPTextEncoder(
+            vocabulary_size, 128, 128, 2, 2, 256, "gelu", -2, dtype=dtype, name="clip_g"
+        ),
+        image_shape=(height, width, 3),
+        dtype=dtype,
     )
 
 
@@ -415,14 +425,16 @@ def build_models(settings: Settings, dtype: str) -> tuple[Any, Any]:
         source = str(verify_preset(source))
     random = settings.weights == "random"
     if random:
-        log.warning("Stable Diffusion 3 %s with RANDOM WEIGHTS: the images are noise (smoke tests only)",
-                    settings.preset)
+        log.warning(
+            "Stable Diffusion 3 %s with RANDOM WEIGHTS: the images are noise (smoke tests only)", settings.preset
+        )
         import keras
 
         keras.utils.set_random_seed(RANDOM_SEED)
     try:
         backbone = keras_hub.models.StableDiffusion3Backbone.from_preset(
-            source, image_shape=(settings.height, settings.width, 3), dtype=dtype, load_weights=not random)
+            source, image_shape=(settings.height, settings.width, 3), dtype=dtype, load_weights=not random
+        )
         preprocessor = keras_hub.models.StableDiffusion3TextToImagePreprocessor.from_preset(source)
     except Exception as e:  # KerasHub's, kagglehub's and h5py's errors: no network, no such preset, bad file
         raise RendererError(f"cannot load Stable Diffusion 3 preset {source!r}: {type(e).__name__}: {e}") from e
@@ -441,14 +453,18 @@ def _compile(function: Callable[..., Any], backbone: Any, xla: bool) -> Callable
 
         @jax.jit
         def stateless(state: tuple[list[Any], list[Any]], *args: Any) -> Any:
-            mapping = itertools.chain(zip(backbone.trainable_variables, state[0], strict=True),
-                                      zip(backbone.non_trainable_variables, state[1], strict=True))
+            mapping = itertools.chain(
+                zip(backbone.trainable_variables, state[0], strict=True),
+                zip(backbone.non_trainable_variables, state[1], strict=True),
+            )
             with keras.StatelessScope(state_mapping=mapping):
                 return function(*args)
 
         def run_jax(*args: Any) -> Any:
-            state = ([v.value for v in backbone.trainable_variables],
-                     [v.value for v in backbone.non_trainable_variables])
+            state = (
+                [v.value for v in backbone.trainable_variables],
+                [v.value for v in backbone.non_trainable_variables],
+            )
             return stateless(state, *args)
 
         return run_jax
@@ -516,8 +532,20 @@ class StableDiffusion3Renderer:
             RendererError: invalid settings, another Keras backend than `backend`, a staged
                 directory that fails its SHA-256 check, or a preset KerasHub cannot load.
         """
-        settings = Settings(width, height, steps, guidance_scale, weights, precision, batch_size, preset, config,
-                            negative_prompt, backend, xla)
+        settings = Settings(
+            width,
+            height,
+            steps,
+            guidance_scale,
+            weights,
+            precision,
+            batch_size,
+            preset,
+            config,
+            negative_prompt,
+            backend,
+            xla,
+        )
         _check_backend(settings.backend)
         on_gpu = _on_gpu()
         backbone, preprocessor = build_models(settings, _dtype(precision, on_gpu))
@@ -534,11 +562,26 @@ class StableDiffusion3Renderer:
         settings = Settings.of(**kwargs)
         _check_backend(settings.backend)
         if tuple(backbone.image_shape[:2]) != (settings.height, settings.width):
-            raise RendererError(f"backbone built for {backbone.image_shape[1]}x{backbone.image_shape[0]} images, "
-                                f"not {settings.width}x{settings.height}")
+            raise RendererError(
+                f"backbone built for {backbone.image_shape[1]}x{backbone.image_shape[0]} images, "
+                f"not {settings.width}x{settings.height}"
+            )
         renderer = cls.__new__(cls)
         renderer._start(settings, backbone, preprocessor, _on_gpu())
         return renderer
+
+    @classmethod
+    def keras_backend(cls, **kwargs: Any) -> str:
+        """The Keras backend to start the worker with: the job's `backend` option, or with "auto" the fastest
+        installed here (JAX, then PyTorch, then TensorFlow: KerasHub's SD3 runs fastest on JAX).
+
+        Raises:
+            RendererError: invalid settings.
+        """
+        wanted = Settings.of(**kwargs).backend
+        if wanted != "auto":
+            return wanted
+        return next((b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None), "tensorflow")
 
     @classmethod
     def check_prompts(cls, prompts: list[str], **kwargs: Any) -> None:
@@ -563,11 +606,18 @@ class StableDiffusion3Renderer:
             except Exception as e:  # KerasHub's own errors for a directory that is not a preset
                 raise RendererError(f"cannot load the preprocessor of {source!r}: {type(e).__name__}: {e}") from e
             tokenizer = preprocessor.clip_l_preprocessor.tokenizer
-        elif _sha256_or_none(clip_vocabulary_file()) == VOCAB.sha256:
-            tokenizer = clip_tokenizer(clip_vocabulary_file())
+        elif problem(vocab := keras_cache() / VOCAB.name, VOCAB) is None:
+            # SD3's CLIP-L/G tokenize with OpenAI's CLIP vocabulary: counted without TensorFlow or KerasHub
+            count = counter(vocab).count
+            for prompt in [*prompts, settings.negative_prompt]:
+                _check_length(prompt, count(prompt))
+            return
         else:
-            log.info("prompt lengths not checked at planning: %r is not a local directory and %s is not there",
-                     settings.source, clip_vocabulary_file())
+            log.info(
+                "prompt lengths not checked at planning: %r is not a local directory and %s is not there",
+                settings.source,
+                vocab,
+            )
             return
         for prompt in [*prompts, settings.negative_prompt]:
             _tokens(tokenizer, prompt)
@@ -583,9 +633,14 @@ class StableDiffusion3Renderer:
         self.random_weights = settings.weights == "random"
         xla = bool(on_gpu if settings.xla == "auto" else settings.xla) and keras.config.backend() == "tensorflow"
         self.info = {
-            "renderer": "kerashub", "model": "tiny" if settings.config == "tiny" else settings.preset,
-            "weights": settings.weights, "random_weights": self.random_weights, "backend": keras.config.backend(),
-            "precision": backbone.dtype_policy.name, "xla": xla, "guidance": "joint" if settings.guided else "none",
+            "renderer": "kerashub",
+            "model": "tiny" if settings.config == "tiny" else settings.preset,
+            "weights": settings.weights,
+            "random_weights": self.random_weights,
+            "backend": keras.config.backend(),
+            "precision": backbone.dtype_policy.name,
+            "xla": xla,
+            "guidance": "joint" if settings.guided else "none",
             "keras_hub": keras_hub.__version__,
         }
         # Compiled like the sampler: generate_step encodes inside its compiled function, and eager
@@ -600,8 +655,15 @@ class StableDiffusion3Renderer:
         self.traces = 0  # how often the sampler was traced (jax, tensorflow); once per worker
         guided = settings.guided
 
-        def sample(latents: Any, sequence: Any, pooled: Any, negative_sequence: Any, negative_pooled: Any,
-                   num_steps: Any, guidance: Any) -> Any:
+        def sample(
+            latents: Any,
+            sequence: Any,
+            pooled: Any,
+            negative_sequence: Any,
+            negative_pooled: Any,
+            num_steps: Any,
+            guidance: Any,
+        ) -> Any:
             """`StableDiffusion3TextToImage.generate_step` after its text encoding, then `generate`'s uint8."""
             self.traces += 1
             embeddings = (sequence, negative_sequence if guided else None, pooled, negative_pooled if guided else None)
@@ -633,8 +695,10 @@ class StableDiffusion3Renderer:
         if not prompts:
             return {name: np.zeros((0, *shape), np.float32) for name, shape in self.parts.items()}
         encoded = self._encode(self._token_ids(prompts), self._negative_ids)
-        return {"sequence": np.asarray(ops.convert_to_numpy(encoded[0]), np.float32),
-                "pooled": np.asarray(ops.convert_to_numpy(encoded[2]), np.float32)}
+        return {
+            "sequence": np.asarray(ops.convert_to_numpy(encoded[0]), np.float32),
+            "pooled": np.asarray(ops.convert_to_numpy(encoded[2]), np.float32),
+        }
 
     def render(self, encodings: Mapping[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
         """uint8 (B, H, W, 3) images for parts {"sequence": (B, S, D), "pooled": (B, P)} and noise
@@ -665,8 +729,9 @@ class StableDiffusion3Renderer:
             batch = [ops.convert_to_tensor(_pad(x[i : i + b], b)) for x in (noise, parts["sequence"], parts["pooled"])]
             out = self._sample(*batch, *self._negative, self._num_steps, self._guidance)
             images.append(np.asarray(ops.convert_to_numpy(out))[: len(noise) - i])
-        return np.concatenate(images) if images else np.zeros((0, self.settings.height, self.settings.width, 3),
-                                                              np.uint8)
+        return (
+            np.concatenate(images) if images else np.zeros((0, self.settings.height, self.settings.width, 3), np.uint8)
+        )
 
     def warm_up(self) -> None:
         """Compile the sampler now, rendering one batch of zeros."""
@@ -684,8 +749,10 @@ def _check_backend(wanted: str) -> None:
     import keras
 
     if wanted not in ("auto", keras.config.backend()):
-        raise RendererError(f"KerasHub renderer: the job asks for Keras backend {wanted!r}, but this process runs "
-                            f"{keras.config.backend()!r}; set KERAS_BACKEND={wanted} before Keras is imported")
+        raise RendererError(
+            f"KerasHub renderer: the job asks for Keras backend {wanted!r}, but this process runs "
+            f"{keras.config.backend()!r}; set KERAS_BACKEND={wanted} before Keras is imported"
+        )
 
 
 def _pad(rows: np.ndarray, size: int) -> np.ndarray:
@@ -699,7 +766,11 @@ def _tokens(tokenizer: Any, prompt: str) -> int:
     Raises:
         RendererError: more than 77 tokens (KerasHub would cut the prompt silently).
     """
-    count = len(np.asarray(tokenizer(prompt.lower())).reshape(-1)) + 2
+    return _check_length(prompt, len(np.asarray(tokenizer(prompt.lower())).reshape(-1)) + 2)
+
+
+def _check_length(prompt: str, count: int) -> int:
+    """`count`, the CLIP tokens of `prompt`; RendererError if over 77 (KerasHub would cut it silently)."""
     if count > MAX_TOKENS:
         short = prompt if len(prompt) <= 60 else prompt[:57] + "..."
         raise RendererError(

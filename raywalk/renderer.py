@@ -23,6 +23,7 @@ from raywalk.trajectory import Encodings
 
 STANDARD_KWARGS = ("width", "height", "steps", "guidance_scale", "weights", "precision", "batch_size")
 CONTRACT = ("encode_text", "render")
+KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
 
 @runtime_checkable
@@ -35,6 +36,11 @@ class Renderer(Protocol):
 
     - ``check_prompts(prompts, **kwargs) -> None`` raises `RendererError` for
       prompts it cannot encode;
+    - ``keras_backend(**kwargs) -> str | None`` names the Keras backend the
+      renderer needs in its process (``KERAS_BACKEND``: jax, tensorflow, torch),
+      or None if it does not care; it runs on a worker (what is installed there
+      decides "auto"), and workers are started with that backend set before
+      anything imports Keras;
     - ``check_resources(**kwargs) -> list[str]`` raises `RendererError` for
       resources (weights, vocabularies, hosts) it cannot use, and returns one-line
       notes of what it cannot check on this machine (a directory not mounted
@@ -139,6 +145,22 @@ def check_renderer(model: Any, prompts: list[str], *, strict: bool = False) -> l
     if callable(check_prompts):
         check_prompts(list(prompts), **kwargs)
     return [f"{note}; render checks it on the workers" for note in notes]
+
+
+def keras_backend(model: Any) -> str | None:
+    """The Keras backend the job's renderer needs in its process (the class's `keras_backend`), or None.
+
+    Raises:
+        RendererError: the renderer cannot be loaded, or names no backend Keras knows.
+    """
+    cls, kwargs = _checked_class(model)
+    choose = getattr(cls, "keras_backend", None)
+    backend = choose(**kwargs) if callable(choose) else None
+    if backend not in (None, *KERAS_BACKENDS):
+        raise RendererError(
+            f"renderer {model.renderer!r} asks for Keras backend {backend!r} (Keras has {', '.join(KERAS_BACKENDS)})"
+        )
+    return backend
 
 
 def load_renderer(model: Any) -> Renderer:

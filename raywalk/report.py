@@ -599,7 +599,7 @@ def build_report(store: RunStore) -> str:
         else ""
     )
     commands = "\n".join(f"# {what}\n{command}" for what, command in shell_commands(uri, bool(missing)))
-    generated = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    generated = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     body = "".join(
         [
             f"<h1>{_e(job.name)}</h1><p class=sub>{_e(store.url())} · {_e(state)}</p>",

@@ -41,7 +41,7 @@ EASINGS = ("linear", "ease_in_out", "cosine")
 DIRECTIONS = ("ones", "random")
 PACINGS = ("uniform", "perceptual")
 CIRCLE_MODES = ("seamless", "tutorial")
-PRECISIONS = ("auto", "float32", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "float16", "bfloat16", "mixed_bfloat16")
 # Maxima, so that a hostile or mistyped job fails in one line instead of exhausting memory.
 MAX_JOB_BYTES = 1 << 20
 MAX_YAML_DEPTH = 32

@@ -3,6 +3,7 @@ against KerasHub's own `StableDiffusion3TextToImage.generate` on the same backbo
 
 Runs on whichever Keras backend KERAS_BACKEND names (jax, tensorflow; torch where installed).
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,11 +12,10 @@ import types
 import numpy as np
 import pytest
 
-pytest.importorskip("keras_hub")
-
 from raywalk import kerashub
 from raywalk.kerashub import MANIFEST, StableDiffusion3Renderer, stage_preset, verify_preset
 from raywalk.renderer import RendererError, check_renderer, load_renderer
+from raywalk.spec import Model
 
 SIZE, STEPS, SEED = 64, 3, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
@@ -23,10 +23,16 @@ LONG_PROMPT = "a very long prompt " * 5 + "ok"  # 77 letters: 79 tokens of the t
 
 
 def model(weights="random", **options):
-    options = {"config": "tiny"} | options
-    return types.SimpleNamespace(
-        renderer="raywalk.kerashub:StableDiffusion3Renderer", width=SIZE, height=SIZE, steps=STEPS,
-        guidance_scale=7.0, weights=str(weights), precision="auto", batch_size=2, options=options,
+    return Model(
+        renderer="raywalk.kerashub:StableDiffusion3Renderer",
+        width=SIZE,
+        height=SIZE,
+        steps=STEPS,
+        guidance_scale=7.0,
+        weights=str(weights),
+        precision="auto",
+        batch_size=2,
+        options={"config": "tiny"} | options,
     )
 
 
@@ -175,7 +181,9 @@ def test_encode_text_gives_named_parts(tiny):
     r = renderer(tiny)
     encodings = r.encode_text(PROMPTS)
     assert {k: (v.shape, v.dtype) for k, v in encodings.items()} == {
-        "sequence": ((2, 154, 4096), np.float32), "pooled": ((2, 192), np.float32)}
+        "sequence": ((2, 154, 4096), np.float32),
+        "pooled": ((2, 192), np.float32),
+    }
     np.testing.assert_array_equal(encodings["sequence"][:, 77:], 0)  # no T5: KerasHub pads 77 tokens
     assert {k: v.shape for k, v in r.encode_text([]).items()} == {"sequence": (0, 154, 4096), "pooled": (0, 192)}
     with pytest.raises(RendererError, match="is 79 CLIP tokens long"):
@@ -236,8 +244,14 @@ def test_the_constructor_builds_the_same_seeded_random_model(tiny, reference, ca
     assert built.random_weights is True and built.latent_shape == (8, 8, 16)
     info = dict(built.info)
     assert (info.pop("backend"), info.pop("keras_hub")) and info == {
-        "renderer": "kerashub", "model": "tiny", "weights": "random", "random_weights": True,
-        "precision": "float32", "xla": False, "guidance": "joint"}
+        "renderer": "kerashub",
+        "model": "tiny",
+        "weights": "random",
+        "random_weights": True,
+        "precision": "float32",
+        "xla": False,
+        "guidance": "joint",
+    }
     np.testing.assert_array_equal(built.render(built.encode_text(PROMPTS), reference.noise), reference.images)
 
 
@@ -253,8 +267,73 @@ def test_the_benchmark_runs_without_tensorflow_and_matches_generate():
     bench = Path(__file__).resolve().parent.parent / "bench" / "sampler_sd3.py"
     out = subprocess.run(
         [sys.executable, str(bench), "--no-tensorflow", "--size", "64", "--steps", "2", "--repeats", "1"],
-        env=os.environ | {"KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=600,
+        env=os.environ | {"KERAS_BACKEND": "jax"},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "max pixel diff 0 (0.0000% of values)" in out.stdout
     assert "imported: {'tensorflow': False, 'ray': False, 'keras_cv': False}" in out.stdout
+
+
+# ---------------------------------------------------------------------------- a walk through Ray
+
+
+def test_a_tiny_sd3_walk_renders_through_ray(ray_connected, tmp_path):
+    """Both parts walked (slerp), 16-channel noise, the renderer's workers started on the Keras backend it
+    chose on a worker (JAX where installed): PNGs, index, GIF; resume finds nothing missing."""
+    import io
+    import json
+
+    import yaml
+    from PIL import Image
+
+    from raywalk.driver import WorkerSpec, render
+    from raywalk.progress import Progress
+    from raywalk.spec import load_job
+    from raywalk.store import RunStore
+
+    job_file = tmp_path / "sd3.yaml"
+    job_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "sd3-tiny",
+                "prompts": ["a dog", "a cat"],
+                "walk": {"kind": "interpolate", "frames": 4, "method": "slerp"},
+                "model": {
+                    "renderer": "raywalk.kerashub:StableDiffusion3Renderer",
+                    "width": SIZE,
+                    "height": SIZE,
+                    "steps": 2,
+                    "weights": "random",
+                    "batch_size": 2,
+                    "options": {"config": "tiny"},
+                },
+                "chunking": {"chunk_size": 2},
+                "workers": {"gpus": 0, "cpus": 1},
+                "outputs": {"gif": {"fps": 4}},
+            }
+        )
+    )
+    job = load_job(job_file)
+    out = tmp_path / "run"
+    log = io.StringIO()
+    outcome = render(
+        job, str(out), workers=WorkerSpec(count=1, gpus=0, cpus=1), progress=Progress(4, 0, log, bar=False)
+    )
+    assert outcome.complete, log.getvalue()
+    store = RunStore(str(out))
+    manifest = store.require_manifest()
+    expected = StableDiffusion3Renderer.keras_backend()
+    assert manifest.renderer["backend"] == expected and manifest.random_weights
+    keyframes = store.read_keyframes(manifest.keyframes_sha256)
+    assert set(keyframes) == {"sequence", "pooled"} and keyframes["sequence"].shape[0] == 2
+    index = store.read_index()
+    assert sorted(index["frame"].to_pylist()) == [0, 1, 2, 3] and set(index["t"].to_pylist()) >= {0.0, 1.0}
+    images = [np.asarray(Image.open(out / "frames" / f"{i:06d}.png")) for i in range(4)]
+    assert all(im.shape == (SIZE, SIZE, 3) for im in images) and not np.array_equal(images[0], images[3])
+    assert Image.open(out / "sd3-tiny.gif").n_frames == 4
+    assert [json.loads(line)["event"] for line in log.getvalue().splitlines()].count("chunk") == 2
+    again = render(job, str(out), workers=WorkerSpec(count=1, gpus=0, cpus=1), progress=Progress(4, 4, log, bar=False))
+    assert again.complete and again.rendered == 0
