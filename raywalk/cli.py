@@ -13,7 +13,7 @@ import click
 
 from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
 from raywalk.pacing import first_pass_job
-from raywalk.plan import estimate, first_pass_plan, make_plan
+from raywalk.plan import denoiser, estimate, first_pass_plan, make_plan
 from raywalk.spec import MAX_WORKERS, Job, load_job
 from raywalk.store import frame_name, frame_ranges
 
@@ -98,6 +98,7 @@ def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, worker
 def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) -> str:
     """The plan of a job as the lines `raywalk plan` prints."""
     p = make_plan(job)
+    net = denoiser(job)[0]
     m, w, n = job.model, job.walk, job.noise
     walk = {
         "interpolate": f"{w.method}, {w.easing} easing{', loops back' if w.loop else ''}",
@@ -116,7 +117,8 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
         f"frames            {p.frames}",
         f"chunks            {p.chunks} of up to {p.chunk_size} frames",
         f"batches           {p.batches} of {p.batch_size} ({p.padded_frames - p.frames} padding frames)",
-        f"UNet evaluations  {p.unet_evaluations} ({p.padded_frames} frames x {p.steps} steps x 2 guidance passes)",
+        f"{f'{net} evaluations':17} {p.unet_evaluations} ({p.padded_frames} frames x {p.steps} steps x "
+        f"{p.passes} guidance pass{'es' if p.passes > 1 else ''})",
         "files             manifest.json, keyframes.npz, "
         + (f"frames/{frame_name(0)}" if last == 0 else f"frames/{frame_name(0)} .. frames/{frame_name(last)}")
         + f" ({p.frames} PNG{'s' if p.frames > 1 else ''}), index/ (a Parquet file per chunk rendered)",
@@ -128,7 +130,7 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
         small = first_pass_job(job).model
         lines.append(
             f"first pass        {first.frames} frames at {small.width}x{small.height}, {first.steps} steps: "
-            f"{first.unet_evaluations} UNet evaluations of {(small.width / m.width) ** 2:.3g} the pixels "
+            f"{first.unet_evaluations} {net} evaluations of {(small.width / m.width) ** 2:.3g} the pixels "
             "(perceptual pacing)"
         )
     if seconds_per_step is not None:
@@ -256,9 +258,28 @@ def weights() -> None:
 
 @weights.command("stage")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--version", "version", type=click.Choice(["v1.4", "v2.1"]), default="v1.4", show_default=True)
-def stage(directory: Path, version: str) -> None:
-    """Download and verify the KerasCV weights and CLIP vocabulary into DIRECTORY (then set weights: DIRECTORY)."""
+@click.option(
+    "--version",
+    "version",
+    type=click.Choice(["v1.4", "v2.1"]),
+    default="v1.4",
+    show_default=True,
+    help="KerasCV Stable Diffusion version.",
+)
+@click.option(
+    "--preset",
+    help="Stage a KerasHub preset instead (e.g. stable_diffusion_3_medium, a kaggle:// or "
+    "hf:// handle, or a local preset directory).",
+)
+def stage(directory: Path, version: str, preset: str | None) -> None:
+    """Download and verify model weights into DIRECTORY (then set weights: DIRECTORY): the KerasCV weights and
+    CLIP vocabulary, or with --preset a KerasHub preset, checked by SHA-256 on every load."""
+    if preset:
+        from raywalk.kerashub import stage_preset
+
+        stage_preset(directory, preset)
+        click.echo(f"raywalk: preset {preset} staged in {directory}")
+        return
     from raywalk.weights import stage_weights
 
     stage_weights(directory, version)

@@ -12,6 +12,19 @@ from raywalk.pacing import first_pass_job
 from raywalk.spec import Job
 
 GUIDANCE_PASSES = 2  # classifier-free guidance: a conditional and an unconditional pass
+# The denoising network of each shipped renderer, and whether it skips guidance at a scale of 1 or less
+# (KerasHub's SD3 sampler does, as SD3.5 Large Turbo's 4 steps at guidance 0 use; KerasCV's never does).
+DENOISERS: dict[str, tuple[str, bool]] = {
+    "raywalk.kerascv:KerasCVRenderer": ("UNet", False),
+    "raywalk.kerashub:StableDiffusion3Renderer": ("MMDiT", True),
+}
+
+
+def denoiser(job: Job) -> tuple[str, int]:
+    """(the name of the job's denoising network, its passes per step): "UNet" for renderers raywalk does not
+    know, 2 guidance passes unless the renderer skips guidance at this scale."""
+    name, skips = DENOISERS.get(job.model.renderer, ("UNet", False))
+    return name, 1 if skips and job.model.guidance_scale <= 1 else GUIDANCE_PASSES
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,7 @@ class Plan:
     batch_size: int
     chunk_batches: tuple[int, ...]  # renderer calls of batch_size frames per chunk, the last padded
     steps: int
+    passes: int = GUIDANCE_PASSES  # denoiser evaluations per frame and step
 
     @property
     def batches(self) -> int:
@@ -33,8 +47,8 @@ class Plan:
 
     @property
     def unet_evaluations(self) -> int:
-        """Per-image UNet evaluations, padding and both guidance passes included."""
-        return self.padded_frames * self.steps * GUIDANCE_PASSES
+        """Per-image denoiser (UNet or MMDiT) evaluations, padding and guidance passes included."""
+        return self.padded_frames * self.steps * self.passes
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ def make_plan(job: Job) -> Plan:
         batch_size=batch,
         chunk_batches=tuple(math.ceil(len(job.chunk_frames(c)) / batch) for c in range(job.num_chunks)),
         steps=job.model.steps,
+        passes=denoiser(job)[1],
     )
 
 

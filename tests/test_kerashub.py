@@ -149,6 +149,19 @@ def test_stage_preset_copies_a_preset_and_verify_checks_every_file(tmp_path):
     assert verify_preset(target) == target
 
 
+def test_weights_stage_preset_from_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from raywalk.cli import main
+
+    source = fake_preset(tmp_path / "source")
+    result = CliRunner().invoke(main, ["weights", "stage", str(tmp_path / "staged"), "--preset", str(source)])
+    assert result.exit_code == 0 and f"staged in {tmp_path / 'staged'}" in result.output
+    assert verify_preset(tmp_path / "staged") == tmp_path / "staged"
+    refused = CliRunner().invoke(main, ["weights", "stage", str(tmp_path / "x"), "--preset", "sd4"])
+    assert refused.exit_code == 2 and "unknown Stable Diffusion 3 preset 'sd4'" in refused.stderr
+
+
 def test_an_unfinished_or_unknown_preset_directory_is_refused_before_loading(tmp_path, monkeypatch):
     monkeypatch.setattr(kerashub, "tiny_backbone", None)
     unfinished = fake_preset(tmp_path / "unfinished")

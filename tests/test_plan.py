@@ -16,7 +16,7 @@ from raywalk import load_job
 from raywalk.cli import main
 from raywalk.plan import estimate, make_plan
 
-JOBS = sorted((Path(__file__).resolve().parent.parent / "jobs").glob("*.yaml"))
+JOBS = sorted((Path(__file__).resolve().parent.parent / "jobs").glob("**/*.yaml"))
 
 
 @pytest.mark.parametrize("path", JOBS, ids=[p.stem for p in JOBS])
@@ -27,6 +27,15 @@ def test_every_job_in_jobs_plans(path):
     assert re.search(rf"^frames\s+{job.num_frames}$", result.output, re.M)
     for name in job.output_files().values():
         assert name in result.output
+
+
+def test_plan_names_each_models_denoiser_and_its_guidance_passes():
+    by_stem = {p.stem: p for p in JOBS}
+    sd3, turbo = (CliRunner().invoke(main, ["plan", str(by_stem[n])]) for n in ("dog-to-cat-64", "dog-to-cat-64-turbo"))
+    assert "MMDiT evaluations 3584 (64 frames x 28 steps x 2 guidance passes)" in sd3.output
+    assert "MMDiT evaluations 256 (64 frames x 4 steps x 1 guidance pass)" in turbo.output  # guidance 0: one pass
+    kerascv = CliRunner().invoke(main, ["plan", str(by_stem["dog-to-fruit-5"])])
+    assert "UNet evaluations  500 (5 frames x 50 steps x 2 guidance passes)" in kerascv.output
 
 
 def test_plan_counts_the_tutorials_150_frame_walk():
