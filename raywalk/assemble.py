@@ -9,6 +9,12 @@ SHA-256 and run id), so a reader never sees half an animation under a final
 name. Partial outputs (previews, `raywalk assemble --partial`) go under
 `preview/` and say PARTIAL in their metadata; final names are written only when
 every frame is there.
+
+A timed walk's MP4 carries the run's copy of its soundtrack, cut to exactly
+the frames assembled (`raywalk.soundtrack.mux`); a preview's MP4 then holds
+only the leading consecutive frames, so that picture and sound stay in step.
+The GIF stays silent. A complete run's neighbour distances
+(`raywalk.pacing.distances`) are published as smoothness.parquet.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import io
 import logging
 import os
 import struct
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,12 +32,16 @@ from typing import Any, TypeVar
 
 import imageio_ffmpeg
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import GifImagePlugin, Image, ImageDraw, ImageFont, PngImagePlugin
 
 from raywalk.commands import resume_command
 from raywalk.errors import AssembleError
+from raywalk.pacing import distances
+from raywalk.soundtrack import mux
 from raywalk.spec import OUTPUT_SUFFIXES, Job
-from raywalk.store import FRAMES, RunStore, frame_name, frame_ranges, preview_name
+from raywalk.store import FRAMES, SMOOTHNESS, RunStore, frame_name, frame_ranges, preview_name, soundtrack_name
 
 log = logging.getLogger(__name__)
 
@@ -219,28 +230,42 @@ def _mp4(
     quality: float,
     note: str = "",
     run_id: str | None = None,
+    soundtrack: str | None = None,
 ) -> str:
+    """With `soundtrack` (the run's copy), the video of `frames` (consecutive from 0) muxed with its audio."""
+    with store.local_output(name, run_id) as path:
+        if soundtrack is None:
+            _encode_mp4(store, frames, path, fps=fps, rubber_band=rubber_band, quality=quality, note=note)
+        else:
+            with tempfile.TemporaryDirectory(prefix="raywalk-") as tmp, store.local_file(soundtrack) as audio:
+                video = os.path.join(tmp, "video.mp4")
+                _encode_mp4(store, frames, video, fps=fps, rubber_band=rubber_band, quality=quality, note=note)
+                mux(video, audio, path, fps, first_frame=0, num_frames=len(frames))
+    return store.url(name)
+
+
+def _encode_mp4(
+    store: RunStore, frames: list[int], path: str, *, fps: int, rubber_band: bool, quality: float, note: str
+) -> None:
     # quality 0..10 as imageio-ffmpeg means it (10 best), mapped to x264's CRF
     # here because imageio-ffmpeg refuses 0.
     crf = round((1 - quality / 10) * 51)
     size = _frame_size(store, frames[0])
-    with store.local_output(name, run_id) as path:
-        writer = imageio_ffmpeg.write_frames(
-            path,
-            size,
-            fps=fps,
-            codec="libx264",
-            quality=None,
-            macro_block_size=2,  # yuv420p needs even sides; x264 needs no more
-            output_params=["-crf", str(crf), "-movflags", "+faststart", "-metadata", f"comment={note}"],
-        )
-        writer.send(None)
-        try:
-            for im in _ordered(lambda f: _fit(_load(store, f), size), ping_pong(frames) if rubber_band else frames):
-                writer.send(np.asarray(im))
-        finally:
-            writer.close()
-    return store.url(name)
+    writer = imageio_ffmpeg.write_frames(
+        path,
+        size,
+        fps=fps,
+        codec="libx264",
+        quality=None,
+        macro_block_size=2,  # yuv420p needs even sides; x264 needs no more
+        output_params=["-crf", str(crf), "-movflags", "+faststart", "-metadata", f"comment={note}"],
+    )
+    writer.send(None)
+    try:
+        for im in _ordered(lambda f: _fit(_load(store, f), size), ping_pong(frames) if rubber_band else frames):
+            writer.send(np.asarray(im))
+    finally:
+        writer.close()
 
 
 def write_mp4(
@@ -356,6 +381,7 @@ def assemble(
     partial: bool = False,
     note: str = "",
     run_id: str | None = None,
+    soundtrack: str | None = None,
 ) -> list[str]:
     """Build the outputs a job asks for (kind -> options) as `{job_name}.gif` etc.; returns where.
 
@@ -364,7 +390,9 @@ def assemble(
     unless `partial`, which builds previews under preview/ from the frames done
     so far (and logs which are missing). `note` goes into every output's
     metadata (GIF comment, MP4 comment, PNG text), after PARTIAL for previews.
-    Final outputs are recorded for the run (`RunStore.output_ok`).
+    Final outputs are recorded for the run (`RunStore.output_ok`). With
+    `soundtrack` (the run's copy), the MP4 carries it, over the leading
+    consecutive frames only (a preview without frame 0 has no MP4).
     """
     unknown = set(outputs) - set(_KINDS)
     if unknown:
@@ -375,10 +403,19 @@ def assemble(
     if "grid" in options:
         options["grid"]["n"] = grid_size
     frames, prefix, run_id, note = _target(store, num_frames, "", partial, note, run_id)
-    return [
-        _KINDS[kind][1](store, frames, f"{prefix}{job_name}{OUTPUT_SUFFIXES[kind]}", note=note, run_id=run_id, **opts)
-        for kind, opts in options.items()
-    ]
+    leading = frames[: next((i for i, f in enumerate(frames) if f != i), len(frames))]
+    if soundtrack is not None and "mp4" in options:
+        if leading:
+            options["mp4"] = {**options["mp4"], "soundtrack": soundtrack}
+        else:
+            log.warning("no MP4 preview: frame 0 is not rendered yet, and the soundtrack starts with it")
+            del options["mp4"]
+    built = []
+    for kind, opts in options.items():
+        name = f"{prefix}{job_name}{OUTPUT_SUFFIXES[kind]}"
+        picked = leading if "soundtrack" in opts else frames
+        built.append(_KINDS[kind][1](store, picked, name, note=note, run_id=run_id, **opts))
+    return built
 
 
 def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
@@ -388,7 +425,33 @@ def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
     note = f"raywalk {manifest.raywalk}: job {job.name}, fingerprint {job.fingerprint()[:12]}"
     if manifest.random_weights:
         note += "; RANDOM WEIGHTS: the images are noise from an untrained model"
-    return assemble(store, job.num_frames, job.outputs.files, job.name, grid_size, partial, note, manifest.run_id)
+    return assemble(
+        store,
+        job.num_frames,
+        job.outputs.files,
+        job.name,
+        grid_size,
+        partial,
+        note,
+        manifest.run_id,
+        soundtrack=soundtrack_name(job),
+    )
+
+
+def write_smoothness(store: RunStore, num_frames: int, run_id: str) -> str:
+    """Publish smoothness.parquet for complete run `run_id`: (frame, distance_to_next) for frames 0..N-2, the
+    `raywalk.pacing.distances` of the frames in order, decoded a few at a time; returns where.
+
+    Raises:
+        MissingFramesError: the run lacks frames.
+    """
+    frames = available_frames(store, num_frames, run_id)
+    d = distances(np.asarray(im) for im in _ordered(lambda f: _load(store, f), frames))
+    table = pa.table({"frame": pa.array(frames[:-1], pa.int64()), "distance_to_next": pa.array(d, pa.float64())})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    store.write_output(SMOOTHNESS, sink.getvalue().to_pybytes(), run_id)
+    return store.url(SMOOTHNESS)
 
 
 def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:

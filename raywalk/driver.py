@@ -14,7 +14,12 @@ A render goes in this order, so that a run directory never lies:
 2. The run's lock is taken, then the manifest is read (never the other way
    round) and, for a fresh run, written at once: a driver killed while models
    load leaves a run that `resume` finishes.
-3. Workers start; the manifest records what the first one runs.
+3. The job's soundtrack is copied into the run (checked against the SHA-256
+   the job records), so workers, tasks and `resume` never need its path.
+4. Workers start; the manifest records what the first one runs. A job that
+   `raywalk.timing.needs_table` gets its walk table before any frame is
+   dispatched: the first pass (perceptual pacing) on the workers, then the
+   table measured in a CPU task and stored with the run (`timing.npy`).
 
 Failures are never silent, and no wait is unbounded or unannounced. Each chunk
 call is tracked by its ObjectRef (Ray's "limit pending tasks" pattern rather
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import os
 import tempfile
 import time
@@ -43,12 +49,14 @@ from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 from raywalk import __version__
 from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_resources
 from raywalk.commands import resume_command
-from raywalk.errors import RendererError, RunError, RunLocationError, StoreError
+from raywalk.errors import AudioError, RendererError, RunError, RunLocationError, StoreError
 from raywalk.lock import HEARTBEAT_EVERY, RunLock
 from raywalk.manifest import Manifest, ManifestError, new_manifest
+from raywalk.pacing import first_pass_job
 from raywalk.progress import Progress
 from raywalk.spec import Job, job_from_dict
-from raywalk.store import RunStore, frame_ranges
+from raywalk.store import SMOOTHNESS, RunStore, frame_ranges, soundtrack_name
+from raywalk.timing import needs_table
 
 __all__ = ["Outcome", "WorkerSpec", "assemble_outputs", "render", "resume", "resume_command", "run_manifest"]
 
@@ -96,13 +104,15 @@ def render(
         BadInputError: (exit 2) the location, the worker request or the renderer cannot be used; nothing
             was written.
         RunBusyError: (exit 3) another live driver holds the run, or took it over during this render.
-        RunError: (exit 1) no worker could start or come back; the message names the missing frames and
-            the resume command.
+        AudioError: (exit 2) the soundtrack is not the file the job recorded; nothing was written.
+        RunError: (exit 1) no worker could start or come back, or the walk table could not be measured; the
+            message names the missing frames and the resume command.
         StoreError: (exit 4) storage kept failing.
     """
     session = _Session(job, address, workers, start_timeout, watchdog)
     store = _open_location(uri)
     manifest, damaged = _peek(store, job, force, session)
+    _check_soundtrack(store, job)
     if manifest is None:  # nothing is written before everything that can be checked is
         session.report_to(progress or Progress(job.num_frames, 0))
         session.preflight()
@@ -116,6 +126,7 @@ def render(
         elif manifest is None:  # the new manifest fences any earlier run off before anything else changes
             manifest = new_manifest(job)
             store.start_fresh(manifest)
+        _copy_soundtrack(store, job, manifest.run_id)
         missing: Sequence[int] = store.missing_frames(job.num_frames, manifest.run_id, verify=verify)
         progress = session.progress or session.report_to(
             progress or Progress(job.num_frames, job.num_frames - len(missing))
@@ -140,6 +151,46 @@ def render(
 def resume(uri: str, **options: Any) -> Outcome:
     """Finish the run at `uri` with the job stored in its manifest (see `render` for what it raises)."""
     return render(RunStore(uri, create=False).read_job(), uri, **options)
+
+
+def _check_soundtrack(store: RunStore, job: Job) -> None:
+    """Refuse a soundtrack whose bytes are not those the job recorded (timing.sha256), unless the run already
+    holds a copy of the recorded one (`resume` never needs the original file). Hashed in blocks.
+
+    Raises:
+        AudioError: the file is gone (and the run holds no copy) or its content changed.
+    """
+    name, path = soundtrack_name(job), job.audio_file()
+    if name is None or path is None or job.timing is None or job.timing.sha256 is None:
+        return
+    if store.root_exists() and store.holds(name, job.timing.sha256):
+        return
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot read the soundtrack, and the run holds no copy: {exc.strerror}") from None
+    if digest.hexdigest() != job.timing.sha256:
+        raise AudioError(
+            f"{path}: changed since the job was loaded (SHA-256 {digest.hexdigest()[:12]}..., the job recorded "
+            f"{job.timing.sha256[:12]}...); load the job again"
+        )
+
+
+def _copy_soundtrack(store: RunStore, job: Job, run_id: str) -> None:
+    """Copy the job's soundtrack into the run (soundtrack/NAME), streamed and checked, unless it is there.
+
+    Raises:
+        BadInputError: the file is gone or changed (its copy is not published).
+        StoreError: storage kept failing.
+    """
+    name, path = soundtrack_name(job), job.audio_file()
+    if name is None or path is None or job.timing is None or job.timing.sha256 is None:
+        return
+    if not store.holds(name, job.timing.sha256):
+        store.copy_in(name, path, job.timing.sha256, run_id)
 
 
 def _open_location(uri: str) -> RunStore:
@@ -203,18 +254,29 @@ def assemble_outputs(uri: str, job_data: dict[str, Any], partial: bool = False, 
     """Build the job's outputs (previews with `partial`; none without `assemble`) from the run at `uri`, then
     its report; a Ray task, since assembly decodes images, which the driver never holds. Returns where the
     outputs are (the report not included)."""
-    from raywalk.assemble import assemble_job
+    from raywalk.assemble import assemble_job, write_smoothness
     from raywalk.report import write_report
 
     job = job_from_dict(job_data, source=f"{uri}/manifest.json")
     store = RunStore(uri, create=False)
     outputs = assemble_job(store, job, partial=partial) if assemble and job.outputs.files else []
+    run_id = store.require_manifest().run_id
+    if not partial and job.walk.kind != "grid" and not store.output_ok(SMOOTHNESS, run_id):
+        if not store.missing_frames(job.num_frames, run_id):
+            write_smoothness(store, job.num_frames, run_id)
     write_report(store)
     return outputs
 
 
 def _assemble_task():
     return ray.remote(assemble_outputs).options(num_cpus=1, max_retries=0)
+
+
+def _measure_task(uri: str, job_data: dict[str, Any]) -> str:
+    """The walk table measured and stored (`raywalk.measure.measure_table`); returns its SHA-256."""
+    from raywalk.measure import measure_table
+
+    return measure_table(RunStore(uri, create=False), job_from_dict(job_data, source=f"{uri}/manifest.json"))
 
 
 def _check_task(model: Any, prompts: list[str]) -> str | None:
@@ -376,7 +438,10 @@ class _Session:
             sha = manifest.keyframes_sha256
             if store.read_keyframes(sha) is None:  # none yet, or damaged: encoded again before any frame
                 sha = self.get(pool.actors[first].encode_keyframes.remote())
-            store.write_manifest(run_manifest(manifest, info).replace(keyframes_sha256=sha))
+            manifest = run_manifest(manifest, info).replace(keyframes_sha256=sha)
+            store.write_manifest(manifest)
+            if needs_table(self.job) and store.read_timing(manifest.timing_sha256) is None:
+                store.write_manifest(manifest.replace(timing_sha256=self.measure(store, pool.actors[first])))
             self.progress.begin(
                 job=self.job.name,
                 frames=self.job.num_frames,
@@ -396,6 +461,28 @@ class _Session:
         finally:
             self.watch = None
             pool.stop()
+
+    def measure(self, store: RunStore, actor: Any) -> str:
+        """Render what the run lacks of the first pass (perceptual pacing) on `actor`, one call per first-pass
+        chunk, then measure the walk table in a CPU task; returns the stored table's SHA-256.
+
+        Raises:
+            RunError: a first-pass call or the measurement failed (resume renders only what is missing).
+        """
+        try:
+            if self.job.pacing is not None:
+                small = first_pass_job(self.job)
+                have = store.pacing_frames()
+                calls = [[j for j in small.chunk_frames(c) if j not in have] for c in range(small.num_chunks)]
+                self.event("first_pass", samples=small.num_frames, missing=small.num_frames - len(have))
+                for ref in [actor.render_first_pass.remote(frames) for frames in calls if frames]:
+                    self.get(ref)
+            task = ray.remote(_measure_task).options(num_cpus=1, num_gpus=0, max_retries=0)
+            sha = self.get(task.remote(store.uri, self.job.to_dict()))
+        except RayError as exc:
+            raise RunError(f"the walk table could not be measured: {_cause(exc)}") from None
+        self.event("timing_measured", sha256=sha[:12])
+        return str(sha)
 
     def start(self, pool: _WorkerPool) -> tuple[int, dict[str, Any], dict[ray.ObjectRef, int]]:
         """Wait for the first renderer to be built (the others join as they come up, e.g. on nodes the

@@ -38,7 +38,8 @@ class Manifest:
     index row carries it, so rows of an earlier run never count as done.
     `random_weights`, `renderer` and `versions` are None/empty until the first
     worker has described itself; `keyframes_sha256` is None until the prompts
-    are encoded.
+    are encoded; `timing_sha256` (a job that `raywalk.timing.needs_table`) is
+    None until its walk table is measured and stored (`timing.npy`).
     """
 
     job: Job
@@ -48,6 +49,7 @@ class Manifest:
     renderer: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     keyframes_sha256: str | None = None
+    timing_sha256: str | None = None
     updated: str = dataclasses.field(default_factory=_now)
 
     @property
@@ -74,6 +76,7 @@ class Manifest:
             "renderer": dict(self.renderer),
             "versions": dict(self.versions),
             "keyframes_sha256": self.keyframes_sha256,
+            "timing_sha256": self.timing_sha256,
             "updated": self.updated,
         }
 
@@ -110,6 +113,7 @@ class Manifest:
             "renderer": (data.get("renderer", {}), (dict,)),
             "versions": (data.get("versions", {}), (dict,)),
             "keyframes_sha256": (data.get("keyframes_sha256"), (str, type(None))),
+            "timing_sha256": (data.get("timing_sha256"), (str, type(None))),
             "updated": (data.get("updated", ""), (str,)),
         }
         for key, (value, types) in checks.items():

@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 
 from raywalk.commands import assemble_command, report_command, resume_command, status_command
 from raywalk.errors import StoreError, one_line
+from raywalk.pacing import max_jump, smoothness
 from raywalk.spec import OUTPUT_SUFFIXES, Job
 from raywalk.store import INDEX_SCHEMA, RunStore, frame_ranges, preview_name
 
@@ -537,6 +538,35 @@ def _walk_section(table: pa.Table, done: set[int], num_frames: int) -> str:
     )
 
 
+def _pacing_section(distances: np.ndarray | None, table: np.ndarray | None) -> str:
+    """The neighbour distances of the finished frames (smoothness.parquet) and the walk table (timing.npy)."""
+    if distances is None and table is None:
+        return ""
+    out = ["<h2>Pacing</h2>"]
+    with matplotlib.rc_context(_PLOT_RC):
+        if distances is not None and len(distances):
+            fig = _figure(2.4)
+            ax = fig.add_subplot()
+            ax.plot(np.arange(len(distances)), distances, ".-" if len(distances) <= 200 else "-", linewidth=1)
+            ax.axhline(float(distances.mean()), color="tab:gray", linewidth=0.8, linestyle="--")
+            ax.set_xlabel("frame")
+            ax.set_ylabel("distance to next")
+            out.append(_img("distance from each frame to the next", _svg_uri(fig)))
+            out.append(
+                f"<p class=sub>Smoothness 1 − Gini = {smoothness(distances):.3f}, max/mean jump "
+                f"{max_jump(distances):.2f} (dashed: the mean distance).</p>"
+            )
+        if table is not None:
+            fig = _figure(2.4)
+            ax = fig.add_subplot()
+            ax.plot(np.arange(len(table)), table, "-", linewidth=1)
+            ax.set_xlabel("frame")
+            ax.set_ylabel("walk parameter u")
+            out.append(_img("walk parameter u against frame", _svg_uri(fig)))
+            out.append("<p class=sub>The pacing curve: the walk parameter each frame renders at (timing.npy).</p>")
+    return "".join(out)
+
+
 def _job_section(job: Job, manifest: Mapping[str, Any]) -> str:
     m = job.model
     described = {
@@ -609,6 +639,7 @@ def build_report(store: RunStore) -> str:
             _failures_section(failures, index),
             _speed_section(index),
             _walk_section(table, done, total),
+            _pacing_section(store.read_smoothness(record.run_id), store.read_timing(record.timing_sha256)),
             _job_section(job, manifest),
             f"<h2>Commands</h2><pre>{_e(commands)}</pre>",
             f"<footer>raywalk report of {_e(store.url())}, generated {_e(generated)} "

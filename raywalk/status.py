@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from raywalk.commands import resume_command
 from raywalk.lock import is_stale, read_lock
+from raywalk.pacing import max_jump, smoothness
 from raywalk.store import RunStore, frame_ranges
 
 
@@ -43,6 +44,9 @@ def run_status(uri: str, verify: bool = False) -> str:
         ),
     ]
     lines += [f"damaged   {name}: unreadable, its frames count as missing" for name in store.damaged]
+    d = store.read_smoothness(manifest.run_id)
+    if d is not None and len(d):
+        lines.append(f"smoothness 1 − Gini = {smoothness(d):.2f}, max/mean jump {max_jump(d):.2f}")
     lock = read_lock(store)
     if lock:
         age = time.time() - float(lock.get("heartbeat", 0))

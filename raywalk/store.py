@@ -9,12 +9,16 @@ Layout under the run root::
 
     manifest.json                          the job, its fingerprint, the run id, versions
     keyframes.npz                          the prompts' encodings, by part (SHA-256 in the manifest)
+    timing.npy                             the walk parameter of every frame, when measured (SHA-256 in the manifest)
+    soundtrack/beat.flac                   the job's soundtrack, copied in whole (recorded like an output)
+    pacing/000003.png                      the perceptual first pass's images, in order
     frames/000042.png                      one PNG per frame
     index/chunk-000007-<token>.parquet     the rows one chunk attempt rendered (never rewritten)
     failures/chunk-000007.json             why a chunk gave up
     outputs/walk.gif.json                  size, SHA-256 and run id of a published output
     walk.gif, walk.mp4, ...                final outputs, whole
     preview/walk.gif, ...                  partial outputs, marked PARTIAL inside
+    smoothness.parquet                     distance from each frame to the next (recorded like an output)
     lock.json                              the driver rendering the run, with a heartbeat
 
 Invariants (what resume may trust), enforced here:
@@ -40,7 +44,8 @@ Invariants (what resume may trust), enforced here:
    bounded number of times and fails at once, in one line, on anything else.
 6. Damage is repaired, not fatal: an unreadable index file counts as its rows
    missing (named in ``damaged``), garbage failure or lock records are ignored
-   with a warning, and keyframes that do not match the manifest are not used.
+   with a warning, and keyframes or a timing table that do not match the
+   manifest are not used.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 import numpy as np
@@ -69,7 +75,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raywalk.errors import RunLocationError, StoreError
+from raywalk.errors import BadInputError, RunLocationError, StoreError
 from raywalk.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
 from raywalk.spec import Job
 from raywalk.trajectory import Encodings
@@ -80,6 +86,10 @@ T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 KEYFRAMES = "keyframes.npz"
+TIMING = "timing.npy"
+SOUNDTRACK = "soundtrack"
+PACING = "pacing"
+SMOOTHNESS = "smoothness.parquet"
 ARRAY_PART = "_array"  # the name under which keyframes given as one array (not named parts) are stored
 FRAMES = "frames"
 INDEX = "index"
@@ -170,6 +180,13 @@ def frame_ranges(frames: Iterable[int]) -> str:
     if start is not None:
         parts.append(f"{start}" if start == prev else f"{start}-{prev}")
     return ", ".join(parts)
+
+
+def soundtrack_name(job: Job) -> str | None:
+    """Where the run holds a copy of the job's soundtrack (soundtrack/beat.flac), or None without one."""
+    if job.timing is None or job.timing.audio is None:
+        return None
+    return f"{SOUNDTRACK}/{PurePath(job.timing.audio).name}"
 
 
 def preview_name(name: str) -> str:
@@ -474,7 +491,11 @@ class RunStore:
     # ------------------------------------------------------------------ outputs
 
     def _publish(
-        self, name: str, blocks: Callable[[], Iterable[bytes | bytearray | memoryview]], run_id: str | None
+        self,
+        name: str,
+        blocks: Callable[[], Iterable[bytes | bytearray | memoryview]],
+        run_id: str | None,
+        expect_sha256: str | None = None,
     ) -> None:
         """Put the bytes `blocks()` yields under `name` whole, then record them for `run_id` (if given).
 
@@ -484,7 +505,12 @@ class RunStore:
         would publish a truncated object under the final name,
         https://github.com/apache/arrow/issues/40502). The temporary object is
         deleted on any failure. An output's old record goes first, so a
-        half-replaced output never passes `output_ok`.
+        half-replaced output never passes `output_ok`. With `expect_sha256`,
+        bytes of another hash are never moved into place.
+
+        Raises:
+            BadInputError: the bytes do not have `expect_sha256`.
+            StoreError: the upload kept failing.
         """
         path, record = self._path(name), f"{OUTPUTS}/{name}.json"
         if run_id is not None:
@@ -501,6 +527,11 @@ class RunStore:
                         out.write(block)
                         digest.update(block)
                         size += len(block)
+                if expect_sha256 is not None and digest.hexdigest() != expect_sha256:
+                    raise BadInputError(
+                        f"{name}: its SHA-256 is {digest.hexdigest()[:12]}..., not the {expect_sha256[:12]}... "
+                        "the job recorded (the file changed after the job was loaded)"
+                    )
                 self.fs.move(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -557,6 +588,48 @@ class RunStore:
             tmp = os.path.join(tmpdir, os.path.basename(name))
             yield tmp
             self._publish(name, lambda: _file_blocks(tmp), run_id)
+
+    def copy_in(self, name: str, path: str | os.PathLike[str], sha256: str, run_id: str) -> None:
+        """Copy the local file `path` into the run as `name`, streamed and whole, only if its SHA-256 is
+        `sha256`; recorded for `run_id` like an output (`holds`).
+
+        Raises:
+            BadInputError: the file cannot be read, or its bytes are not `sha256`'s (nothing is left under `name`).
+            StoreError: the upload kept failing.
+        """
+        if not os.path.isfile(path):
+            raise BadInputError(f"{os.fspath(path)}: not found, and the run holds no copy of it")
+        self._publish(name, lambda: _file_blocks(os.fspath(path)), run_id, expect_sha256=sha256)
+
+    def holds(self, name: str, sha256: str) -> bool:
+        """Whether the run holds `name` whole with SHA-256 `sha256`, as `copy_in` recorded it."""
+        record = self.output_record(name)
+        return record is not None and record.get("sha256") == sha256 and self._size(name) == record.get("bytes")
+
+    @contextlib.contextmanager
+    def local_file(self, name: str) -> Iterator[str]:
+        """A local path holding the bytes of `name` (for libraries that want a file): the file itself on a
+        local run, else a temporary copy downloaded in blocks and deleted afterwards.
+
+        Raises:
+            FileNotFoundError: `name` does not exist.
+            StoreError: the download kept failing.
+        """
+        if self.local:
+            if self._size(name) is None:
+                raise FileNotFoundError(self.url(name))
+            yield self._path(name)
+            return
+        with tempfile.TemporaryDirectory(prefix="raywalk-") as tmpdir:
+            tmp = os.path.join(tmpdir, os.path.basename(name))
+
+            def download() -> None:
+                with self.fs.open_input_stream(self._path(name)) as src, open(tmp, "wb") as out:
+                    while block := src.read(_COPY_BLOCK):
+                        out.write(block)
+
+            self._retry(f"cannot read {name}", download, missing_ok=True)
+            yield tmp
 
     def _record_output(self, name: str, size: int, sha256: str, run_id: str) -> None:
         self._write_json(
@@ -624,7 +697,9 @@ class RunStore:
         The manifest is written first, which fences the old run off (its rows
         no longer count); then the old run's index, failures, keyframes,
         output records, previews and final outputs go, and frames past the new
-        job's frame count. Frames below it are left to be overwritten.
+        job's frame count. Frames below it are left to be overwritten. The
+        timing table, soundtrack copy and first-pass images of the old run go
+        too: the new one measures its own.
 
         Raises:
             StoreError: storage kept failing (the run is fenced off once the manifest is written).
@@ -638,9 +713,9 @@ class RunStore:
         for job in (old.job if old else None, manifest.job):
             if job is not None:
                 outputs.update(job.output_files().values())
-        for subdir in (INDEX, FAILURES, OUTPUTS, PREVIEW):
+        for subdir in (INDEX, FAILURES, OUTPUTS, PREVIEW, SOUNDTRACK, PACING):
             self._delete_dir(subdir)
-        for name in sorted(outputs) + [KEYFRAMES]:
+        for name in sorted(outputs) + [KEYFRAMES, TIMING, SMOOTHNESS]:
             self.delete(name)
         stray = [
             i.base_name
@@ -653,8 +728,9 @@ class RunStore:
         """Repair a run of `job` whose manifest is damaged: write a fresh manifest that keeps the run id of
         the newest index rows of `job` (else a new one), so their frames stay done.
 
-        The keyframes are deleted: nothing says which job they were encoded for,
-        and re-encoding the prompts costs far less than one frame of doubt.
+        The keyframes and timing table are deleted: nothing says which job they
+        were made for, and re-encoding the prompts or measuring the table again
+        costs far less than one frame of doubt.
 
         Raises:
             StoreError: storage kept failing.
@@ -670,6 +746,7 @@ class RunStore:
         if run_id is not None:
             manifest = manifest.replace(run_id=run_id)
         self.delete(KEYFRAMES)
+        self.delete(TIMING)
         self.write_manifest(manifest)
         return manifest
 
@@ -712,6 +789,60 @@ class RunStore:
             log.warning("%s is damaged (%s); not using it", where, _one_line(exc))
             return None
         return parts[ARRAY_PART] if list(parts) == [ARRAY_PART] else parts
+
+    def write_timing(self, table: np.ndarray) -> str:
+        """Store the walk table (one float64 u per frame, `raywalk.timing.job_table`) for every chunk and resume.
+
+        Returns:
+            The SHA-256 of the stored bytes, for the manifest's `timing_sha256`.
+        """
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(table, dtype=np.float64), allow_pickle=False)
+        self.write_bytes(TIMING, buf.getbuffer())
+        return hashlib.sha256(buf.getbuffer()).hexdigest()
+
+    def read_timing(self, expected_sha256: str | None) -> np.ndarray | None:
+        """The stored walk table if its SHA-256 is `expected_sha256` (the manifest's), else None (missing,
+        damaged, another run's, or no hash recorded yet); a refusal of a recorded table is named in a warning."""
+        if expected_sha256 is None:
+            return None
+        try:
+            raw = self.read_bytes(TIMING)
+        except FileNotFoundError:
+            log.warning("%s is missing (the manifest records table %s)", self.url(TIMING), expected_sha256[:12])
+            return None
+        if hashlib.sha256(raw).hexdigest() != expected_sha256:
+            log.warning("%s does not match the manifest; not using it", self.url(TIMING))
+            return None
+        try:
+            return np.asarray(np.load(io.BytesIO(raw), allow_pickle=False), dtype=np.float64)
+        except (ValueError, OSError, EOFError) as exc:
+            log.warning("%s is damaged (%s); not using it", self.url(TIMING), _one_line(exc))
+            return None
+
+    def write_pacing_frame(self, sample: int, png: bytes) -> None:
+        """Write first-pass image `sample` (pacing/000003.png); the same for every attempt, so rewriting is harmless."""
+        self.write_bytes(f"{PACING}/{frame_name(sample)}", png)
+
+    def read_pacing_frame(self, sample: int) -> bytes:
+        """First-pass image `sample`'s PNG; FileNotFoundError if it was never written."""
+        return self.read_bytes(f"{PACING}/{frame_name(sample)}")
+
+    def pacing_frames(self) -> set[int]:
+        """The first-pass images the run holds (written whole, so present means done)."""
+        stems = (i.base_name.removesuffix(".png") for i in self._list(PACING) if i.base_name.endswith(".png"))
+        return {int(stem) for stem in stems if stem.isdigit()}
+
+    def read_smoothness(self, run_id: str) -> np.ndarray | None:
+        """Distances from each frame to the next recorded for run `run_id` (smoothness.parquet), or None."""
+        if not self.output_ok(SMOOTHNESS, run_id):
+            return None
+        try:
+            table = pq.read_table(pa.BufferReader(self.read_bytes(SMOOTHNESS)), columns=["distance_to_next"])
+        except (FileNotFoundError, OSError, pa.ArrowException) as exc:
+            self._warn_once(SMOOTHNESS, f"{self.url(SMOOTHNESS)} is damaged ({_one_line(exc)}); ignoring it")
+            return None
+        return np.asarray(table["distance_to_next"].to_numpy(), dtype=np.float64)
 
     # ------------------------------------------------------------------ frames and index
 

@@ -10,7 +10,11 @@ adds a file of rows, and readers tolerate the duplicates.
 
 Every chunk reads the manifest first: its rows carry the manifest's run id, and
 a worker refuses to render for a run that now holds another job, or from
-keyframes whose SHA-256 is not the manifest's.
+keyframes or a walk table (`timing.npy`) whose SHA-256 is not the manifest's.
+
+A perceptually paced job's first pass (`raywalk.pacing.first_pass_job`) is
+rendered by the same actors, with a second renderer built for its smaller
+size and fewer steps the first time one is asked for.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ import ray
 from PIL import Image
 
 from raywalk.errors import RunError, RunLocationError
-from raywalk.renderer import load_renderer
+from raywalk.manifest import Manifest
+from raywalk.pacing import first_pass_job, first_pass_trajectory
+from raywalk.renderer import Renderer, load_renderer
 from raywalk.spec import job_from_dict
-from raywalk.store import KEYFRAMES, RunStore
-from raywalk.trajectory import Trajectory, select
+from raywalk.store import KEYFRAMES, TIMING, RunStore
+from raywalk.timing import needs_table
+from raywalk.trajectory import Encodings, Trajectory, select
 
 MODEL_STACK = ("raywalk", "ray", "numpy", "keras", "keras-cv", "tensorflow", "tensorflow-cpu", "pyarrow", "pillow")
 
@@ -71,7 +78,8 @@ class RenderWorker:
         self.node = context.get_node_id()
         self.worker = context.get_actor_id()
         self.host = platform.node()  # the machine: Ray's node id changes with every Ray session on it
-        self._trajectory: tuple[str | None, Trajectory] | None = None  # (keyframes SHA-256, trajectory)
+        self._trajectory: tuple[tuple[str | None, str | None], Trajectory] | None = None  # (SHA-256s, trajectory)
+        self._first_pass: tuple[Renderer, Trajectory] | None = None  # built on the first first-pass call
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
 
     def describe(self) -> dict[str, Any]:
@@ -100,13 +108,8 @@ class RenderWorker:
             RunError: the run now holds another job, or its keyframes are missing or not the manifest's.
         """
         started = time.perf_counter()
-        manifest = self.store.require_manifest()
-        if manifest.fingerprint != self.job.fingerprint():
-            raise RunError(
-                f"{self.store.uri} now holds another job ({manifest.job.name!r}); this worker's "
-                "driver was displaced, so it renders nothing more"
-            )
-        trajectory = self._load_trajectory(manifest.keyframes_sha256)
+        manifest = self._manifest()
+        trajectory = self._load_trajectory(manifest.keyframes_sha256, manifest.timing_sha256)
         batch = self.job.model.batch_size
         lo = min(frames)
         all_enc, all_noise = trajectory.frames(lo, max(frames) + 1)
@@ -138,17 +141,77 @@ class RenderWorker:
             "worker": self.worker,
         }
 
-    def _load_trajectory(self, sha256: str | None) -> Trajectory:
-        """The job's trajectory from the stored keyframes, which must have the manifest's SHA-256 (if it
-        records one): frames rendered from other encodings would be wrong, and counted as done."""
-        if self._trajectory is None or self._trajectory[0] != sha256:
-            keyframes = self.store.read_keyframes(sha256)
-            if keyframes is None:
-                raise RunError(
-                    f"{self.store.url(KEYFRAMES)} is missing, damaged or not the manifest's keyframes; "
-                    "rendering again re-encodes the prompts"
-                )
-            self._trajectory = (sha256, Trajectory(self.job, keyframes, latent_shape=self.renderer.latent_shape))
+    def render_first_pass(self, samples: list[int]) -> int:
+        """Render first-pass images `samples` (`raywalk.pacing.first_pass_job`) into pacing/; returns how many.
+
+        Raises:
+            RunError: the run now holds another job, or its keyframes are missing or not the manifest's.
+        """
+        manifest = self._manifest()
+        keyframes = self._keyframes(manifest.keyframes_sha256)
+        if self._first_pass is None:
+            renderer = load_renderer(first_pass_job(self.job).model)
+            channels = renderer.latent_shape[2]
+            self._first_pass = (renderer, first_pass_trajectory(self.job, keyframes, channels=channels))
+        renderer, trajectory = self._first_pass
+        batch = self.job.model.batch_size
+        for b in range(0, len(samples), batch):
+            picked = samples[b : b + batch]
+            lo = min(picked)
+            encodings, noise = trajectory.frames(lo, max(picked) + 1)
+            rows = np.asarray(picked) - lo
+            for sample, image in zip(picked, renderer.render(select(encodings, rows), noise[rows])):
+                self.store.write_pacing_frame(sample, encode_png(image))
+        return len(samples)
+
+    def _manifest(self) -> Manifest:
+        """The run's manifest, if it still holds this worker's job.
+
+        Raises:
+            RunError: the run now holds another job (this worker's driver was displaced).
+        """
+        manifest = self.store.require_manifest()
+        if manifest.fingerprint != self.job.fingerprint():
+            raise RunError(
+                f"{self.store.uri} now holds another job ({manifest.job.name!r}); this worker's "
+                "driver was displaced, so it renders nothing more"
+            )
+        return manifest
+
+    def _keyframes(self, sha256: str | None) -> Encodings:
+        """The stored keyframes, which must have the manifest's SHA-256 (if it records one).
+
+        Raises:
+            RunError: they are missing, damaged or not the manifest's.
+        """
+        keyframes = self.store.read_keyframes(sha256)
+        if keyframes is None:
+            raise RunError(
+                f"{self.store.url(KEYFRAMES)} is missing, damaged or not the manifest's keyframes; "
+                "rendering again re-encodes the prompts"
+            )
+        return keyframes
+
+    def _load_trajectory(self, keyframes_sha256: str | None, timing_sha256: str | None) -> Trajectory:
+        """The job's trajectory from the stored keyframes and (a job that `needs_table`) walk table, each
+        with the manifest's SHA-256: frames rendered from other inputs would be wrong, and counted as done.
+
+        Raises:
+            RunError: the keyframes or the table are missing, damaged or not the manifest's.
+        """
+        key = (keyframes_sha256, timing_sha256)
+        if self._trajectory is None or self._trajectory[0] != key:
+            keyframes = self._keyframes(keyframes_sha256)
+            table = None
+            if needs_table(self.job):
+                table = self.store.read_timing(timing_sha256)
+                if table is None:
+                    raise RunError(
+                        f"{self.store.url(TIMING)} is missing, damaged or not the manifest's walk table; "
+                        "rendering again measures it"
+                    )
+            trajectory = Trajectory(self.job, keyframes, timing=table, latent_shape=self.renderer.latent_shape)
+            self._trajectory = (key, trajectory)
         return self._trajectory[1]
 
     def _write_frame(self, frame: int, image: np.ndarray) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +61,33 @@ class FakeRenderer:
         features = np.concatenate([noise, level * 10], axis=-1)
         pixels = np.tanh(features @ self._projection) * 127.5 + 127.5
         return np.clip(pixels, 0, 255).astype(np.uint8).repeat(8, axis=1).repeat(8, axis=2)
+
+
+class SigmoidRenderer(FakeRenderer):
+    """A renderer whose picture changes unevenly along the walk: a cross-fade between two fixed images by
+    sigmoid(steepness · (t - 1/2)), t the frame's position within its segment (backwards in odd segments).
+
+    Prompt k's encoding holds k in its first channel, so a lerp walk's frame carries its walk parameter u
+    there; almost all of the change between two prompts happens near the middle of their segment, which
+    uniform steps show as a jump and perceptual pacing evens out.
+    """
+
+    def __init__(self, steepness: float = 16.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.steepness = steepness
+        h, w = self.latent_shape[:2]
+        rng = np.random.default_rng(1)
+        self._ends = rng.uniform(0, 255, (2, h, w, 3)).repeat(8, axis=1).repeat(8, axis=2)
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray:
+        encodings = super().encode_text(prompts)
+        encodings[:, :, 0] = np.arange(len(prompts), dtype=np.float32)[:, None]
+        return encodings
+
+    def render(self, encodings: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """uint8 (B, H, W, 3): the two images blended by the sigmoid of each frame's t."""
+        super().render(encodings, noise)  # the same checks and pace
+        u = np.asarray(encodings, np.float64)[:, :, 0].mean(axis=1) % 2.0
+        t = np.where(u <= 1.0, u, 2.0 - u)  # there and back: segments meet on the same image
+        w = 1.0 / (1.0 + np.exp(-self.steepness * (t - 0.5)))[:, None, None, None]
+        return np.clip((1 - w) * self._ends[0] + w * self._ends[1], 0, 255).round().astype(np.uint8)
