@@ -15,7 +15,8 @@ from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
 from raywalk.pacing import first_pass_job
 from raywalk.plan import denoiser, estimate, first_pass_plan, make_plan
 from raywalk.spec import MAX_WORKERS, Job, load_job
-from raywalk.store import frame_name, frame_ranges
+from raywalk.store import frame_name, frame_ranges, soundtrack_name
+from raywalk.timing import needs_table
 
 
 def _log_traceback() -> str:
@@ -121,7 +122,10 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
         f"{p.passes} guidance pass{'es' if p.passes > 1 else ''})",
         "files             manifest.json, keyframes.npz, "
         + (f"frames/{frame_name(0)}" if last == 0 else f"frames/{frame_name(0)} .. frames/{frame_name(last)}")
-        + f" ({p.frames} PNG{'s' if p.frames > 1 else ''}), index/ (a Parquet file per chunk rendered)",
+        + f" ({p.frames} PNG{'s' if p.frames > 1 else ''}), index/ (a Parquet file per chunk rendered)"
+        + (", timing.npy (the walk table)" if needs_table(job) else "")
+        + (f", {soundtrack_name(job)} (a copy)" if soundtrack_name(job) else "")
+        + (", pacing/ (the first pass)" if job.pacing is not None else ""),
     ]
     if job.outputs.files:
         lines.append("outputs           " + ", ".join(job.output_files().values()))
