@@ -18,13 +18,14 @@ import yaml
 from raywalk import load_job
 from raywalk.assemble import assemble_job
 from raywalk.driver import render, resume
-from raywalk.errors import AudioError
+from raywalk.errors import AudioError, BadInputError
+from raywalk.manifest import new_manifest
 from raywalk.pacing import first_pass_job, max_jump, smoothness
 from raywalk.progress import Progress
 from raywalk.report import build_report
 from raywalk.soundtrack import audio_seconds, video_frames
 from raywalk.status import run_status
-from raywalk.store import RunStore
+from raywalk.store import SMOOTHNESS, RunStore
 
 from conftest import REPO
 from test_render import CPU_WORKER, frame_bytes, index_rows, quiet
@@ -179,3 +180,23 @@ def test_the_timing_table_is_checked_by_its_hash(ray_connected, tmp_path):
     assert outcome.complete and outcome.rendered == 1
     assert np.array_equal(np.load(out / "timing.npy"), table)
     assert set(frame_bytes(out)) == set(before) | {"000005.png"}
+
+
+def test_a_fresh_start_clears_the_old_runs_table_soundtrack_first_pass_and_smoothness(tmp_path):
+    job = load_job(small_job(tmp_path, "music-walk"))
+    assert job.timing is not None and job.timing.sha256 is not None
+    store = RunStore(str(tmp_path / "out"), create=True)
+    manifest = new_manifest(job)
+    store.start_fresh(manifest)
+    with pytest.raises(BadInputError, match="not the .* the job recorded"):
+        store.copy_in("soundtrack/beat.flac", tmp_path / "audio" / "beat.flac", "0" * 64, manifest.run_id)
+    assert not store.exists("soundtrack/beat.flac")
+    store.copy_in("soundtrack/beat.flac", tmp_path / "audio" / "beat.flac", job.timing.sha256, manifest.run_id)
+    assert store.holds("soundtrack/beat.flac", job.timing.sha256)
+    sha = store.write_timing(np.linspace(0, 2, job.num_frames))
+    assert store.read_timing(sha) is not None and store.read_timing("0" * 64) is None
+    store.write_pacing_frame(3, b"png")
+    store.write_output(SMOOTHNESS, b"parquet", manifest.run_id)
+    store.start_fresh(new_manifest(job))
+    assert store.read_timing(sha) is None and not store.pacing_frames()
+    assert not store.holds("soundtrack/beat.flac", job.timing.sha256) and not store.exists(SMOOTHNESS)
