@@ -37,6 +37,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import math
 import os
 import tempfile
 import time
@@ -555,19 +556,21 @@ class _Restarts:
     def __init__(self, session: _Session, pool: _WorkerPool):
         self.session, self.pool = session, pool
         self.announced = [0] * len(pool.actors)
+        self.announced_at = [-math.inf] * len(pool.actors)  # monotonic time of each actor's latest announcement
         self.ids = {a._actor_id.hex(): i for i, a in enumerate(pool.actors)}
         self.checked = 0.0
 
-    def died(self, i: int, reason: str) -> None:
-        """Actor `i`'s process died under a call (`reason`): it restarts if it has restarts left. Ray's
-        state API may have reported this restart already: asked first, so it is announced once."""
-        before = self.announced[i]
+    def died(self, i: int, reason: str, since: float) -> None:
+        """Actor `i`'s process died under a call sent at `since` (`reason`): it restarts if it has restarts
+        left. A restart announced after the call was sent (by Ray's state API, asked first, or for another
+        call that the same death failed) is this one: each death is announced once."""
         self.poll(now=True)
-        if self.announced[i] == before < self.pool.max_restarts:
-            self.announce(i, before + 1, reason)
+        if self.announced_at[i] < since and self.announced[i] < self.pool.max_restarts:
+            self.announce(i, self.announced[i] + 1, reason)
 
     def announce(self, i: int, restart: int, reason: str) -> None:
         self.announced[i] = restart
+        self.announced_at[i] = time.monotonic()
         self.session.event(
             "worker_restarting", worker=i, restart=restart, max_restarts=self.pool.max_restarts, reason=reason
         )
@@ -614,7 +617,7 @@ class _Dispatcher:
         self.session, self.job, self.store, self.pool, self.watch = session, session.job, store, pool, watch
         assert session.progress is not None, "a session reports to its progress before it dispatches"
         self.progress: Progress = session.progress
-        self.in_flight: dict[ray.ObjectRef, tuple[int, range | list[int], int, int]] = {}
+        self.in_flight: dict[ray.ObjectRef, tuple[int, range | list[int], int, int, float]] = {}  # ..., sent at
         self.load = [0] * len(pool.actors)
         self.usable = usable  # actors that take chunks
         self.probes = probes  # readiness checks of actors starting or restarting -> actor index
@@ -709,11 +712,11 @@ class _Dispatcher:
                     return
                 chunk, frames, attempt = item
                 ref = self.pool.actors[i].render_chunk.remote(chunk, frames, attempt)
-                self.in_flight[ref] = (chunk, frames, attempt, i)
+                self.in_flight[ref] = (chunk, frames, attempt, i, time.monotonic())
                 self.load[i] += 1
 
     def _finished(self, ref: ray.ObjectRef, failed: dict[int, str]) -> None:
-        chunk, frames, attempt, i = self.in_flight.pop(ref)
+        chunk, frames, attempt, i, sent = self.in_flight.pop(ref)
         self.load[i] -= 1
         try:
             summary = ray.get(ref)
@@ -724,7 +727,7 @@ class _Dispatcher:
                 if isinstance(exc, ActorDiedError):
                     self._lost(i, reason)
                 else:
-                    self.watch.died(i, reason)
+                    self.watch.died(i, reason, sent)
                     self.probes[self.pool.actors[i].describe.remote()] = i
             if attempt < self.job.chunking.max_attempts:
                 self.retries.append((chunk, frames, attempt + 1))
