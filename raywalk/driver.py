@@ -140,10 +140,13 @@ def render(
         outputs: list[str] = []
         if missing:
             progress.event("incomplete", missing=len(missing), frames=frame_ranges(missing), resume=resume_command(uri))
-        wanted = job.outputs.files and not missing
-        stale = [n for n in job.output_files().values() if not store.output_ok(n, manifest.run_id)]
-        outputs = session.finish(uri, assemble=bool(wanted and (progress.rendered or stale)))
-        if wanted and outputs:
+        wanted = bool(job.outputs.files) and not missing
+        run_id = manifest.run_id
+        assemble = wanted and (
+            progress.rendered > 0 or not all(store.output_ok(n, run_id) for n in job.output_files().values())
+        )
+        outputs = session.finish(uri, assemble=assemble)  # the report too, whatever the run's state
+        if outputs:
             progress.event("assembled", outputs=outputs)
     progress.close()
     return Outcome(uri, job.num_frames, list(missing), failed, progress.rendered, outputs)
