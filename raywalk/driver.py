@@ -428,6 +428,25 @@ class _Session:
         self.wait([ref])
         return ray.get(ref)
 
+    def call(self, pool: _WorkerPool, i: int, method: str, *args: Any) -> Any:
+        """`actors[i].method(*args)`, asked again each time the actor's process dies under it and restarts
+        (each restart announced), as chunks are; calls outside the dispatch loop (encoding the prompts, the
+        first pass) must survive a lost worker too.
+
+        Raises:
+            RunError: the actor is gone for good (its restarts used up).
+        """
+        while True:
+            sent = time.monotonic()
+            try:
+                return self.get(getattr(pool.actors[i], method).remote(*args))
+            except ActorDiedError as exc:
+                raise RunError(f"the renderer died for good during {method} ({_cause(exc)})") from None
+            except RayActorError as exc:  # its process died: it is restarting, ask it again when it is back
+                if self.watch is not None:
+                    self.watch.died(i, _cause(exc), sent)
+                time.sleep(POLL)
+
     def render_missing(self, store: RunStore, manifest: Manifest, missing: Sequence[int]) -> dict[int, str]:
         """Start the workers and render `missing`; returns the chunks that failed for good.
 
@@ -441,11 +460,11 @@ class _Session:
             first, info, probes = self.start(pool)
             sha = manifest.keyframes_sha256
             if store.read_keyframes(sha) is None:  # none yet, or damaged: encoded again before any frame
-                sha = self.get(pool.actors[first].encode_keyframes.remote())
+                sha = self.call(pool, first, "encode_keyframes")
             manifest = run_manifest(manifest, info).replace(keyframes_sha256=sha)
             store.write_manifest(manifest)
             if needs_table(self.job) and store.read_timing(manifest.timing_sha256) is None:
-                store.write_manifest(manifest.replace(timing_sha256=self.measure(store, pool.actors[first])))
+                store.write_manifest(manifest.replace(timing_sha256=self.measure(store, pool, first)))
             self.progress.begin(
                 job=self.job.name,
                 frames=self.job.num_frames,
@@ -466,8 +485,8 @@ class _Session:
             self.watch = None
             pool.stop()
 
-    def measure(self, store: RunStore, actor: Any) -> str:
-        """Render what the run lacks of the first pass (perceptual pacing) on `actor`, one call per first-pass
+    def measure(self, store: RunStore, pool: _WorkerPool, i: int) -> str:
+        """Render what the run lacks of the first pass (perceptual pacing) on actor `i`, one call per first-pass
         chunk, then measure the walk table in a CPU task; returns the stored table's SHA-256.
 
         Raises:
@@ -479,8 +498,9 @@ class _Session:
                 have = store.pacing_frames()
                 calls = [[j for j in small.chunk_frames(c) if j not in have] for c in range(small.num_chunks)]
                 self.event("first_pass", samples=small.num_frames, missing=small.num_frames - len(have))
-                for ref in [actor.render_first_pass.remote(frames) for frames in calls if frames]:
-                    self.get(ref)
+                for frames in calls:
+                    if frames:
+                        self.call(pool, i, "render_first_pass", frames)
             task = ray.remote(_measure_task).options(num_cpus=1, num_gpus=0, max_retries=0)
             sha = self.get(task.remote(store.uri, self.job.to_dict()))
         except RayError as exc:

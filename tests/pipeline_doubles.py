@@ -30,6 +30,21 @@ class CrashingRenderer(FakeRenderer):
         return super().render(encodings, noise)
 
 
+class CrashOnEncodeRenderer(FakeRenderer):
+    """Kills its worker process while it encodes the prompts, once per marker file (a node lost while the
+    driver waits for the keyframes): the restarted worker encodes normally."""
+
+    def __init__(self, crash_marker: str, **kwargs):
+        super().__init__(**kwargs)
+        self.marker = Path(crash_marker)
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray:
+        if not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return super().encode_text(prompts)
+
+
 class BrokenRenderer(FakeRenderer):
     """Raises on batches holding any of `fail_frames`, for a text walk with step_size 1: its
     prompt encodes to zeros, so frame i's encodings are all i."""

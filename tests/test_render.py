@@ -158,6 +158,19 @@ def test_a_worker_killed_mid_chunk_loses_nothing(clean_run, tmp_path):
     assert index_rows(out) == index_rows(clean_run[0])
 
 
+def test_a_worker_killed_while_it_encodes_the_prompts_is_asked_again(clean_run, tmp_path):
+    """Found by bench/chaos.py: a worker that died under `encode_keyframes` ended the render as a bug (exit 70)."""
+    out = tmp_path / "out"
+    marker = tmp_path / "crashed"
+    job = write_job(tmp_path, renderer="pipeline_doubles:CrashOnEncodeRenderer", options={"crash_marker": str(marker)})
+    outcome, log = run(job, out)
+    assert marker.exists(), "the worker never crashed"
+    assert outcome.complete
+    restarts = [e for e in map(json.loads, log.splitlines()) if e["event"] == "worker_restarting"]
+    assert [e["restart"] for e in restarts] == [1]
+    assert frame_bytes(out) == frame_bytes(clean_run[0])
+
+
 def test_resume_renders_only_deleted_and_truncated_frames(clean_run, tmp_path):
     out = tmp_path / "out"
     subprocess.run(["cp", "-r", str(clean_run[0]), str(out)], check=True)
