@@ -248,6 +248,8 @@ def chaos_run(
         "actor_kills": killer.kills,
         "driver_kills": killed,
         "exit_codes": exits,
+        # -9: the SIGKILLs; 0 done; 1 incomplete (chunks failed under the kills): anything else is a bug
+        "unexpected_exits": [code for code in exits if code not in (-9, 0, 1)],
         "frames_lost": len(store.missing_frames(num_frames)),
         "frames_identical": frames == clean[0],
         "index_identical": rows == clean[1],
@@ -297,6 +299,7 @@ def main() -> None:
                     "runs": len(results),
                     "actor_kills": sum(r["actor_kills"] for r in results),
                     "driver_kills": sum(r["driver_kills"] for r in results),
+                    "unexpected_exits": [c for r in results for c in r["unexpected_exits"]],
                     "frames_lost": sum(r["frames_lost"] for r in results),
                     "all_frames_identical": all(r["frames_identical"] for r in results),
                     "all_index_rows_identical": all(r["index_identical"] for r in results),
