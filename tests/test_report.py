@@ -311,7 +311,10 @@ def browser() -> Iterator[WebDriver]:
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[test])")
     found = find_browser()
     if found is None:
-        pytest.skip("no Chromium and chromedriver on PATH: apt-get install -y chromium chromium-driver")
+        missing = "no Chromium and chromedriver on PATH: apt-get install -y chromium chromium-driver"
+        if os.environ.get("CI"):  # .ci/run installs them: in CI a missing browser is a failure, not a skip
+            pytest.fail(f"{missing} (.ci/run should have installed them)")
+        pytest.skip(missing)
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1400"):
