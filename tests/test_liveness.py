@@ -24,7 +24,7 @@ from raywalk.progress import Progress
 from raywalk.store import RunStore
 
 from conftest import REPO, start_ray_head, stop_ray_head
-from test_render import CPU_WORKER, frame_bytes, write_job
+from test_render import CPU_WORKER, cpu_worker_args, frame_bytes, write_job
 
 
 def events_of(log: str) -> list[dict]:
@@ -239,16 +239,7 @@ def test_driver_killed_while_the_renderer_loads_leaves_a_run_that_resume_finishe
     job = write_job(
         tmp_path, frames=6, chunk_size=3, renderer="pipeline_doubles:SlowStartRenderer", options={"load_seconds": 3.0}
     )
-    args = [
-        "--address",
-        ray_connected["address"],
-        "--workers",
-        "1",
-        "--gpus-per-worker",
-        "0",
-        "--cpus-per-worker",
-        "0.5",
-    ]
+    args = cpu_worker_args(ray_connected["address"])
     driver = subprocess.Popen(
         [sys.executable, "-m", "raywalk.cli", "render", str(job), "--out", str(out), *args],
         stdout=subprocess.PIPE,

@@ -64,6 +64,11 @@ def write_job(
     return path
 
 
+def cpu_worker_args(address: str) -> list[str]:
+    """The CLI options of one CPU worker on the test cluster at `address`."""
+    return ["--address", address, "--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"]
+
+
 def quiet() -> Progress:
     return Progress(0, 0, stream=io.StringIO(), bar=False)
 
@@ -258,14 +263,7 @@ def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_p
             str(job),
             "--out",
             str(out),
-            "--address",
-            ray_connected["address"],
-            "--workers",
-            "1",
-            "--gpus-per-worker",
-            "0",
-            "--cpus-per-worker",
-            "0.5",
+            *cpu_worker_args(ray_connected["address"]),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -313,14 +311,7 @@ def test_cli_render_never_imports_tensorflow_or_the_renderer_and_reports_missing
             str(job),
             "--out",
             str(out),
-            "--address",
-            ray_connected["address"],
-            "--workers",
-            "1",
-            "--gpus-per-worker",
-            "0",
-            "--cpus-per-worker",
-            "0.5",
+            *cpu_worker_args(ray_connected["address"]),
         ],
         capture_output=True,
         text=True,
