@@ -125,6 +125,12 @@ def test_cluster_nodes_install_raywalk_for_gpus(cluster):
         cluster["setup_commands"] + cluster.get("head_setup_commands", []) + cluster.get("worker_setup_commands", [])
     )
     assert any("pip install" in c and "raywalk[gpu]" in c for c in commands)
+    # Every dependency comes from the lock, hashes checked, and raywalk itself adds none.
+    locked = [c for c in commands if "--require-hashes" in c and "requirements/gpu.txt" in c]
+    assert locked, "the nodes do not install the locked stack (requirements/gpu.txt)"
+    raywalk = [c for c in commands if "raywalk[gpu]" in c]
+    assert all("--no-deps" in c for c in raywalk), raywalk
+    assert commands.index(locked[0]) < commands.index(raywalk[0])
     # The checkout pip installs from is the one file_mounts copies; it must be a raywalk checkout.
     sources = [
         local
@@ -191,4 +197,5 @@ def test_k8s_image_is_built_on_the_pinned_ray_with_raywalk_gpu():
     text = DOCKERFILE.read_text()
     base = re.search(r"^FROM\s+(\S+)", text, re.M).group(1)
     assert base.startswith(f"rayproject/ray:{ray_pin()}-") and base.endswith("-gpu"), base
-    assert re.search(r"pip install .*raywalk\[gpu\]", text)
+    assert re.search(r"pip install .*--require-hashes -r requirements/gpu\.txt", text)
+    assert re.search(r"pip install .*--no-deps .*raywalk\[gpu\]", text)
