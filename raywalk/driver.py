@@ -129,7 +129,7 @@ def render(
             if session.progress is not None:
                 session.progress.event("interrupted", signal=signal.Signals(exc.signum).name, then=how)
                 session.progress.close()
-            raise Interrupted(f"{exc}; {how}", exc.signum) from None
+            raise Interrupted(f"{exc}; the workers were stopped and the run released; {how}", exc.signum) from None
 
 
 def _render(
@@ -243,7 +243,7 @@ class _Interrupts:
         """Raise `Interrupted` once a signal came (and was not acted on yet)."""
         if self.signum is not None and not self.acted:
             self.acted = True
-            raise Interrupted(f"interrupted by {signal.Signals(self.signum).name}", self.signum)
+            raise Interrupted(signal.Signals(self.signum).name, self.signum)
 
 
 def resume(uri: str, **options: Any) -> Outcome:
