@@ -38,7 +38,7 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own: --help, usage errors (exit 2), Ctrl-C
         except RaywalkError as exc:
-            click.echo(f"raywalk: error: {exc}", err=True)
+            click.echo(f"raywalk: {exc.label}: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             raise

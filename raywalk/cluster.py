@@ -54,7 +54,9 @@ def connect(address: str | None, renderer: str | None = None) -> None:
 
     Without either, a new local Ray is started even if other Ray instances run
     on this machine (Ray's own default would join one of them). Ray's start-up
-    messages stay out of raywalk's output (`logging_level` error). The module of
+    messages stay out of raywalk's output (`logging_level` error), and the workers'
+    lines Ray prints here carry no colour codes unless both stdout and stderr are
+    terminals (`RAY_COLOR_PREFIX`, which a user may set). The module of
     `renderer` travels with the job if workers could not import it (`runtime_env`);
     a process that started Ray itself passes that to its own `ray.init`.
     """
@@ -62,6 +64,8 @@ def connect(address: str | None, renderer: str | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):  # read by Ray each time it prints a worker's line
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     _started_here = address is None and not os.environ.get("RAY_ADDRESS")
     ray.init(
         address="local" if _started_here else address,

@@ -39,7 +39,9 @@ import dataclasses
 import hashlib
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -50,7 +52,7 @@ from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 from raywalk import __version__
 from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_resources
 from raywalk.commands import resume_command
-from raywalk.errors import AudioError, RendererError, RunError, RunLocationError, StoreError
+from raywalk.errors import AudioError, Interrupted, RendererError, RunError, RunLocationError, StoreError
 from raywalk.lock import HEARTBEAT_EVERY, RunLock
 from raywalk.manifest import Manifest, ManifestError, new_manifest
 from raywalk.pacing import first_pass_job
@@ -65,6 +67,12 @@ START_TIMEOUT = 600.0  # seconds a joined cluster may take to offer a node that 
 WATCHDOG = 900.0  # seconds without a finished chunk before a `stalled` event
 POLL = 1.0  # seconds between looks at the cluster while waiting
 ANNOUNCE_EVERY = 30.0  # seconds between repeated waiting events
+# What a worker that reserved no GPU starts with: it must not use a GPU (another worker's), nor probe CUDA and log
+# the failure (TensorFlow's `E0000 ... failed call to cuInit` on a machine without a GPU driver) at every start.
+# TF_CPP_MIN_LOG_LEVEL 3 keeps only TensorFlow's fatal C++ lines (2 still lets that cuInit error through);
+# Python exceptions are unaffected. A variable set in the driver's environment is left as it is (a person who
+# wants TensorFlow's lines sets TF_CPP_MIN_LOG_LEVEL=0 there; on a local Ray the workers inherit it).
+CPU_WORKER_ENV = {"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @dataclasses.dataclass
@@ -108,9 +116,32 @@ def render(
         AudioError: (exit 2) the soundtrack is not the file the job recorded; nothing was written.
         RunError: (exit 1) no worker could start or come back, or the walk table could not be measured; the
             message names the missing frames and the resume command.
+        Interrupted: (exit 130, 143) SIGINT or SIGTERM (caught in the main thread only) stopped the render; its
+            workers were stopped and its lock released, and the message says how to finish it.
         StoreError: (exit 4) storage kept failing.
     """
     session = _Session(job, address, workers, start_timeout, watchdog)
+    with _Interrupts() as session.interrupts:
+        try:
+            return _render(session, job, uri, force, verify, progress, heartbeat_every)
+        except Interrupted as exc:  # the workers are stopped and the lock released: what is left to do
+            how = _after_interrupt(uri, job)
+            if session.progress is not None:
+                session.progress.event("interrupted", signal=signal.Signals(exc.signum).name, then=how)
+                session.progress.close()
+            raise Interrupted(f"{exc}; the workers were stopped and the run released; {how}", exc.signum) from None
+
+
+def _render(
+    session: _Session,
+    job: Job,
+    uri: str,
+    force: bool,
+    verify: bool,
+    progress: Progress | None,
+    heartbeat_every: float,
+) -> Outcome:
+    """`render`'s work, under its signal handlers."""
     store = _open_location(uri)
     manifest, damaged = _peek(store, job, force, session)
     _check_soundtrack(store, job)
@@ -150,6 +181,69 @@ def render(
             progress.event("assembled", outputs=outputs)
     progress.close()
     return Outcome(uri, job.num_frames, list(missing), failed, progress.rendered, outputs)
+
+
+def _after_interrupt(uri: str, job: Job) -> str:
+    """What an interrupted render left, as the end of its message: the missing frames and the resume command,
+    or that nothing of the job was written."""
+    try:
+        store = RunStore(uri, create=False)
+        manifest = store.read_manifest() if store.root_exists() else None
+    except ManifestError:
+        return f"the run's manifest is damaged; render the job into {uri} again to repair and finish it"
+    except StoreError as exc:
+        return f"the run could not be read ({exc}); finish with: {resume_command(uri)}"
+    if manifest is None or manifest.fingerprint != job.fingerprint():
+        return "nothing of the job was written"
+    return _missing_message(store, job)
+
+
+class _Interrupts:
+    """SIGINT (Ctrl-C) and SIGTERM during a render, caught in the main thread. The first is acted on at the
+    render's next wait (within `POLL` seconds while it renders), where no write is half done: `check` raises
+    `Interrupted`, and the way out stops the workers and releases the lock. A second one, before that, raises
+    at once (a render stuck outside a wait); any more are ignored while the render stops. The handlers before
+    the render come back after it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.acted = False  # an Interrupted was raised: the render is stopping
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        self.install()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+
+    def install(self) -> None:
+        """Catch the signals (again after `ray.init`, which sets a SIGTERM handler that exits at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            current = signal.getsignal(sig)
+            if current != self._received:
+                self.previous[sig] = signal.SIG_DFL if current is None else current
+                signal.signal(sig, self._received)
+
+    def _received(self, signum: int, frame: object) -> None:
+        if self.acted:
+            return
+        if self.signum is None:
+            self.signum = signum
+            return
+        self.check()
+
+    def check(self) -> None:
+        """Raise `Interrupted` once a signal came (and was not acted on yet)."""
+        if self.signum is not None and not self.acted:
+            self.acted = True
+            raise Interrupted(signal.Signals(self.signum).name, self.signum)
 
 
 def resume(uri: str, **options: Any) -> Outcome:
@@ -254,10 +348,13 @@ def _peek(store: RunStore, job: Job, force: bool, session: _Session) -> tuple[Ma
     return None, False
 
 
-def assemble_outputs(uri: str, job_data: dict[str, Any], partial: bool = False, assemble: bool = True) -> list[str]:
+def assemble_outputs(
+    uri: str, job_data: dict[str, Any], partial: bool = False, assemble: bool = True, releasing: str | None = None
+) -> list[str]:
     """Build the job's outputs (previews with `partial`; none without `assemble`) from the run at `uri`, then
-    its report; a Ray task, since assembly decodes images, which the driver never holds. Returns where the
-    outputs are (the report not included)."""
+    its report (which leaves out the lock of token `releasing`: the driver's own, released right after); a Ray
+    task, since assembly decodes images, which the driver never holds. Returns where the outputs are (the
+    report not included)."""
     from raywalk.assemble import assemble_job, write_smoothness
     from raywalk.report import write_report
 
@@ -268,12 +365,15 @@ def assemble_outputs(uri: str, job_data: dict[str, Any], partial: bool = False, 
     if not partial and job.walk.kind != "grid" and not store.output_ok(SMOOTHNESS, run_id):
         if not store.missing_frames(job.num_frames, run_id):
             write_smoothness(store, job.num_frames, run_id)
-    write_report(store)
+    write_report(store, releasing)
     return outputs
 
 
 def _assemble_task():
-    return ray.remote(assemble_outputs).options(num_cpus=1, max_retries=0)
+    """`assemble_outputs` as a Ray task that reserves no CPU: previews are built while the render workers run,
+    and workers may hold every CPU of the cluster (a reserved CPU would wait for them for ever). Assembly
+    streams one frame at a time, so its load is light; it stays off the driver, which never holds an image."""
+    return ray.remote(assemble_outputs).options(num_cpus=0, num_gpus=0, max_retries=0)
 
 
 def _measure_task(uri: str, job_data: dict[str, Any]) -> str:
@@ -331,6 +431,7 @@ class _Session:
         self.request: Request | None = None
         self.backend: str | None = None  # the Keras backend the renderer's workers start with
         self.lock: RunLock | None = None
+        self.interrupts = _Interrupts()  # the render's own, set by `render`
         self.watch: _Restarts | None = None
         self.progress: Progress | None = None
         self._early: list[tuple[str, dict[str, Any]]] = []  # events before there is a progress to report them
@@ -366,8 +467,17 @@ class _Session:
         if self.request is not None:
             return
         connect(self.address, self.job.model.renderer)
+        self.interrupts.install()  # ray.init set its own SIGTERM handler
         request = worker_resources(self.job, self.spec)
-        check = ray.remote(_check_task).options(num_gpus=request.gpus, num_cpus=request.cpus, max_retries=0)
+        # A worker's resources, to check the renderer where workers run: it runs before the pool starts (and
+        # ends before it), so it never waits for the workers' resources.
+        env = _worker_env(request)
+        check = ray.remote(_check_task).options(
+            num_gpus=request.gpus,
+            num_cpus=request.cpus,
+            max_retries=0,
+            runtime_env={"env_vars": env} if env else None,
+        )
         ref = check.remote(self.job.model, list(self.job.prompts))
         self.wait([ref], request)
         try:
@@ -391,7 +501,9 @@ class _Session:
         began = time.monotonic()
         announced = began - ANNOUNCE_EVERY
         while True:
+            self.interrupts.check()
             ready, _ = ray.wait(refs, num_returns=1, timeout=POLL)
+            self.interrupts.check()
             self.beat()
             if self.watch is not None:
                 self.watch.poll()
@@ -501,7 +613,9 @@ class _Session:
                 for frames in calls:
                     if frames:
                         self.call(pool, i, "render_first_pass", frames)
-            task = ray.remote(_measure_task).options(num_cpus=1, num_gpus=0, max_retries=0)
+            # No CPU reserved: the workers, alive while it runs (they render the first pass), may hold every CPU.
+            # Measuring decodes the soundtrack or the first-pass images, so it stays off the driver.
+            task = ray.remote(_measure_task).options(num_cpus=0, num_gpus=0, max_retries=0)
             sha = self.get(task.remote(store.uri, self.job.to_dict()))
         except RayError as exc:
             raise RunError(f"the walk table could not be measured: {_cause(exc)}") from None
@@ -532,10 +646,12 @@ class _Session:
 
     def finish(self, uri: str, assemble: bool) -> list[str]:
         """The job's outputs (with `assemble`) and the run report, built in a Ray task (in-process when Ray
-        was never needed); returns where the outputs are."""
+        was never needed); returns where the outputs are. The report is the last thing written under this
+        driver's lock, which it releases next: the report does not mention it."""
+        releasing = None if self.lock is None else self.lock.token
         if not ray.is_initialized():
-            return assemble_outputs(uri, self.job.to_dict(), assemble=assemble)
-        return self.get(_assemble_task().remote(uri, self.job.to_dict(), assemble=assemble))
+            return assemble_outputs(uri, self.job.to_dict(), assemble=assemble, releasing=releasing)
+        return self.get(_assemble_task().remote(uri, self.job.to_dict(), assemble=assemble, releasing=releasing))
 
 
 def _missing_message(store: RunStore, job: Job) -> str:
@@ -548,6 +664,13 @@ def _missing_message(store: RunStore, job: Job) -> str:
     )
 
 
+def _worker_env(request: Request) -> dict[str, str]:
+    """The environment variables a worker process (an actor, or the renderer check) of `request` starts with:
+    `CPU_WORKER_ENV` for a worker without a GPU, less what the driver's own environment sets."""
+    env = CPU_WORKER_ENV if request.gpus == 0 else {}
+    return {name: value for name, value in env.items() if name not in os.environ}
+
+
 class _WorkerPool:
     """Renderer actors with explicit resources; each restarts (on another node if its own died) at most
     `workers.max_restarts` times."""
@@ -555,6 +678,9 @@ class _WorkerPool:
     def __init__(self, job: Job, uri: str, request: Request, backend: str | None = None):
         from raywalk.worker import RenderWorker
 
+        env = _worker_env(request)
+        if backend:
+            env["KERAS_BACKEND"] = backend
         actor = ray.remote(RenderWorker).options(
             num_gpus=request.gpus,
             num_cpus=request.cpus,
@@ -562,7 +688,7 @@ class _WorkerPool:
             max_task_retries=0,
             max_concurrency=1,
             # set before anything in the actor's process imports Keras (the job's own env_vars merge in)
-            runtime_env={"env_vars": {"KERAS_BACKEND": backend}} if backend else None,
+            runtime_env={"env_vars": env} if env else None,
         )
         self.max_restarts = job.workers.max_restarts
         self.actors: list[Any] = [actor.remote(job.to_dict(), uri) for _ in range(request.count)]  # handles

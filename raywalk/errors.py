@@ -13,6 +13,9 @@ README repeats it::
     3   busy: another live driver holds the run
     4   storage: a read or write kept failing after retries
     70  internal: a bug in raywalk (the message says where the traceback is)
+    130 interrupted by SIGINT (Ctrl-C): the workers were stopped and the run
+        released; the last line says how to finish it
+    143 interrupted by SIGTERM: the same
 
     RaywalkError
     ├── BadInputError (2)
@@ -22,7 +25,8 @@ README repeats it::
     │   └── RunLocationError     an --out / run URI that is not usable, holds no run or another job
     ├── IncompleteError (1)
     │   ├── RunError             a run that cannot go on (no workers, every renderer died)
-    │   └── AssembleError        outputs that cannot be built (frames missing, unreadable)
+    │   ├── AssembleError        outputs that cannot be built (frames missing, unreadable)
+    │   └── Interrupted (130, 143)  a render stopped by SIGINT or SIGTERM (128 + the signal)
     ├── RunBusyError (3)         another driver holds the run's lock
     └── StoreError (4)           storage that keeps failing; RunLocationError is one too
 """
@@ -38,6 +42,8 @@ BAD_INPUT = 2
 BUSY = 3
 STORAGE = 4
 INTERNAL = 70  # sysexits' EX_SOFTWARE
+SIGINT_EXIT = 130  # 128 + the signal's number, as shells report a process a signal ended
+SIGTERM_EXIT = 143
 
 EXIT_CODES: dict[int, str] = {
     OK: "done: every frame and output is there",
@@ -46,6 +52,8 @@ EXIT_CODES: dict[int, str] = {
     BUSY: "busy: another live driver holds the run",
     STORAGE: "storage: a read or write kept failing after retries",
     INTERNAL: "internal: a bug in raywalk; the message says where the traceback was logged",
+    SIGINT_EXIT: "interrupted by SIGINT (Ctrl-C): the workers were stopped and the run released",
+    SIGTERM_EXIT: "interrupted by SIGTERM: the workers were stopped and the run released",
 }
 
 
@@ -58,6 +66,7 @@ class RaywalkError(Exception):
     """The root of every error raywalk reports to a user; the message is one line."""
 
     exit_code = INCOMPLETE
+    label = "error"  # what the CLI's line says before the message: "raywalk: error: ..."
 
     def __init__(self, message: object = "") -> None:
         super().__init__(one_line(message) or type(self).__name__)
@@ -93,6 +102,18 @@ class RunError(IncompleteError):
 
 class AssembleError(IncompleteError):
     """Outputs that cannot be built; the message names the culprit."""
+
+
+class Interrupted(IncompleteError):
+    """A render stopped by SIGINT or SIGTERM: its workers stopped and its lock released; the message says how
+    to finish it. Exits 128 + the signal's number (130, 143)."""
+
+    label = "interrupted"
+
+    def __init__(self, message: object, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 class StoreError(RaywalkError):

@@ -393,7 +393,9 @@ def _img(alt: str, src: str, cls: str = "plot") -> str:
     return f'<img class="{cls}" alt="{_e(alt)}" src="{src}">'
 
 
-def _summary(total: int, missing: list[int], failures: Mapping[int, Any], lock: Mapping[str, Any] | None) -> str:
+def _summary(
+    total: int, missing: list[int], failures: Mapping[int, Any], lock: Mapping[str, Any] | None, generated: str
+) -> str:
     done = total - len(missing)
     stats = [
         (done, "done", "warn" if missing else "ok"),
@@ -411,8 +413,8 @@ def _summary(total: int, missing: list[int], failures: Mapping[int, Any], lock: 
     if lock:
         age = time.time() - float(lock.get("heartbeat", 0))
         out.append(
-            f"<p>A driver holds the run: host {_e(lock.get('host'))}, pid {_e(lock.get('pid'))}, "
-            f"last heartbeat {age:.0f} s before this report.</p>"
+            f"<p>When this report was written ({_e(generated)}), a driver held the run: host "
+            f"{_e(lock.get('host'))}, pid {_e(lock.get('pid'))}, last heartbeat {age:.0f} s before.</p>"
         )
     return "".join(out)
 
@@ -602,8 +604,10 @@ def _job_section(job: Job, manifest: Mapping[str, Any]) -> str:
     )
 
 
-def build_report(store: RunStore) -> str:
-    """The report of the run in `store` as one HTML page (nothing is written).
+def build_report(store: RunStore, releasing: str | None = None) -> str:
+    """The report of the run in `store` as one HTML page (nothing is written). A lock whose token is
+    `releasing` is left out: its driver writes this report last and then releases the run, so the page
+    would state a lock that no longer exists.
 
     Raises:
         RunLocationError: the location holds no run.
@@ -630,11 +634,14 @@ def build_report(store: RunStore) -> str:
     )
     commands = "\n".join(f"# {what}\n{command}" for what, command in shell_commands(uri, bool(missing)))
     generated = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    lock = store.read_lock() if missing else None  # the lock matters mid-run
+    if lock is not None and releasing is not None and lock.get("token") == releasing:
+        lock = None
     body = "".join(
         [
             f"<h1>{_e(job.name)}</h1><p class=sub>{_e(store.url())} · {_e(state)}</p>",
             banner,
-            _summary(total, missing, failures, store.read_lock() if missing else None),  # the lock matters mid-run
+            _summary(total, missing, failures, lock, generated),
             _outputs_section(store, job),
             _failures_section(failures, index),
             _speed_section(index),
@@ -653,12 +660,13 @@ def build_report(store: RunStore) -> str:
     )
 
 
-def write_report(store: RunStore) -> str:
-    """Build the run's report and write it whole as `report.html` in the run; returns its URL.
+def write_report(store: RunStore, releasing: str | None = None) -> str:
+    """Build the run's report and write it whole as `report.html` in the run (without the lock of token
+    `releasing`, see `build_report`); returns its URL.
 
     Raises:
         RunLocationError: the location holds no run.
         StoreError: the run cannot be read or the report cannot be written.
     """
-    store.write_bytes(REPORT, build_report(store).encode("utf-8"))
+    store.write_bytes(REPORT, build_report(store, releasing).encode("utf-8"))
     return store.url(REPORT)

@@ -91,3 +91,14 @@ class SigmoidRenderer(FakeRenderer):
         t = np.where(u <= 1.0, u, 2.0 - u)  # there and back: segments meet on the same image
         w = 1.0 / (1.0 + np.exp(-self.steepness * (t - 0.5)))[:, None, None, None]
         return np.clip((1 - w) * self._ends[0] + w * self._ends[1], 0, 255).round().astype(np.uint8)
+
+
+class TensorFlowRenderer(FakeRenderer):
+    """FakeRenderer in a worker that imports TensorFlow and lists its devices, as a KerasCV renderer's worker
+    does (TensorFlow probes CUDA then), without building a model."""
+
+    def __init__(self, **options: Any) -> None:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        super().__init__(**options)

@@ -233,7 +233,7 @@ def test_a_run_without_any_frame(tmp_path):
     with RunLock(store, {"job": "synthetic"}).held():  # a render in progress
         url = write_report(store)
     page = Path(url).read_text()
-    assert f"A driver holds the run: host {socket.gethostname()}, pid {os.getpid()}" in page
+    assert f"a driver held the run: host {socket.gethostname()}, pid {os.getpid()}" in page
     assert url == str(tmp_path / "run" / "report.html")
     assert "0 of 12 frames done, 12 missing (0-11), 0 failed chunks." in page
     assert "No frames rendered yet." in page and "RANDOM WEIGHTS" in page
