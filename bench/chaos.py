@@ -2,6 +2,7 @@
 
     python bench/chaos.py                       # 3 runs, >= 24 worker kills, >= 6 driver kills
     python bench/chaos.py --runs 5 --seed 7
+    python bench/chaos.py --smoke               # 1 run of 8 frames, 1 worker kill, 1 driver kill
 
 On a private local Ray (`ray start --head` on free ports, stopped by its process
 group), one clean render of a job is the reference. Then each run renders the
@@ -267,7 +268,10 @@ def main() -> None:
     parser.add_argument("--driver-kills", type=int, default=6, help="driver SIGKILLs over all runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the run directories and logs")
+    parser.add_argument("--smoke", action="store_true", help="1 run of 8 frames, 1 worker and 1 driver kill")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.frames, args.seconds_per_frame, args.actor_kills, args.driver_kills = 1, 8, 0.05, 1, 1
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="raywalk-chaos-", dir="/tmp"))
     head, address = start_head(tmp, cpus=4)
