@@ -363,10 +363,57 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last).
 
-    Merge keys (`<<: *anchor`, `<<: [*a, *b]`, `<<: {...}`) keep YAML's semantics, which PyYAML's
-    `flatten_mapping` implements: a key written in the mapping overrides a merged one, and of the
-    merged mappings the first that has a key wins. Only keys written twice in one mapping are refused.
+    Merge keys (`<<: *anchor`, `<<: [*a, *b]`, `<<: {...}`) keep YAML's semantics: a key written in
+    the mapping overrides a merged one, and of the merged mappings the first that has a key wins. Only
+    keys written twice in one mapping are refused.
     """
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Replace `node`'s merge keys by the pairs they merge, each key once, in YAML's order of precedence.
+
+        PyYAML 6.0.4's own tells keys apart by the identity of their strings, so of two merged mappings
+        that both set `width` the last one wins where the strings are not interned.
+
+        Raises:
+            ConstructorError: a merge key whose value is not a mapping or a list of mappings.
+        """
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        written: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                if key_node.tag == "tag:yaml.org,2002:value":
+                    key_node.tag = "tag:yaml.org,2002:str"
+                written.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"expected a mapping or list of mappings for merging, but found {source.id}",
+                        source.start_mark,
+                    )
+                self.flatten_mapping(source)
+                merged.extend(source.value)
+        if len(written) == len(node.value):
+            return
+        seen = {self._key(k) for k, _ in written}
+        kept = []
+        for key_node, value_node in merged:
+            key = self._key(key_node)
+            if key is None or key not in seen:  # the first merged mapping that sets a key wins
+                if key is not None:
+                    seen.add(key)
+                kept.append((key_node, value_node))
+        node.value = kept + written
+
+    def _key(self, key_node: yaml.Node) -> Any:
+        """A scalar key as the constructed mapping will hold it (None for other keys, which are not compared)."""
+        if not isinstance(key_node, yaml.ScalarNode):
+            return None
+        key = self.construct_object(key_node)
+        return key if isinstance(key, (str, int, float, bool)) else None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         self._refuse_duplicates(node, deep)
