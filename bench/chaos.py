@@ -61,8 +61,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_head(temp: Path, cpus: int) -> tuple[subprocess.Popen, str]:
-    """`ray start --head --block` on free ports in a process group of its own; (process, address)."""
+def start_head(temp: Path, cpus: int, gpus: int = 0) -> tuple[subprocess.Popen, str]:
+    """`ray start --head --block` on free ports (other Ray clusters may run on this machine) in a process
+    group of its own, with `gpus` fake GPUs; (process, address)."""
     ports = {flag: free_port() for flag in PORT_FLAGS}
     log = open(temp / "ray-start.log", "w")
     proc = subprocess.Popen(
@@ -72,7 +73,7 @@ def start_head(temp: Path, cpus: int) -> tuple[subprocess.Popen, str]:
             "--head",
             "--block",
             f"--num-cpus={cpus}",
-            "--num-gpus=0",
+            f"--num-gpus={gpus}",
             *(f"--{flag}={port}" for flag, port in ports.items()),
             "--min-worker-port=0",
             "--max-worker-port=0",

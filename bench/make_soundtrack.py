@@ -47,7 +47,9 @@ def main() -> None:
     """Write the soundtrack to OUT (default: the committed file); with --smoke, to a temp dir, checked against it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", type=Path, default=COMMITTED)
-    parser.add_argument("--smoke", action="store_true", help="write into a temp dir and compare with the committed file")
+    parser.add_argument(
+        "--smoke", action="store_true", help="write into a temp dir and compare with the committed file"
+    )
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="raywalk-soundtrack-")) / "beat.flac" if args.smoke else args.out
     soundfile.write(path, soundtrack(), RATE, subtype="PCM_16")
