@@ -39,7 +39,8 @@ def test_without_the_vocabulary_the_session_stops_in_one_line(tmp_path, clip_voc
     assert "Traceback" not in result.stdout + result.stderr and "ImportError" not in result.stdout + result.stderr
     assert result.stderr.splitlines() == [
         f"Exit: the tests need the CLIP vocabulary {clip_vocab.name}, which is in none of"
-        f" {tmp_path / 'shared' / 'clip'}, {home / '.keras' / 'datasets'}: mkdir -p ~/.keras/datasets && cp {clip_vocab.name} ~/.keras/datasets/"
+        f" {tmp_path / 'shared' / 'clip'}, {home / '.keras' / 'datasets'}:"
+        f" mkdir -p ~/.keras/datasets && cp {clip_vocab.name} ~/.keras/datasets/"
         " (or set RAYWALK_CLIP_DIR to the directory that holds it)"
     ]
     assert "passed" not in result.stdout
