@@ -9,6 +9,7 @@ the mean colour error of their first frames against the PNGs (0-255 scale).
 
     python bench/assemble.py                       # 200 and 2,000 frames, 512×512
     python bench/assemble.py --frames 50 100 --size 128 --skip-tutorial
+    python bench/assemble.py --smoke               # 5 frames of 64×64: does it run
 """
 
 from __future__ import annotations
@@ -129,7 +130,10 @@ def main() -> None:
     parser.add_argument("--skip-tutorial", action="store_true", help="leave out export_as_gif (needs GBs)")
     parser.add_argument("--run", help="reuse or keep the synthetic run here (default: a temp dir)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="5 frames of 64x64, every case: does it run")
     args = parser.parse_args()
+    if args.smoke:
+        args.frames, args.size = [5], 64
 
     if args.case:
         print(json.dumps(run_case(args.case, args.run, args.frames[0])))

@@ -2,6 +2,7 @@
 
     python bench/chaos.py                       # 3 runs, >= 24 worker kills, >= 6 driver kills
     python bench/chaos.py --runs 5 --seed 7
+    python bench/chaos.py --smoke               # 1 run of 8 frames, 1 worker kill, 1 driver kill
 
 On a private local Ray (`ray start --head` on free ports, stopped by its process
 group), one clean render of a job is the reference. Then each run renders the
@@ -60,8 +61,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_head(temp: Path, cpus: int) -> tuple[subprocess.Popen, str]:
-    """`ray start --head --block` on free ports in a process group of its own; (process, address)."""
+def start_head(temp: Path, cpus: int, gpus: int = 0) -> tuple[subprocess.Popen, str]:
+    """`ray start --head --block` on free ports (other Ray clusters may run on this machine) in a process
+    group of its own, with `gpus` fake GPUs; (process, address)."""
     ports = {flag: free_port() for flag in PORT_FLAGS}
     log = open(temp / "ray-start.log", "w")
     proc = subprocess.Popen(
@@ -71,7 +73,7 @@ def start_head(temp: Path, cpus: int) -> tuple[subprocess.Popen, str]:
             "--head",
             "--block",
             f"--num-cpus={cpus}",
-            "--num-gpus=0",
+            f"--num-gpus={gpus}",
             *(f"--{flag}={port}" for flag, port in ports.items()),
             "--min-worker-port=0",
             "--max-worker-port=0",
@@ -267,7 +269,10 @@ def main() -> None:
     parser.add_argument("--driver-kills", type=int, default=6, help="driver SIGKILLs over all runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the run directories and logs")
+    parser.add_argument("--smoke", action="store_true", help="1 run of 8 frames, 1 worker and 1 driver kill")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.frames, args.seconds_per_frame, args.actor_kills, args.driver_kills = 1, 8, 0.05, 1, 1
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="raywalk-chaos-", dir="/tmp"))
     head, address = start_head(tmp, cpus=4)

@@ -6,11 +6,14 @@ moves on the beats, drifts along in the break (the floor) and jumps back in at 6
 Seeded: running it again writes the same samples.
 
     python bench/make_soundtrack.py [OUT]
+    python bench/make_soundtrack.py --smoke   # into a temp dir; fails unless the samples equal the committed file's
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ RATE = 22_050
 SECONDS = 10.0
 BEAT = 0.5  # seconds: 120 BPM
 BREAK = (4.0, 6.0)
+COMMITTED = Path(__file__).resolve().parent.parent / "jobs" / "audio" / "beat.flac"
 
 
 def soundtrack() -> np.ndarray:
@@ -39,7 +43,24 @@ def soundtrack() -> np.ndarray:
     return np.asarray(np.clip(out, -1, 1), dtype=np.float32)
 
 
-if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent.parent / "jobs" / "audio" / "beat.flac")
+def main() -> None:
+    """Write the soundtrack to OUT (default: the committed file); with --smoke, to a temp dir, checked against it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=COMMITTED)
+    parser.add_argument(
+        "--smoke", action="store_true", help="write into a temp dir and compare with the committed file"
+    )
+    args = parser.parse_args()
+    path = Path(tempfile.mkdtemp(prefix="raywalk-soundtrack-")) / "beat.flac" if args.smoke else args.out
     soundfile.write(path, soundtrack(), RATE, subtype="PCM_16")
     print(f"{path}: {path.stat().st_size} bytes")
+    if args.smoke:
+        same = np.array_equal(soundfile.read(path, dtype="int16")[0], soundfile.read(COMMITTED, dtype="int16")[0])
+        print(f"same samples as {COMMITTED.name}: {same}")
+        path.unlink()
+        path.parent.rmdir()
+        sys.exit(0 if same else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,11 +5,13 @@ holds, then changes all at once, as interpolations between prompts often do) and
 A first pass of 9 images per segment is measured with raywalk.pacing's distance and inverted.
 
     python bench/pacing_figure.py [OUT]
+    python bench/pacing_figure.py --smoke   # into a temp dir
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -78,4 +80,12 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent.parent / "docs" / "pacing.png"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).parent.parent / "docs" / "pacing.png")
+    parser.add_argument("--smoke", action="store_true", help="draw into a temp dir instead (docs/ untouched)")
+    args = parser.parse_args()
+    if args.smoke:
+        with tempfile.TemporaryDirectory(prefix="raywalk-pacing-") as tmp:
+            main(Path(tmp) / "pacing.png")
+    else:
+        main(args.out)

@@ -2,6 +2,7 @@
 
     python bench/pipeline.py                  # the numbers in the README
     python bench/pipeline.py --quick          # a smaller run
+    python bench/pipeline.py --smoke          # the smallest: 1 worker, a few frames (does it run)
 
 1. Throughput: a renderer that spends a fixed time per frame (like a GPU)
    renders 512x512 frames with 1, 2, 4 and 8 workers (fake GPUs, one per
@@ -28,6 +29,7 @@ import yaml
 BENCH = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH), os.environ.get("PYTHONPATH")) if p)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback only; drivers need no shared token file
 
 
 def job_file(directory: Path, frames: int, size: int, seconds_per_frame: float, chunk: int, batch: int) -> Path:
@@ -170,23 +172,38 @@ def resume_finished(frames: int, tmp: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer frames and worker counts")
+    parser.add_argument("--smoke", action="store_true", help="1 worker, 4 frames, 40-frame runs: does it run")
     parser.add_argument("--seconds-per-frame", type=float, default=0.5)
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds_per_frame = 0.01
+    sizes = (
+        ((1,), 4, (40,), 40)
+        if args.smoke
+        else ((1, 2), 16, (500, 2_000), 1_000)
+        if args.quick
+        else ((1, 2, 4, 8), 48, (1_000, 20_000), 10_000)
+    )
+    worker_counts, frames_per_worker, memory_frames, resume_frames = sizes
     import ray
+    from chaos import start_head, stop_head  # a private Ray on free ports, stopped by its process group
 
-    ray.init(num_cpus=2, num_gpus=8, logging_level="warning", include_dashboard=False)
-    address = ray.get_runtime_context().gcs_address
     with tempfile.TemporaryDirectory(prefix="raywalk-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
-        print(f"# throughput: 512x512 frames, {args.seconds_per_frame} s/frame per worker, chunks of 8, batch 2")
-        for workers in (1, 2) if args.quick else (1, 2, 4, 8):
-            print(json.dumps(throughput(workers, args.seconds_per_frame, 16 if args.quick else 48, tmp)), flush=True)
-        print("# driver memory (a separate driver process joining the same cluster)")
-        for frames in (500, 2_000) if args.quick else (1_000, 20_000):
-            print(json.dumps(driver_memory(frames, address, tmp)), flush=True)
-        print("# resume of a finished run (CLI, end to end, no Ray needed)")
-        print(json.dumps(resume_finished(1_000 if args.quick else 10_000, tmp)), flush=True)
-    ray.shutdown()
+        head, address = start_head(tmp, cpus=2, gpus=8)
+        try:
+            ray.init(address=address, logging_level="warning")
+            print(f"# throughput: 512x512 frames, {args.seconds_per_frame} s/frame per worker, chunks of 8, batch 2")
+            for workers in worker_counts:
+                print(json.dumps(throughput(workers, args.seconds_per_frame, frames_per_worker, tmp)), flush=True)
+            print("# driver memory (a separate driver process joining the same cluster)")
+            for frames in memory_frames:
+                print(json.dumps(driver_memory(frames, address, tmp)), flush=True)
+            print("# resume of a finished run (CLI, end to end, no Ray needed)")
+            print(json.dumps(resume_finished(resume_frames, tmp)), flush=True)
+        finally:
+            ray.shutdown()
+            stop_head(head)
     print(f"# peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
 
 

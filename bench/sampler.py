@@ -6,6 +6,7 @@ Prints seconds per frame for both, the speed-up and the largest pixel difference
 
     python bench/sampler.py                          # 128x128, batch 2, 3 and 25 steps
     python bench/sampler.py --size 512 --batch 4 --steps 50 --frames 8   # e.g. on a GPU
+    python bench/sampler.py --smoke                  # 128x128, batch 1, 1 step: does it still run (CPU, ~1 min)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from raywalk.kerascv import VOCAB, keras_cache
+from raywalk.weights import VOCAB, keras_cache
 
 CLIP_VOCAB = (
     Path(os.environ.get("RAYWALK_CLIP_DIR", Path(__file__).resolve().parents[2] / "shared" / "clip")) / VOCAB.name
@@ -54,7 +55,10 @@ def main() -> None:
         default=CLIP_VOCAB,
         help="CLIP vocabulary to use offline when KerasCV's cache lacks it",
     )
+    p.add_argument("--smoke", action="store_true", help="the smallest run (128x128, batch 1, 1 step): does it run")
     args = p.parse_args()
+    if args.smoke:  # KerasCV's UNet has no smaller size: building it is most of the time
+        args.size, args.batch, args.steps, args.frames = 128, 1, [1], 1
     frames = args.frames or args.batch
     seed_keras_cache(args.clip_vocab)
 

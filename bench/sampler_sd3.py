@@ -13,6 +13,7 @@ kagglesdk==0.1.28 sentencepiece tokenizers pyyaml).
 
     KERAS_BACKEND=jax python bench/sampler_sd3.py                      # tiny, 128x128, batch 2, 3 and 28 steps
     KERAS_BACKEND=jax python bench/sampler_sd3.py --config medium --size 512 --batch 4 --steps 28 --frames 8
+    python bench/sampler_sd3.py --smoke                                # tiny, 32x32, 1 frame, 1 step: does it run
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=7.0, help="guidance scale (<= 1: no guidance, as turbo)")
     p.add_argument("--precision", default="auto", help="dtype policy: auto (float16 on a GPU), float32, ...")
     p.add_argument("--no-tensorflow", action="store_true", help="refuse to import TensorFlow (jax and torch)")
+    p.add_argument("--smoke", action="store_true", help="tiny, 32x32, batch 1, 1 step, 1 repeat: does it run")
     args = p.parse_args()
+    if args.smoke:
+        args.config, args.size, args.batch, args.steps, args.frames, args.repeats = "tiny", 32, 1, [1], 1, 1
     frames = args.frames or args.batch
     if frames % args.batch:
         p.error("--frames must be a multiple of --batch")

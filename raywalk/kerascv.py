@@ -19,10 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +30,7 @@ import numpy as np
 from raywalk.clip_tokens import MAX_TOKENS, counter
 from raywalk.errors import RendererError
 from raywalk.trajectory import Encodings
-from raywalk.weights import WEIGHT_FILES, keras_cache, verify_weights, vocabulary
+from raywalk.weights import WEIGHT_FILES, keras_cache, unreachable, verify_weights, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +38,6 @@ AUTO = "auto"
 CONTEXT = "context"  # the one encoding part of SD 1.x/2.x: (77, D) per prompt
 PRECISIONS = (AUTO, "float32", "mixed_float16")
 TRISTATE = (AUTO, True, False)
-PROBE_TIMEOUT_S = 5.0  # how long `check_resources` waits for the weights' download host
 
 
 # ----------------------------------------------------------------------------- settings
@@ -253,7 +249,7 @@ class KerasCVRenderer:
 
         A weights directory that is here has every file's SHA-256 checked; one that is
         not is a note. With ``weights: download`` and files missing from KerasCV's cache,
-        the download host must answer within `PROBE_TIMEOUT_S`, else a note with the fix.
+        the download host must answer within `weights.PROBE_TIMEOUT_S`, else a note with the fix.
 
         Raises:
             RendererError: a weights directory with files missing or wrong (named, with the
@@ -271,7 +267,7 @@ class KerasCVRenderer:
         missing = [f for f in WEIGHT_FILES[settings.version] if not (keras_cache() / f.name).is_file()]
         notes = []
         for host in dict.fromkeys(urllib.parse.urlsplit(f.url).hostname or f.url for f in missing):
-            if why := _unreachable(host):
+            if why := unreachable(host):
                 notes.append(
                     f"weights: download needs {host}, which this machine cannot reach ({why}); for a cluster without"
                     " internet, run `raywalk weights stage DIR` on a machine with internet, then set `weights: DIR`"
@@ -415,27 +411,3 @@ def _check_length(prompt: str, count: int) -> None:
             f"prompt {short!r} is {count} CLIP tokens long; Stable Diffusion takes at most {MAX_TOKENS}"
             " (start and end tokens included)"
         )
-
-
-def _unreachable(host: str) -> str | None:
-    """Why `host` does not answer HTTPS within `PROBE_TIMEOUT_S` (through any proxy urllib uses), or None.
-
-    The probe runs in a daemon thread so that a name lookup, which no socket timeout bounds, cannot stall it.
-    """
-    outcome: list[str | None] = []
-
-    def probe() -> None:
-        try:
-            urllib.request.urlopen(
-                urllib.request.Request(f"https://{host}/", method="HEAD"), timeout=PROBE_TIMEOUT_S
-            ).close()
-            outcome.append(None)
-        except urllib.error.HTTPError:  # an answer, whatever its status: the host is reachable
-            outcome.append(None)
-        except (OSError, ValueError) as e:
-            outcome.append(str(getattr(e, "reason", e)) or type(e).__name__)
-
-    thread = threading.Thread(target=probe, name=f"probe {host}", daemon=True)
-    thread.start()
-    thread.join(PROBE_TIMEOUT_S)
-    return outcome[0] if outcome else f"no answer in {PROBE_TIMEOUT_S:g} s"

@@ -39,7 +39,7 @@ import numpy as np
 
 from raywalk.clip_tokens import counter
 from raywalk.errors import RendererError
-from raywalk.weights import VOCAB, keras_cache, problem
+from raywalk.weights import VOCAB, keras_cache, problem, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ XLA = ("auto", True, False)
 PARTS = ("sequence", "pooled")
 MAX_TOKENS = 77  # CLIP context, start and end tokens included; KerasHub's preprocessor cuts the rest silently
 HANDLE_SCHEMES = ("kaggle://", "hf://", "modelscope://", "gs://")
+# Where each kind of handle downloads from (KerasHub's presets are kaggle:// handles).
+DOWNLOAD_HOSTS = dict(
+    zip(
+        HANDLE_SCHEMES, ("www.kaggle.com", "huggingface.co", "www.modelscope.cn", "storage.googleapis.com"), strict=True
+    )
+)
 MANIFEST = "raywalk-preset.sha256"  # written last by `stage_preset`: "<sha256>  <relative path>" lines
 RANDOM_SEED = 0
 
@@ -582,6 +588,38 @@ class StableDiffusion3Renderer:
         if wanted != "auto":
             return wanted
         return next((b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None), "tensorflow")
+
+    @classmethod
+    def check_resources(cls, **kwargs: Any) -> list[str]:
+        """Check what the renderer would load, where this machine can; a note for each source it cannot check.
+
+        The tiny configuration loads nothing. A staged preset directory here is verified file by file;
+        one not here is a note. A preset name or handle (``weights: download``, ``random`` with
+        ``config: preset``, which still reads the preset's configuration, or a kaggle:// or hf://
+        handle) needs its download host to answer within `weights.PROBE_TIMEOUT_S`, else a note with the fix.
+
+        Raises:
+            RendererError: invalid settings, or a staged preset directory here with files missing or wrong.
+        """
+        settings = Settings.of(**kwargs)
+        if settings.config == "tiny":
+            return []
+        source = settings.source
+        if not source.startswith(HANDLE_SCHEMES) and source not in PRESETS:
+            if not Path(source).expanduser().is_dir():
+                return [f"preset directory {source!r} is not on this machine"]
+            verify_preset(source)
+            return []
+        host = next(
+            (h for scheme, h in DOWNLOAD_HOSTS.items() if source.startswith(scheme)), DOWNLOAD_HOSTS["kaggle://"]
+        )
+        if why := unreachable(host):
+            return [
+                f"weights: {settings.weights} needs {source} from {host}, which this machine cannot reach ({why}); for"
+                f" a cluster without internet, run `raywalk weights stage DIR --preset {source}` on a machine with"
+                " internet, then set `weights: DIR`"
+            ]
+        return []
 
     @classmethod
     def check_prompts(cls, prompts: list[str], **kwargs: Any) -> None:

@@ -8,8 +8,9 @@ error is one line naming the file, the field and the reason.
 
 Job files are read defensively, since one may come from anyone: only regular
 files of at most `MAX_JOB_BYTES`, YAML whose nesting and alias expansion are
-bounded (checked on the event stream, before any object is built), no
-duplicate keys, and every number within a documented maximum (`LIMITS`).
+bounded (checked on the event stream, before any object is built; merged
+mappings count as the aliases they are), no duplicate keys (anchors, aliases
+and merge keys are YAML's), and every number within a documented maximum (`LIMITS`).
 A job is still trusted code: its renderer is an import path that runs.
 """
 
@@ -356,12 +357,78 @@ def _check_shape(text: str, source: str) -> None:
             raise JobError(f"{source}: expands to more than {MAX_YAML_NODES} values (aliases included)")
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last).
+
+    Merge keys (`<<: *anchor`, `<<: [*a, *b]`, `<<: {...}`) keep YAML's semantics: a key written in
+    the mapping overrides a merged one, and of the merged mappings the first that has a key wins. Only
+    keys written twice in one mapping are refused.
+    """
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Replace `node`'s merge keys by the pairs they merge, each key once, in YAML's order of precedence.
+
+        PyYAML 6.0.4's own tells keys apart by the identity of their strings, so of two merged mappings
+        that both set `width` the last one wins where the strings are not interned.
+
+        Raises:
+            ConstructorError: a merge key whose value is not a mapping or a list of mappings.
+        """
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        written: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                if key_node.tag == "tag:yaml.org,2002:value":
+                    key_node.tag = "tag:yaml.org,2002:str"
+                written.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"expected a mapping or list of mappings for merging, but found {source.id}",
+                        source.start_mark,
+                    )
+                self.flatten_mapping(source)
+                merged.extend(source.value)
+        if len(written) == len(node.value):
+            return
+        seen = {self._key(k) for k, _ in written}
+        kept = []
+        for key_node, value_node in merged:
+            key = self._key(key_node)
+            if key is None or key not in seen:  # the first merged mapping that sets a key wins
+                if key is not None:
+                    seen.add(key)
+                kept.append((key_node, value_node))
+        node.value = kept + written
+
+    def _key(self, key_node: yaml.Node) -> Any:
+        """A scalar key as the constructed mapping will hold it (None for other keys, which are not compared)."""
+        if not isinstance(key_node, yaml.ScalarNode):
+            return None
+        key = self.construct_object(key_node)
+        return key if isinstance(key, (str, int, float, bool)) else None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self._refuse_duplicates(node, deep)
+        return super().construct_mapping(node, deep=deep)
+
+    def _refuse_duplicates(self, node: yaml.MappingNode, deep: bool) -> None:
+        """Raise ConstructorError for a key written twice in `node` or in a mapping merged into it."""
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:  # the merged mappings: their own keys are checked alike
+                merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for mapping in merged:
+                    if isinstance(mapping, yaml.MappingNode):
+                        self._refuse_duplicates(mapping, deep)
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) or key is None:
                 if key in seen:
@@ -369,7 +436,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                         None, None, f"key {key!r} is given twice", key_node.start_mark
                     )
                 seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def job_from_dict(data: Any, source: str = "<dict>", default_name: str = "walk") -> Job:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from typing import IO
 from raywalk.errors import RendererError
 
 DOWNLOAD_TIMEOUT_S = 30  # per socket operation: a stalled download fails instead of hanging
+PROBE_TIMEOUT_S = 5.0  # how long a renderer's `check_resources` waits for a download host
 
 
 @dataclass(frozen=True)
@@ -225,3 +227,27 @@ def _open_source(file: WeightFile, target: Path) -> Iterator[tuple[IO[bytes], in
     with response:
         length = response.headers.get("Content-Length")
         yield response, int(length) if length else None
+
+
+def unreachable(host: str) -> str | None:
+    """Why `host` does not answer HTTPS within `PROBE_TIMEOUT_S` (through any proxy urllib uses), or None.
+
+    The probe runs in a daemon thread so that a name lookup, which no socket timeout bounds, cannot stall it.
+    """
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(
+                urllib.request.Request(f"https://{host}/", method="HEAD"), timeout=PROBE_TIMEOUT_S
+            ).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:  # an answer, whatever its status: the host is reachable
+            outcome.append(None)
+        except (OSError, ValueError) as e:
+            outcome.append(str(getattr(e, "reason", e)) or type(e).__name__)
+
+    thread = threading.Thread(target=probe, name=f"probe {host}", daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S)
+    return outcome[0] if outcome else f"no answer in {PROBE_TIMEOUT_S:g} s"

@@ -10,15 +10,28 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CLIP_DIR = Path(os.environ.get("RAYWALK_CLIP_DIR", REPO.parent / "shared" / "clip"))
-CLIP_VOCAB = CLIP_DIR / "bpe_simple_vocab_16e6.txt.gz"
+VOCAB_NAME = "bpe_simple_vocab_16e6.txt.gz"
+# Where the CLIP vocabulary is looked for: $RAYWALK_CLIP_DIR, ../shared/clip beside the repository, and
+# KerasCV's download cache ($KERAS_HOME/datasets, ~/.keras/datasets), where the README's fix puts it.
+CLIP_PLACES = list(
+    dict.fromkeys(
+        [Path(d).expanduser() for d in (os.environ.get("RAYWALK_CLIP_DIR"),) if d]
+        + [
+            REPO.parent / "shared" / "clip",
+            Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets",
+            Path.home() / ".keras" / "datasets",
+        ]
+    )
+)
+CLIP_VOCAB = next((d / VOCAB_NAME for d in CLIP_PLACES if (d / VOCAB_NAME).is_file()), None)
 
 # Before anything imports keras or ray: a private KERAS_HOME whose download
 # cache already holds the CLIP vocabulary, so KerasCV's default code path finds
 # it and never touches the network; Ray workers inherit this environment.
 _KERAS_HOME = Path(tempfile.mkdtemp(prefix="raywalk-keras-home-"))
 (_KERAS_HOME / "datasets").mkdir()
-shutil.copy(CLIP_VOCAB, _KERAS_HOME / "datasets" / CLIP_VOCAB.name)
+if CLIP_VOCAB is not None:
+    shutil.copy(CLIP_VOCAB, _KERAS_HOME / "datasets" / VOCAB_NAME)
 os.environ["KERAS_HOME"] = str(_KERAS_HOME)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,9 +41,22 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["RAY_AUTH_MODE"] = "disabled"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Without the CLIP vocabulary, stop the session in one line that says where to put it (the tests never
+    download it)."""
+    if CLIP_VOCAB is None:
+        pytest.exit(
+            f"the tests need the CLIP vocabulary {VOCAB_NAME}, which is in none of"
+            f" {', '.join(map(str, CLIP_PLACES))}: mkdir -p ~/.keras/datasets && cp {VOCAB_NAME} ~/.keras/datasets/"
+            " (or set RAYWALK_CLIP_DIR to the directory that holds it)",
+            returncode=2,
+        )
+
+
 @pytest.fixture(scope="session")
 def clip_vocab() -> Path:
-    """The CLIP BPE vocabulary shipped beside the repository (never committed)."""
+    """The CLIP BPE vocabulary found in `CLIP_PLACES` (never committed)."""
+    assert CLIP_VOCAB is not None  # pytest_configure stopped the session otherwise
     return CLIP_VOCAB
 
 

@@ -134,7 +134,7 @@ def test_a_weights_directory_here_has_every_file_checked(tmp_path, clip_vocab):
 def test_download_without_cached_weights_probes_the_host(empty_keras_home, clip_vocab, monkeypatch):
     shutil.copy(clip_vocab, empty_keras_home / clip_vocab.name)
     probed = []
-    monkeypatch.setattr(kerascv, "_unreachable", lambda host: probed.append(host) or "no route to host")
+    monkeypatch.setattr(kerascv, "unreachable", lambda host: probed.append(host) or "no route to host")
     note = (
         "weights: download needs huggingface.co, which this machine cannot reach (no route to host); for a"
         " cluster without internet, run `raywalk weights stage DIR` on a machine with internet, then set"
@@ -154,8 +154,10 @@ def test_download_without_cached_weights_probes_the_host(empty_keras_home, clip_
 
 
 def test_the_probe_answers_within_its_timeout(monkeypatch):
-    monkeypatch.setattr(kerascv, "PROBE_TIMEOUT_S", 0.5)
-    assert kerascv._unreachable("invalid.") is not None  # a name that never resolves
+    from raywalk import weights
+
+    monkeypatch.setattr(weights, "PROBE_TIMEOUT_S", 0.5)
+    assert weights.unreachable("invalid.") is not None  # a name that never resolves
 
 
 # ----------------------------------------------------------------------------- weight files

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -182,5 +183,39 @@ def test_plan_prints_what_it_cannot_check_here(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1] == (
         f"unchecked         weights directory {str(tmp_path / 'on-the-cluster')!r} is not on this machine;"
+        " render checks it on the workers"
+    )
+
+
+def test_plan_says_unchecked_for_an_sd3_preset_it_cannot_download_here(tmp_path):
+    # A proxy that refuses every connection: the download host is unreachable on any machine, for real.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "all_proxy")}
+    env |= {"https_proxy": proxy, "HTTPS_PROXY": proxy}
+    job = next(p for p in JOBS if p.parent.name == "sd3" and p.stem == "dog-to-cat-64-turbo")
+    result = subprocess.run(
+        [sys.executable, "-m", "raywalk.cli", "plan", str(job)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith(
+        "unchecked         weights: download needs stable_diffusion_3.5_large_turbo from www.kaggle.com,"
+        " which this machine cannot reach ("
+    ), result.stdout
+    assert last.endswith(
+        "run `raywalk weights stage DIR --preset stable_diffusion_3.5_large_turbo` on a machine with internet,"
+        " then set `weights: DIR`; render checks it on the workers"
+    )
+
+    data = yaml.safe_load(job.read_text())
+    data["model"]["weights"] = str(tmp_path / "on-the-cluster")  # a staged preset directory elsewhere
+    elsewhere = tmp_path / "staged.yaml"
+    elsewhere.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["plan", str(elsewhere)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == (
+        f"unchecked         preset directory {str(tmp_path / 'on-the-cluster')!r} is not on this machine;"
         " render checks it on the workers"
     )

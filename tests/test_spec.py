@@ -216,3 +216,69 @@ def test_every_tutorial_job_loads_with_its_settings():
     assert jobs["eiffel-walk"].walk.step_size == 0.005 and jobs["eiffel-walk"].walk.direction == "ones"
     assert jobs["cows-circle"].walk.mode == "tutorial"
     assert all(job.outputs.files for job in jobs.values())
+
+
+SPELLED_OUT = """\
+name: shared
+prompts: [a dog, a bowl of fruit]
+walk: {kind: interpolate, frames: 10}
+model:
+  width: 128
+  height: 128
+  steps: 4
+  guidance_scale: 5.0
+  options: {version: v1.4}
+"""
+MERGED = {
+    "inline mapping": """\
+name: shared
+prompts: [a dog, a bowl of fruit]
+walk: {kind: interpolate, frames: 10}
+model:
+  <<: {width: 128, height: 128, steps: 2, guidance_scale: 5.0}
+  steps: 4
+  options: {version: v1.4}
+""",
+    "anchor and alias": """\
+name: shared
+prompts: [a dog, a bowl of fruit]
+walk: {kind: interpolate, frames: 10}
+model:
+  <<: [&size {width: 128, height: 128}, &look {steps: 2, guidance_scale: 5.0, width: 256}, *size]
+  steps: 4
+  options:
+    <<: {version: v1.4}
+""",
+}
+
+
+@pytest.mark.parametrize("text", MERGED.values(), ids=MERGED.keys())
+def test_anchors_and_merge_keys_load_and_plan_as_the_spelled_out_job(tmp_path, text):
+    spelled, merged = write(tmp_path, SPELLED_OUT, "spelled.yaml"), write(tmp_path, text, "merged.yaml")
+    assert load_job(merged) == load_job(spelled)
+    assert load_job(merged).fingerprint() == load_job(spelled).fingerprint()
+    plans = [CliRunner().invoke(main, ["plan", str(p)]) for p in (spelled, merged)]
+    assert [r.exit_code for r in plans] == [0, 0], plans[1].output
+    assert plans[0].stdout == plans[1].stdout.replace("merged.yaml", "spelled.yaml")  # the plan names its file
+
+
+def test_a_key_written_twice_is_still_refused_where_merge_keys_are_used(tmp_path):
+    for model in ("{<<: {width: 128}, steps: 3, steps: 4}", "{<<: {width: 128, width: 64}, steps: 3}"):
+        path = write(tmp_path, f"prompts: [a, b]\nwalk: {{frames: 3}}\nmodel: {model}\n")
+        with pytest.raises(JobError, match=r"key '(steps|width)' is given twice") as err:
+            load_job(path)
+        assert "\n" not in str(err.value)
+
+
+def test_an_alias_bomb_through_merge_keys_is_refused_before_it_expands(tmp_path):
+    bomb = (
+        "prompts: [a, b]\nwalk: {frames: 3}\nmodel:\n  options:\n    m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5}\n"
+        + "".join(f"    m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}], k{i}: {i}}}\n" for i in range(1, 10))
+    )
+    with pytest.raises(JobError, match="expands to more than 100000 values") as err:
+        load_job(write(tmp_path, bomb))
+    assert "\n" not in str(err.value)
+    shallow = write(tmp_path, bomb.split("    m2:")[0], "ok.yaml")  # merged, not expanded: 6 keys
+    assert load_job(shallow).model.options["m1"] == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "k1": 1}
+    one = write(tmp_path, bomb.split("    m1:")[0] + "    m1: {<<: *m0, a: 9}\n", "one.yaml")
+    assert load_job(one).model.options["m1"] == {"a": 9, "b": 2, "c": 3, "d": 4, "e": 5}
