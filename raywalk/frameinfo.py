@@ -45,10 +45,11 @@ def prompt_weights(job: Job, params: Mapping[str, Any]) -> list[float]:
     return weights
 
 
-def frame_record(job: Job, frame: int, params: Mapping[str, Any]) -> dict[str, Any]:
+def frame_record(job: Job, frame: int, params: Mapping[str, Any], random_weights: bool) -> dict[str, Any]:
     """The facts that make frame `frame` of `job` (format 2's `raywalk` chunk), JSON-ready.
 
-    `params`: the frame's walk parameters (one value each, as `Trajectory.params` gives them).
+    `params`: the frame's walk parameters (one value each, as `Trajectory.params` gives them);
+    `random_weights`: the renderer's (a function of the job's model section).
     """
     model = job.to_dict()["model"]
     return {
@@ -65,13 +66,13 @@ def frame_record(job: Job, frame: int, params: Mapping[str, Any]) -> dict[str, A
         "steps": job.model.steps,
         "guidance_scale": job.model.guidance_scale,
         "model": model,
-        "random_weights": job.model.weights == "random",
+        "random_weights": random_weights,
     }
 
 
-def frame_text(job: Job, frame: int, params: Mapping[str, Any]) -> dict[str, str]:
+def frame_text(job: Job, frame: int, params: Mapping[str, Any], random_weights: bool) -> dict[str, str]:
     """The PNG text chunks of a format-2 frame: {TEXT_KEY: A1111-style text, JSON_KEY: `frame_record` as JSON}."""
-    record = frame_record(job, frame, params)
+    record = frame_record(job, frame, params, random_weights)
     return {
         TEXT_KEY: parameters_text(record),
         JSON_KEY: json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False),

@@ -80,6 +80,7 @@ class RenderWorker:
                 f"{uri}: no run there, seen from {platform.node()} (a local --out must be on storage every node shares)"
             )
         self.renderer = load_renderer(self.job.model)
+        self.random_weights = bool(getattr(self.renderer, "random_weights", False))
         warm_up = getattr(self.renderer, "warm_up", None)  # optional: compile before the first chunk
         if callable(warm_up):
             warm_up()
@@ -97,7 +98,7 @@ class RenderWorker:
             "node": self.node,
             "host": self.host,
             "gpus": ray.get_gpu_ids(),
-            "random_weights": bool(getattr(self.renderer, "random_weights", False)),
+            "random_weights": self.random_weights,
             "renderer": dict(getattr(self.renderer, "info", {})),
             "versions": versions(),
         }
@@ -132,7 +133,9 @@ class RenderWorker:
             images = self.renderer.render(select(all_enc, sel), all_noise[sel])
             per_frame = (time.perf_counter() - t0) / len(sel)
             for frame, image in zip(frames[b : b + batch], images):
-                text = frame_text(self.job, frame, at[frame]) if manifest.frame_format >= 2 else None
+                text = (
+                    frame_text(self.job, frame, at[frame], self.random_weights) if manifest.frame_format >= 2 else None
+                )
                 writes.append((frame, self._writer.submit(self._write_frame, frame, image, text), per_frame))
         rows = [
             {**future.result(), "frame": frame, "seconds": seconds, **at[frame]} for frame, future, seconds in writes
