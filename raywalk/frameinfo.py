@@ -51,7 +51,7 @@ def frame_record(job: Job, frame: int, params: Mapping[str, Any], random_weights
     `params`: the frame's walk parameters (one value each, as `Trajectory.params` gives them);
     `random_weights`: the renderer's (a function of the job's model section).
     """
-    model = job.to_dict()["model"]
+    data = job.to_dict()
     return {
         "format": FRAME_FORMAT,
         "job": job.name,
@@ -60,12 +60,12 @@ def frame_record(job: Job, frame: int, params: Mapping[str, Any], random_weights
         "frames": job.num_frames,
         "prompts": list(job.prompts),
         "weights": prompt_weights(job, params),
-        "walk": {**job.to_dict()["walk"], "at": {k: _plain(v) for k, v in sorted(params.items())}},
-        "noise": job.to_dict()["noise"],
+        "walk": {**data["walk"], "at": {k: _plain(v) for k, v in sorted(params.items())}},
+        "noise": data["noise"],
         "seed": job.noise.seed,
         "steps": job.model.steps,
         "guidance_scale": job.model.guidance_scale,
-        "model": model,
+        "model": data["model"],
         "random_weights": random_weights,
     }
 

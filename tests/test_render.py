@@ -18,9 +18,10 @@ import ray
 import yaml
 from PIL import Image
 
-from raywalk import load_job
+from raywalk import Trajectory, job_from_dict, load_job
 from raywalk.driver import WorkerSpec, render, resume
 from raywalk.errors import RunBusyError, RunLocationError
+from raywalk.frameinfo import frame_text
 from raywalk.lock import RunLock
 from raywalk.manifest import new_manifest
 from raywalk.progress import Progress
@@ -445,3 +446,26 @@ def test_a_run_made_before_frame_texts_keeps_its_format_on_resume(clean_run, tmp
     assert outcome.complete and outcome.rendered == 1
     assert json.loads((out / "manifest.json").read_text())["frame_format"] == 1
     assert frame_bytes(out) == first
+
+
+def test_a_grid_frame_says_its_four_weights_its_negative_prompt_and_any_script():
+    job = job_from_dict(
+        {
+            "name": "grid",
+            "prompts": ["a cat", "a dog", "un chat 猫", "a hen"],
+            "walk": {"kind": "grid", "size": 3},
+            "noise": {"kind": "fixed", "seed": 9},
+            "model": {"width": 64, "height": 64, "weights": "download", "options": {"negative_prompt": "blurry, dark"}},
+        }
+    )
+    params = {k: v[0].item() for k, v in Trajectory(job, np.zeros((4, 77, 8))).params(4, 5).items()}
+    text = frame_text(job, 4, params, random_weights=False)
+    png = encode_png(np.zeros((8, 8, 3), np.uint8), text)
+    assert Image.open(io.BytesIO(png)).text == text  # the CJK prompt travels as iTXt
+    lines = text["parameters"].splitlines()
+    assert lines[0] == "a cat :0.2500 AND a dog :0.2500 AND un chat 猫 :0.2500 AND a hen :0.2500"
+    assert lines[1] == "Negative prompt: blurry, dark"
+    assert "Weights: download" in lines[2] and "RANDOM" not in text["parameters"]
+    assert 'Model: "raywalk.kerascv:KerasCVRenderer"' in lines[2].split(", ")
+    assert json.loads(text["raywalk"])["walk"]["at"] == {"row": 1, "col": 1, "t_row": 0.5, "t_col": 0.5}
+    assert frame_text(job, 4, params, random_weights=False) == text  # the same frame, the same text
