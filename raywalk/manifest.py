@@ -19,6 +19,10 @@ from raywalk.errors import JobError, RunLocationError
 from raywalk.spec import Job, job_from_dict
 
 LEGACY_RUN_ID = "legacy"  # runs written before run ids: their index rows carry none either
+# How a run's PNGs are encoded: 1, pixels only (manifests without `frame_format`); 2, with text chunks
+# that say what made the frame (`raywalk.frameinfo`). A run keeps its format for every resume.
+FRAME_FORMAT = 2
+FRAME_FORMATS = (1, 2)
 
 
 class ManifestError(RunLocationError):
@@ -40,6 +44,9 @@ class Manifest:
     worker has described itself; `keyframes_sha256` is None until the prompts
     are encoded; `timing_sha256` (a job that `raywalk.timing.needs_table`) is
     None until its walk table is measured and stored (`timing.npy`).
+    `frame_format` says how its PNGs are encoded (`FRAME_FORMATS`): a new run
+    takes `FRAME_FORMAT`, a run made before text chunks reads as 1 and keeps
+    it, so its resumes write the bytes its first frames have.
     """
 
     job: Job
@@ -50,6 +57,7 @@ class Manifest:
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     keyframes_sha256: str | None = None
     timing_sha256: str | None = None
+    frame_format: int = FRAME_FORMAT
     updated: str = dataclasses.field(default_factory=_now)
 
     @property
@@ -77,6 +85,7 @@ class Manifest:
             "versions": dict(self.versions),
             "keyframes_sha256": self.keyframes_sha256,
             "timing_sha256": self.timing_sha256,
+            "frame_format": self.frame_format,
             "updated": self.updated,
         }
 
@@ -114,6 +123,7 @@ class Manifest:
             "versions": (data.get("versions", {}), (dict,)),
             "keyframes_sha256": (data.get("keyframes_sha256"), (str, type(None))),
             "timing_sha256": (data.get("timing_sha256"), (str, type(None))),
+            "frame_format": (data.get("frame_format", 1), (int,)),
             "updated": (data.get("updated", ""), (str,)),
         }
         for key, (value, types) in checks.items():
@@ -121,6 +131,8 @@ class Manifest:
                 raise damaged(f"{key} is {type(value).__name__}")
         if not run_id:
             raise damaged("empty run_id")
+        if isinstance(data.get("frame_format"), bool) or checks["frame_format"][0] not in FRAME_FORMATS:
+            raise damaged(f"frame_format {data.get('frame_format')!r} is none of {FRAME_FORMATS} (a newer raywalk?)")
         return cls(job=job, **{key: value for key, (value, _) in checks.items()})
 
 

@@ -76,7 +76,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raywalk.errors import BadInputError, RunLocationError, StoreError
-from raywalk.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
+from raywalk.manifest import FRAME_FORMAT, LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
 from raywalk.spec import Job
 from raywalk.trajectory import Encodings
 
@@ -113,9 +113,11 @@ INDEX_SCHEMA = pa.schema(
         ("run_id", pa.string()),  # the manifest's run id when the chunk was rendered
         ("fingerprint", pa.string()),  # the job's fingerprint
         ("written", pa.float64()),  # UNIX seconds when the chunk's index file was written
+        ("parameters", pa.string()),  # the text the frame's PNG carries (`raywalk.frameinfo`); null in format 1
     ]
 )
 _STAMPED = ("run_id", "fingerprint", "written")  # filled in by write_chunk_index
+_OPTIONAL = ("parameters",)  # null where `columns` lacks them
 
 # The retry budget of every storage call: RETRY_ATTEMPTS tries, waiting RETRY_BACKOFF
 # seconds after the first failure, doubling up to RETRY_MAX_DELAY, each wait with
@@ -726,7 +728,8 @@ class RunStore:
 
     def adopt(self, job: Job) -> Manifest:
         """Repair a run of `job` whose manifest is damaged: write a fresh manifest that keeps the run id of
-        the newest index rows of `job` (else a new one), so their frames stay done.
+        the newest index rows of `job` (else a new one), so their frames stay done, and the frame format
+        those rows show (format 1 if none of them has a `parameters` text), so resumes match their bytes.
 
         The keyframes and timing table are deleted: nothing says which job they
         were made for, and re-encoding the prompts or measuring the table again
@@ -736,15 +739,18 @@ class RunStore:
             StoreError: storage kept failing.
         """
         fingerprint, newest, run_id = job.fingerprint(), -1.0, None
-        for table in self._index_tables(["fingerprint", "written", "run_id"]):
+        texts: dict[str, bool] = {}  # run id -> whether any of its rows has a frame text (format 2)
+        for table in self._index_tables(["fingerprint", "written", "run_id", "parameters"]):
             rows = table.filter(pc.fill_null(pc.equal(table["fingerprint"], fingerprint), False))
             if rows.num_rows:
                 written = rows["written"].fill_null(0.0).to_numpy()
                 if written.max() > newest:
                     newest, run_id = float(written.max()), rows["run_id"][int(written.argmax())].as_py()
+                for rid, text in zip(rows["run_id"].to_pylist(), rows["parameters"].to_pylist()):
+                    texts[rid] = texts.get(rid, False) or text is not None
         manifest = new_manifest(job)
-        if run_id is not None:
-            manifest = manifest.replace(run_id=run_id)
+        if run_id is not None:  # its frames keep their format: rows without text were written in format 1
+            manifest = manifest.replace(run_id=run_id, frame_format=FRAME_FORMAT if texts[run_id] else 1)
         self.delete(KEYFRAMES)
         self.delete(TIMING)
         self.write_manifest(manifest)
@@ -866,8 +872,9 @@ class RunStore:
     ) -> str:
         """Add the index rows one attempt at chunk `chunk` rendered (after their PNGs); returns the file's name.
 
-        `columns` holds the INDEX_SCHEMA columns, plus any extra ones (the
-        frames' trajectory parameters, which keep the types pyarrow infers).
+        `columns` holds the INDEX_SCHEMA columns (`parameters` may be left
+        out: null), plus any extra ones (the frames' trajectory parameters,
+        which keep the types pyarrow infers).
         Every row is stamped with `run_id` and `fingerprint` (default: the
         manifest's) and, unless `columns` has them, the time of writing. Each
         call writes a new file (`index/chunk-000007-<token>.parquet`) and
@@ -878,7 +885,7 @@ class RunStore:
             RunLocationError: `run_id` or `fingerprint` is None and the location holds no run.
             StoreError: the write kept failing.
         """
-        missing = [f.name for f in INDEX_SCHEMA if f.name not in columns and f.name not in _STAMPED]
+        missing = [f.name for f in INDEX_SCHEMA if f.name not in columns and f.name not in _STAMPED + _OPTIONAL]
         if missing:
             raise ValueError(f"chunk {chunk} index lacks columns {', '.join(missing)}")
         if run_id is None or fingerprint is None:
@@ -891,7 +898,7 @@ class RunStore:
             "written": columns.get("written", [time.time()] * rows),
         }
         arrays = {
-            f.name: pa.array(stamps[f.name] if f.name in _STAMPED else columns[f.name], type=f.type)
+            f.name: pa.array(stamps[f.name] if f.name in _STAMPED else columns.get(f.name, [None] * rows), type=f.type)
             for f in INDEX_SCHEMA
         }
         for name, values in columns.items():

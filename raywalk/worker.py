@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import platform
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
@@ -29,8 +30,10 @@ from typing import Any
 import numpy as np
 import ray
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from raywalk.errors import RunError, RunLocationError
+from raywalk.frameinfo import TEXT_KEY, frame_text
 from raywalk.manifest import Manifest
 from raywalk.pacing import first_pass_job, first_pass_trajectory
 from raywalk.renderer import Renderer, load_renderer
@@ -53,10 +56,16 @@ def versions() -> dict[str, str]:
     return found
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """A uint8 (H, W, 3) image as PNG bytes; the same image always gives the same bytes."""
+def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
+    """A uint8 (H, W, 3) image as PNG bytes, with `text` as text chunks (tEXt, or iTXt where a value is not
+    Latin-1; frame format 2) or none (format 1); the same image and text always give the same bytes."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=6)
+    info = None
+    if text:
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=6, pnginfo=info)
     return buffer.getvalue()
 
 
@@ -71,6 +80,7 @@ class RenderWorker:
                 f"{uri}: no run there, seen from {platform.node()} (a local --out must be on storage every node shares)"
             )
         self.renderer = load_renderer(self.job.model)
+        self.random_weights = bool(getattr(self.renderer, "random_weights", False))
         warm_up = getattr(self.renderer, "warm_up", None)  # optional: compile before the first chunk
         if callable(warm_up):
             warm_up()
@@ -88,7 +98,7 @@ class RenderWorker:
             "node": self.node,
             "host": self.host,
             "gpus": ray.get_gpu_ids(),
-            "random_weights": bool(getattr(self.renderer, "random_weights", False)),
+            "random_weights": self.random_weights,
             "renderer": dict(getattr(self.renderer, "info", {})),
             "versions": versions(),
         }
@@ -114,6 +124,8 @@ class RenderWorker:
         lo = min(frames)
         all_enc, all_noise = trajectory.frames(lo, max(frames) + 1)
         pick = np.asarray(frames) - lo
+        params = trajectory.params(lo, max(frames) + 1)
+        at = {frame: {k: v[frame - lo].item() for k, v in params.items()} for frame in frames}
         writes: list[tuple[int, Future, float]] = []
         for b in range(0, len(frames), batch):
             sel = pick[b : b + batch]
@@ -121,16 +133,12 @@ class RenderWorker:
             images = self.renderer.render(select(all_enc, sel), all_noise[sel])
             per_frame = (time.perf_counter() - t0) / len(sel)
             for frame, image in zip(frames[b : b + batch], images):
-                writes.append((frame, self._writer.submit(self._write_frame, frame, image), per_frame))
-        params = trajectory.params(lo, max(frames) + 1)
+                text = (
+                    frame_text(self.job, frame, at[frame], self.random_weights) if manifest.frame_format >= 2 else None
+                )
+                writes.append((frame, self._writer.submit(self._write_frame, frame, image, text), per_frame))
         rows = [
-            {
-                **future.result(),
-                "frame": frame,
-                "seconds": seconds,
-                **{k: v[frame - lo].item() for k, v in params.items()},
-            }
-            for frame, future, seconds in writes
+            {**future.result(), "frame": frame, "seconds": seconds, **at[frame]} for frame, future, seconds in writes
         ]
         self._write_index(chunk, rows, attempt, manifest.run_id)
         return {
@@ -214,9 +222,11 @@ class RenderWorker:
             self._trajectory = (key, trajectory)
         return self._trajectory[1]
 
-    def _write_frame(self, frame: int, image: np.ndarray) -> dict[str, Any]:
-        written = self.store.write_frame(frame, encode_png(image))
-        return {**written, "height": int(image.shape[0]), "width": int(image.shape[1])}
+    def _write_frame(self, frame: int, image: np.ndarray, text: Mapping[str, str] | None) -> dict[str, Any]:
+        """Write a frame's PNG (with `text`: frame format 2); returns its index fields."""
+        written = self.store.write_frame(frame, encode_png(image, text))
+        parameters = text[TEXT_KEY] if text else None
+        return {**written, "height": int(image.shape[0]), "width": int(image.shape[1]), "parameters": parameters}
 
     def _write_index(self, chunk: int, rows: list[dict[str, Any]], attempt: int, run_id: str) -> None:
         """A file of its own with the rows of the frames this attempt rendered: nothing is read or merged, so

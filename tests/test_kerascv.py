@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 import shutil
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from raywalk import kerascv, weights
 from raywalk.kerascv import KerasCVRenderer, SubModels
 from raywalk.renderer import RendererError, check_renderer, renderer_kwargs
 from raywalk.spec import Model
 from raywalk.weights import VOCAB, WEIGHT_FILES, stage_weights, verify_weights
+from raywalk.worker import encode_png
 
 SIZE, STEPS = 128, 3
 PROMPTS = ["a photograph of a dog", "a bowl of fruit on a table"]
@@ -340,14 +345,54 @@ def test_random_weights_are_recorded(sd_models):
     }
 
 
-@pytest.mark.large
-def test_kerascv_jobs_keep_their_bytes(sd_models):
-    """Frames of four walks rendered now have the SHA-256s they had before encodings became named parts
-    (random weights, 128x128, 2 steps; see tests/kerascv_golden.py)."""
-    import json
+GOLDEN = Path(__file__).parent / "data" / "kerascv_golden.json"
 
+
+@pytest.fixture(scope="module")
+def golden_render(sd_models):
+    """The golden cases rendered now (tests/kerascv_golden.py): their digests and format-2 PNGs."""
     from kerascv_golden import MODEL, render_cases
 
-    golden = json.loads((Path(__file__).parent / "data" / "kerascv_golden.json").read_text())
-    r = KerasCVRenderer.from_models(sd_models, **MODEL, xla=False, joint_guidance=True)
-    assert render_cases(r) == golden
+    return render_cases(KerasCVRenderer.from_models(sd_models, **MODEL, xla=False, joint_guidance=True))
+
+
+@pytest.mark.large
+def test_kerascv_jobs_keep_their_bytes(golden_render):
+    """Frames of four walks rendered now have the digests recorded with the locked stack (random weights,
+    128x128, 2 steps; see tests/kerascv_golden.py); where they differ, the message names the packages whose
+    installed versions are not the recorded ones."""
+    from kerascv_golden import stack_difference
+
+    golden = json.loads(GOLDEN.read_text())
+    assert golden_render[0] == golden["cases"], stack_difference(golden["stack"])
+
+
+@pytest.mark.large
+def test_frame_texts_left_the_pixels_as_they_were(golden_render):
+    """The recorded pixel digests are those of the images behind the format-1 PNGs (the digests from before
+    frame texts), and each format-2 PNG rendered now decodes to exactly those pixels."""
+    golden = json.loads(GOLDEN.read_text())["cases"]
+    for name, frames in golden.items():
+        for recorded in frames:
+            png = golden_render[1][f"{name}/{recorded['frame']}"]
+            pixels = np.asarray(Image.open(io.BytesIO(png)))
+            assert hashlib.sha256(pixels.tobytes()).hexdigest() == recorded["pixels"], (name, recorded["frame"])
+            assert hashlib.sha256(encode_png(pixels)).hexdigest() == recorded["png_format1"]
+            assert "parameters" in Image.open(io.BytesIO(png)).text
+
+
+def test_a_golden_digest_mismatch_names_the_packages_that_differ():
+    from kerascv_golden import stack, stack_difference
+
+    installed = stack()
+    assert "the code changed the numbers" in stack_difference(installed)
+    assert f"numpy {installed['numpy']}" in stack_difference(installed)
+    older = {**installed, "numpy": "1.26.4", "keras-cv": "0.8.2"}
+    message = stack_difference(older)
+    assert message == (
+        "the installed stack is not the one the golden digests were made with: "
+        f"keras-cv {installed['keras-cv']} (digests made with 0.8.2), numpy {installed['numpy']} "
+        "(digests made with 1.26.4)"
+    )
+    without_keras = {k: v for k, v in installed.items() if k != "keras"}
+    assert stack_difference(without_keras).endswith(f"keras {installed['keras']} (digests made with absent)")

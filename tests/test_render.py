@@ -5,28 +5,34 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 import yaml
 from PIL import Image
 
-from raywalk import load_job
+from raywalk import Trajectory, job_from_dict, load_job
 from raywalk.driver import WorkerSpec, render, resume
 from raywalk.errors import RunBusyError, RunLocationError
+from raywalk.frameinfo import frame_text
 from raywalk.lock import RunLock
+from raywalk.manifest import new_manifest
 from raywalk.progress import Progress
 from raywalk.store import RunStore
+from raywalk.worker import encode_png
 
 CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
-# How, not what, a frame was made (the fingerprint too: jobs that differ only in test renderer options
-# make the same frames).
-VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written")
+# How, not what, a frame was made (the fingerprint and the frame's text too: jobs that differ only in test
+# renderer options make the same pixels).
+VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written", "parameters")
+PNG_BYTES = ("sha256", "bytes")  # of PNGs whose text names their job: jobs that differ only in options differ here
 
 
 def write_job(
@@ -84,11 +90,18 @@ def frame_bytes(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
-def index_rows(out: Path) -> list[dict]:
-    """The index's rows without how they were made, each once (the index is append-only: a frame
-    rendered again adds a row)."""
+def frame_pixels(out: Path) -> dict[str, bytes]:
+    """Each frame's decoded pixels: what jobs that differ only in test renderer options share (their PNGs'
+    text names their own job)."""
+    return {p.name: Image.open(p).tobytes() for p in sorted((out / "frames").glob("*.png"))}
+
+
+def index_rows(out: Path, skip: tuple[str, ...] = ()) -> list[dict]:
+    """The index's rows without how they were made (nor the columns `skip`), each once (the index is
+    append-only: a frame rendered again adds a row)."""
     table = RunStore(str(out)).read_index()
-    rows = {json.dumps({k: v for k, v in r.items() if k not in VOLATILE}, sort_keys=True) for r in table.to_pylist()}
+    drop = VOLATILE + skip
+    rows = {json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in table.to_pylist()}
     return sorted((json.loads(r) for r in rows), key=lambda r: (r["frame"], r["chunk"]))
 
 
@@ -159,8 +172,8 @@ def test_a_worker_killed_mid_chunk_loses_nothing(clean_run, tmp_path):
     restarts = [e for e in events if e["event"] == "worker_restarting"]
     assert len(restarts) == 1 and restarts[0]["restart"] == 1 and restarts[0]["max_restarts"] == 3
     assert restarts[0]["reason"]
-    assert frame_bytes(out) == frame_bytes(clean_run[0])
-    assert index_rows(out) == index_rows(clean_run[0])
+    assert frame_pixels(out) == frame_pixels(clean_run[0])
+    assert index_rows(out, PNG_BYTES) == index_rows(clean_run[0], PNG_BYTES)
 
 
 def test_a_worker_killed_while_it_encodes_the_prompts_is_asked_again(clean_run, tmp_path):
@@ -173,7 +186,7 @@ def test_a_worker_killed_while_it_encodes_the_prompts_is_asked_again(clean_run, 
     assert outcome.complete
     restarts = [e for e in map(json.loads, log.splitlines()) if e["event"] == "worker_restarting"]
     assert [e["restart"] for e in restarts] == [1]
-    assert frame_bytes(out) == frame_bytes(clean_run[0])
+    assert frame_pixels(out) == frame_pixels(clean_run[0])
 
 
 def test_resume_renders_only_deleted_and_truncated_frames(clean_run, tmp_path):
@@ -279,9 +292,9 @@ def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_p
     assert len(list((out / "index").glob("*.parquet"))) < 6  # it really stopped mid-run
     outcome = resume(str(out), workers=CPU_WORKER, progress=quiet())
     assert outcome.complete and 0 < outcome.rendered < 12
-    assert frame_bytes(out) == frame_bytes(clean_run[0])
-    assert [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(out)] == [
-        {k: v for k, v in r.items() if k != "chunk"} for r in index_rows(clean_run[0])
+    assert frame_pixels(out) == frame_pixels(clean_run[0])
+    assert [{k: v for k, v in r.items() if k != "chunk"} for r in index_rows(out, PNG_BYTES)] == [
+        {k: v for k, v in r.items() if k != "chunk"} for r in index_rows(clean_run[0], PNG_BYTES)
     ]
 
 
@@ -349,3 +362,110 @@ def test_previews_while_rendering_and_outputs_at_the_end(ray_connected, tmp_path
     assert outcome.outputs and events[-1]["event"] == "assembled"
     assert Image.open(out / "walk.gif").n_frames == 2 * 12 - 2  # the final GIF, not a preview
     assert (out / "walk-contact.png").exists()
+
+
+# ----------------------------------------------------------------------------- what a frame says
+
+
+def test_each_frame_says_what_made_it_and_the_index_says_the_same(clean_run):
+    out = clean_run[0]
+    job = load_job(next(out.parent.glob("*.yaml")))
+    image = Image.open(out / "frames" / "000005.png")
+    text = image.text["parameters"]
+    # frame 5 of 12 on a one-segment walk: t = 5/11
+    assert text.splitlines()[0] == "a red fox :0.5455 AND a blue whale :0.4545"
+    pairs = text.splitlines()[-1]
+    for pair in (
+        "Steps: 2",
+        "CFG scale: 7.5",
+        "Seed: 7",
+        "Noise: per_frame",
+        "Size: 64x64",
+        'Model: "doubles:FakeRenderer"',
+        "Weights: RANDOM WEIGHTS",
+        "Walk: interpolate slerp segment 0 t 0.4545",
+        "Job: walk",
+        f"Fingerprint: {job.fingerprint()}",
+        "Frame: 5",
+        "Frames: 12",
+        "Frame format: 2",
+    ):
+        assert pair in pairs.split(", "), pair
+    record = json.loads(image.text["raywalk"])
+    assert record["job"] == "walk" and record["frame"] == 5 and record["fingerprint"] == job.fingerprint()
+    assert record["prompts"] == ["a red fox", "a blue whale"]
+    assert record["weights"] == pytest.approx([6 / 11, 5 / 11])
+    assert record["walk"]["at"] == {"segment": 0, "t": pytest.approx(5 / 11)}
+    assert (record["seed"], record["steps"], record["guidance_scale"]) == (7, 2, 7.5)
+    assert record["model"]["renderer"] == "doubles:FakeRenderer" and record["random_weights"] is True
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["frame_format"] == 2
+    for volatile in (manifest["run_id"], platform.node()):  # only what the job and the frame number determine
+        assert volatile not in text and volatile not in image.text["raywalk"]
+    rows = RunStore(str(out)).read_index(["frame", "parameters"]).to_pylist()
+    assert len(rows) == 12
+    for row in rows:
+        assert row["parameters"] == Image.open(out / "frames" / f"{row['frame']:06d}.png").text["parameters"]
+
+
+def test_a_run_rendered_again_from_scratch_has_the_same_bytes_text_included(clean_run, tmp_path):
+    out = tmp_path / "out"
+    outcome, _ = run(write_job(tmp_path, chunk_size=5), out)  # another run, host time and chunking
+    assert outcome.complete and outcome.rendered == 12
+    run_ids = {json.loads((o / "manifest.json").read_text())["run_id"] for o in (out, clean_run[0])}
+    assert len(run_ids) == 2
+    assert frame_bytes(out) == frame_bytes(clean_run[0])
+    assert all("parameters" in Image.open(p).text for p in (out / "frames").glob("*.png"))
+
+
+def test_a_run_made_before_frame_texts_keeps_its_format_on_resume(clean_run, tmp_path):
+    """A run whose manifest has no `frame_format` (format 1, as raywalk wrote before frame texts) is resumed
+    with PNGs of pixels only, byte for byte what format 1 encodes, also after its manifest is repaired."""
+    out = tmp_path / "out"
+    job = load_job(write_job(tmp_path))
+    old = new_manifest(job).to_json()
+    del old["frame_format"]
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps(old))  # a format-1 run stopped before its first frame
+    outcome = resume(str(out), workers=CPU_WORKER, progress=quiet())
+    assert outcome.complete and outcome.rendered == 12
+    assert json.loads((out / "manifest.json").read_text())["frame_format"] == 1
+    reference = frame_bytes(clean_run[0])
+    first = frame_bytes(out)
+    for name, png in first.items():
+        pixels = np.asarray(Image.open(io.BytesIO(reference[name])))
+        assert Image.open(io.BytesIO(png)).text == {}
+        assert png == encode_png(pixels)  # format 1: the same pixels as format 2, and no text
+    assert set(RunStore(str(out)).read_index(["parameters"])["parameters"].to_pylist()) == {None}
+
+    (out / "frames" / "000004.png").unlink()
+    assert resume(str(out), workers=CPU_WORKER, progress=quiet()).rendered == 1
+    (out / "manifest.json").write_text("{")  # damaged: rendering the job again repairs it, format 1 kept
+    (out / "frames" / "000009.png").unlink()
+    outcome, _ = run(write_job(tmp_path), out)
+    assert outcome.complete and outcome.rendered == 1
+    assert json.loads((out / "manifest.json").read_text())["frame_format"] == 1
+    assert frame_bytes(out) == first
+
+
+def test_a_grid_frame_says_its_four_weights_its_negative_prompt_and_any_script():
+    job = job_from_dict(
+        {
+            "name": "grid",
+            "prompts": ["a cat", "a dog", "un chat 猫", "a hen"],
+            "walk": {"kind": "grid", "size": 3},
+            "noise": {"kind": "fixed", "seed": 9},
+            "model": {"width": 64, "height": 64, "weights": "download", "options": {"negative_prompt": "blurry, dark"}},
+        }
+    )
+    params = {k: v[0].item() for k, v in Trajectory(job, np.zeros((4, 77, 8))).params(4, 5).items()}
+    text = frame_text(job, 4, params, random_weights=False)
+    png = encode_png(np.zeros((8, 8, 3), np.uint8), text)
+    assert Image.open(io.BytesIO(png)).text == text  # the CJK prompt travels as iTXt
+    lines = text["parameters"].splitlines()
+    assert lines[0] == "a cat :0.2500 AND a dog :0.2500 AND un chat 猫 :0.2500 AND a hen :0.2500"
+    assert lines[1] == "Negative prompt: blurry, dark"
+    assert "Weights: download" in lines[2] and "RANDOM" not in text["parameters"]
+    assert 'Model: "raywalk.kerascv:KerasCVRenderer"' in lines[2].split(", ")
+    assert json.loads(text["raywalk"])["walk"]["at"] == {"row": 1, "col": 1, "t_row": 0.5, "t_col": 0.5}
+    assert frame_text(job, 4, params, random_weights=False) == text  # the same frame, the same text
