@@ -97,7 +97,7 @@ def stack_lines(manifest: Manifest, counts: dict[str | None, int]) -> list[str]:
     if not recorded and not counts:
         return []
     current = manifest.stack.id if manifest.stack else None
-    lines = [f"stacks    {len(recorded)} recorded" + (f", rendering with {current}" if current else "")]
+    lines = [f"stacks    {len(recorded) or 'none'} recorded" + (f", rendering with {current}" if current else "")]
     for sid, record in recorded.items():
         how = "allowed change" if record.allowed else "first"
         when = f"{how} {record.first_used}" if record.first_used else how

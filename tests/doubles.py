@@ -91,3 +91,20 @@ class SigmoidRenderer(FakeRenderer):
         t = np.where(u <= 1.0, u, 2.0 - u)  # there and back: segments meet on the same image
         w = 1.0 / (1.0 + np.exp(-self.steepness * (t - 0.5)))[:, None, None, None]
         return np.clip((1 - w) * self._ends[0] + w * self._ends[1], 0, 255).round().astype(np.uint8)
+
+
+class MixedStackRenderer(FakeRenderer):
+    """A FakeRenderer whose precision (part of a worker's model stack) depends on the worker: the first one
+    built claims `claim_dir`/first and says float32, every other says float16. Workers of one pool then
+    have two stacks, as on a cluster whose nodes resolved different packages."""
+
+    def __init__(self, claim_dir: str = "", **options: Any) -> None:
+        super().__init__(**options)
+        import os
+
+        try:
+            os.close(os.open(os.path.join(claim_dir, "first"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            precision = "float32"
+        except FileExistsError:
+            precision = "float16"
+        self.info = {"precision": precision}
