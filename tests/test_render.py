@@ -25,8 +25,9 @@ from raywalk.store import RunStore
 
 CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
 # How, not what, a frame was made (the fingerprint too: jobs that differ only in test renderer options
-# make the same frames).
-VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written")
+# make the same frames; the stack too: fake-GPU workers have device kind "gpu", the test renderer's frames
+# do not depend on it).
+VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written", "stack")
 
 
 def write_job(
