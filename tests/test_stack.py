@@ -19,7 +19,7 @@ from raywalk.report import build_report
 from raywalk.stack import Stack, describe_difference, first_difference
 from raywalk.status import run_status
 from raywalk.store import RunStore
-from test_integrity import make_job
+from test_integrity import make_job, start, worker  # noqa: F401  (worker: a fixture)
 
 from test_render import cpu_worker_args, run, write_job
 
@@ -94,6 +94,20 @@ def test_manifests_without_a_stack_still_read_and_adopt_the_first_workers():
     assert admit_stack(old, RUN_STACK, allow=False).stack == RUN_STACK  # never refused
     with pytest.raises(ManifestError, match="stack record is not valid: precision is int"):
         Manifest.from_json({**data, "stack": {**RUN_STACK.to_json(), "precision": 16}}, "manifest.json")
+
+
+def test_a_worker_renders_nothing_for_a_run_that_does_not_record_its_stack(tmp_path, worker):  # noqa: F811
+    store = RunStore(str(tmp_path / "run"), create=True)
+    job = make_job(frames=4, chunk_size=2)
+    w = worker(job, store.uri)
+    manifest = admit_stack(start(store, job, worker), other(), allow=False)  # a run of another stack
+    store.write_manifest(manifest)
+    with pytest.raises(StackChangeError, match="^this worker's stack differs from the run's: "):
+        w.render_chunk(0, [0, 1], 1)
+    assert not list((tmp_path / "run" / "frames").glob("*.png")) and store.read_index().num_rows == 0
+    store.write_manifest(admit_stack(manifest, w.stack, allow=True))  # the driver admitted it: it renders
+    w.render_chunk(0, [0, 1], 1)
+    assert store.read_index()["stack"].to_pylist() == [w.stack.id] * 2
 
 
 # ---------------------------------------------------------------------------- on Ray
