@@ -175,6 +175,12 @@ _render_options = [
         show_default=True,
         help="Seconds without a finished chunk before a 'stalled' event (repeated while it lasts).",
     ),
+    click.option(
+        "--allow-stack-change",
+        is_flag=True,
+        help="Render even with workers whose model stack (package versions, Keras backend, precision, device "
+        "kind) is not the run's; the manifest records it.",
+    ),
 ]
 
 
@@ -211,12 +217,21 @@ def resume(uri: str, **options) -> None:
     _finish(driver.resume(uri, **_driver_options(**options)))
 
 
-def _driver_options(address, workers, gpus_per_worker, cpus_per_worker, verify, start_timeout, watchdog) -> dict:
+def _driver_options(
+    address, workers, gpus_per_worker, cpus_per_worker, verify, start_timeout, watchdog, allow_stack_change
+) -> dict:
     """The driver's keyword arguments from the shared render options."""
     from raywalk.driver import WorkerSpec
 
     spec = WorkerSpec(count=workers, gpus=gpus_per_worker, cpus=cpus_per_worker)
-    return {"address": address, "workers": spec, "verify": verify, "start_timeout": start_timeout, "watchdog": watchdog}
+    return {
+        "address": address,
+        "workers": spec,
+        "verify": verify,
+        "start_timeout": start_timeout,
+        "watchdog": watchdog,
+        "allow_stack_change": allow_stack_change,
+    }
 
 
 def _finish(outcome) -> None:

@@ -54,10 +54,11 @@ from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits
 from raywalk.commands import resume_command
 from raywalk.errors import AudioError, Interrupted, RendererError, RunError, RunLocationError, StoreError
 from raywalk.lock import HEARTBEAT_EVERY, RunLock
-from raywalk.manifest import Manifest, ManifestError, new_manifest
+from raywalk.manifest import Manifest, ManifestError, admit_stack, new_manifest
 from raywalk.pacing import first_pass_job
 from raywalk.progress import Progress
 from raywalk.spec import Job, job_from_dict
+from raywalk.stack import Stack
 from raywalk.store import SMOOTHNESS, RunStore, frame_ranges, soundtrack_name
 from raywalk.timing import needs_table
 
@@ -106,21 +107,27 @@ def render(
     start_timeout: float = START_TIMEOUT,
     watchdog: float = WATCHDOG,
     heartbeat_every: float = HEARTBEAT_EVERY,
+    allow_stack_change: bool = False,
 ) -> Outcome:
     """Render every frame of `job` that `uri` lacks, then assemble the job's outputs.
+
+    Workers render only with the run's model stack (`raywalk.stack`); with
+    `allow_stack_change` they render with their own, which the manifest records.
 
     Raises:
         BadInputError: (exit 2) the location, the worker request or the renderer cannot be used; nothing
             was written.
         RunBusyError: (exit 3) another live driver holds the run, or took it over during this render.
         AudioError: (exit 2) the soundtrack is not the file the job recorded; nothing was written.
+        StackChangeError: (exit 2) a worker's stack is not the run's (or not the other workers'), and
+            `allow_stack_change` is not given; no frame was written by it.
         RunError: (exit 1) no worker could start or come back, or the walk table could not be measured; the
             message names the missing frames and the resume command.
         Interrupted: (exit 130, 143) SIGINT or SIGTERM (caught in the main thread only) stopped the render; its
             workers were stopped and its lock released, and the message says how to finish it.
         StoreError: (exit 4) storage kept failing.
     """
-    session = _Session(job, address, workers, start_timeout, watchdog)
+    session = _Session(job, address, workers, start_timeout, watchdog, allow_stack_change)
     with _Interrupts() as session.interrupts:
         try:
             return _render(session, job, uri, force, verify, progress, heartbeat_every)
@@ -425,8 +432,18 @@ def run_manifest(manifest: Manifest, worker_info: dict[str, Any]) -> Manifest:
 class _Session:
     """One render's Ray side: its request, the lock it beats on every wait, its progress."""
 
-    def __init__(self, job: Job, address: str | None, spec: WorkerSpec, start_timeout: float, watchdog: float):
+    def __init__(
+        self,
+        job: Job,
+        address: str | None,
+        spec: WorkerSpec,
+        start_timeout: float,
+        watchdog: float,
+        allow_stack_change: bool = False,
+    ):
         self.job, self.address, self.spec = job, address, spec
+        self.allow_stack_change = allow_stack_change
+        self.manifest: Manifest | None = None  # the run's, once the first worker's stack is admitted
         self.start_timeout, self.watchdog = start_timeout, watchdog
         self.request: Request | None = None
         self.backend: str | None = None  # the Keras backend the renderer's workers start with
@@ -570,11 +587,15 @@ class _Session:
         try:
             self.watch = watch = _Restarts(self, pool)
             first, info, probes = self.start(pool)
+            # before anything is written: a worker of another stack renders nothing (nor encodes the prompts)
+            admitted = admit_stack(manifest, Stack.from_json(info["stack"]), allow=self.allow_stack_change)
+            self._stack_event(manifest, admitted, first)
             sha = manifest.keyframes_sha256
             if store.read_keyframes(sha) is None:  # none yet, or damaged: encoded again before any frame
                 sha = self.call(pool, first, "encode_keyframes")
-            manifest = run_manifest(manifest, info).replace(keyframes_sha256=sha)
+            manifest = run_manifest(admitted, info).replace(keyframes_sha256=sha)
             store.write_manifest(manifest)
+            self.manifest = manifest
             if needs_table(self.job) and store.read_timing(manifest.timing_sha256) is None:
                 store.write_manifest(manifest.replace(timing_sha256=self.measure(store, pool, first)))
             self.progress.begin(
@@ -595,7 +616,35 @@ class _Session:
             raise RunError(f"{exc}; {_missing_message(store, self.job)}") from None
         finally:
             self.watch = None
+            self.manifest = None
             pool.stop()
+
+    def admit(self, store: RunStore, i: int, info: dict[str, Any]) -> None:
+        """Let worker `i`, which joined after the first (or came back from a restart), render: its stack must
+        be the run's, or the change allowed (then recorded in the manifest before it gets a chunk).
+
+        Raises:
+            StackChangeError: its stack is another, and the change is not allowed.
+        """
+        if self.manifest is None:
+            return
+        admitted = admit_stack(
+            self.manifest, Stack.from_json(info["stack"]), allow=self.allow_stack_change, who=f"worker {i}"
+        )
+        if admitted is not self.manifest:
+            self._stack_event(self.manifest, admitted, i)
+            store.write_manifest(admitted)
+            self.manifest = admitted
+
+    def _stack_event(self, before: Manifest, after: Manifest, worker: int) -> None:
+        """Announce a stack the run did not record before (`stack_changed` for an allowed change)."""
+        new = [r for r in after.stacks if r not in before.stacks]
+        for record in new:
+            fields = {"worker": worker, "stack": record.stack.id, "versions": record.stack.summary()}
+            if record.allowed:
+                self.event("stack_changed", previous=before.stack.id if before.stack else None, **fields)
+            else:
+                self.event("stack", **fields)
 
     def measure(self, store: RunStore, pool: _WorkerPool, i: int) -> str:
         """Render what the run lacks of the first pass (perceptual pacing) on actor `i`, one call per first-pass
@@ -784,9 +833,13 @@ class _Dispatcher:
 
         Raises:
             RunError: every actor died for good, or the cluster has no node left for the restarting ones.
+            StackChangeError: a worker's stack is not the run's, and the change is not allowed.
         """
         self.chunks = chunks
         failed: dict[int, str] = {}
+        if self.probes:  # workers already up are admitted (or refused) before the first chunk is sent
+            for ref in ray.wait(list(self.probes), num_returns=len(self.probes), timeout=0)[0]:
+                self._probed(ref)
         while True:
             self._submit()
             if not self.in_flight and self.exhausted and not self.retries:
@@ -902,7 +955,7 @@ class _Dispatcher:
     def _probed(self, ref: ray.ObjectRef) -> None:
         i = self.probes.pop(ref)
         try:
-            ray.get(ref)
+            info = ray.get(ref)
         except ActorDiedError as exc:
             self._lost(i, _cause(exc))
             return
@@ -910,6 +963,7 @@ class _Dispatcher:
             time.sleep(POLL)  # restarting: ask again shortly
             self.probes[self.pool.actors[i].describe.remote()] = i
             return
+        self.session.admit(self.store, i, info)
         self.usable.add(i)
 
 

@@ -22,6 +22,7 @@ README repeats it::
     │   ├── JobError             a job file or job data that cannot be run
     │   ├── RendererError        a renderer that cannot be loaded or cannot do what the job asks
     │   ├── AudioError           a soundtrack that cannot be read or muxed
+    │   ├── StackChangeError     workers whose model stack is not the run's (without --allow-stack-change)
     │   └── RunLocationError     an --out / run URI that is not usable, holds no run or another job
     ├── IncompleteError (1)
     │   ├── RunError             a run that cannot go on (no workers, every renderer died)
@@ -88,6 +89,11 @@ class RendererError(BadInputError):
 
 class AudioError(BadInputError):
     """A soundtrack (`timing.audio`) that cannot be read, decoded or muxed."""
+
+
+class StackChangeError(BadInputError):
+    """Workers whose model stack (`raywalk.stack`) differs from the run's, or from each other's: they render
+    nothing unless the change is allowed; the message names the first entry that differs, with both values."""
 
 
 class IncompleteError(RaywalkError):

@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from raywalk import __version__
-from raywalk.errors import JobError, RunLocationError
+from raywalk.errors import JobError, RunLocationError, StackChangeError
 from raywalk.spec import Job, job_from_dict
+from raywalk.stack import Stack, StackDataError, StackRecord, describe_difference
 
 LEGACY_RUN_ID = "legacy"  # runs written before run ids: their index rows carry none either
 # How a run's PNGs are encoded: 1, pixels only (manifests without `frame_format`); 2, with text chunks
@@ -47,6 +48,9 @@ class Manifest:
     `frame_format` says how its PNGs are encoded (`FRAME_FORMATS`): a new run
     takes `FRAME_FORMAT`, a run made before text chunks reads as 1 and keeps
     it, so its resumes write the bytes its first frames have.
+    `stack` is the model stack the run is rendered with (None until the first
+    worker's is adopted, and in runs made before stacks were recorded);
+    `stacks` every stack it has been rendered with, oldest first.
     """
 
     job: Job
@@ -58,6 +62,8 @@ class Manifest:
     keyframes_sha256: str | None = None
     timing_sha256: str | None = None
     frame_format: int = FRAME_FORMAT
+    stack: Stack | None = None
+    stacks: tuple[StackRecord, ...] = ()
     updated: str = dataclasses.field(default_factory=_now)
 
     @property
@@ -86,6 +92,8 @@ class Manifest:
             "keyframes_sha256": self.keyframes_sha256,
             "timing_sha256": self.timing_sha256,
             "frame_format": self.frame_format,
+            "stack": None if self.stack is None else self.stack.to_json(),
+            "stacks": [record.to_json() for record in self.stacks],
             "updated": self.updated,
         }
 
@@ -131,9 +139,46 @@ class Manifest:
                 raise damaged(f"{key} is {type(value).__name__}")
         if not run_id:
             raise damaged("empty run_id")
+        try:  # runs made before stacks were recorded have neither
+            stack = None if data.get("stack") is None else Stack.from_json(data["stack"])
+            stacks = data.get("stacks", [])
+            if not isinstance(stacks, list):
+                raise StackDataError(f"stacks is {type(stacks).__name__}")
+            records = tuple(StackRecord.from_json(record) for record in stacks)
+        except StackDataError as exc:
+            raise damaged(f"its stack record is not valid: {exc}") from None
         if isinstance(data.get("frame_format"), bool) or checks["frame_format"][0] not in FRAME_FORMATS:
             raise damaged(f"frame_format {data.get('frame_format')!r} is none of {FRAME_FORMATS} (a newer raywalk?)")
-        return cls(job=job, **{key: value for key, (value, _) in checks.items()})
+        fields = {key: value for key, (value, _) in checks.items()}
+        return cls(job=job, stack=stack, stacks=records, **fields)
+
+
+def admit_stack(manifest: Manifest, stack: Stack, *, allow: bool, who: str = "") -> Manifest:
+    """The manifest once a worker with `stack` may render for it.
+
+    A run without a stack (fresh, or made before stacks were recorded) adopts
+    it; the run's own stack changes nothing; another stack is refused unless
+    `allow`, and then recorded in `stacks` as allowed. `who` names a worker that
+    joined after the first (e.g. "worker 2"): an allowed stack of its own is
+    recorded without becoming the run's `stack`.
+
+    Raises:
+        StackChangeError: `stack` is not the run's and `allow` is not given.
+    """
+    now = _now()
+    if manifest.stack is None:
+        return manifest.replace(stack=stack, stacks=(*manifest.stacks, StackRecord(stack, now, allowed=False)))
+    if stack.id == manifest.stack.id:
+        return manifest
+    if not allow:
+        owner, where = (f"{who}'s", f"on {who}") if who else ("the workers'", "on the workers")
+        raise StackChangeError(
+            f"{owner} stack differs from the run's: {describe_difference(stack, manifest.stack, where)} "
+            "(--allow-stack-change renders anyway)"
+        )
+    known = {record.stack.id for record in manifest.stacks}
+    stacks = manifest.stacks if stack.id in known else (*manifest.stacks, StackRecord(stack, now, allowed=True))
+    return manifest.replace(stack=manifest.stack if who else stack, stacks=stacks)
 
 
 def new_manifest(job: Job) -> Manifest:

@@ -30,8 +30,10 @@ from matplotlib.figure import Figure
 
 from raywalk.commands import assemble_command, report_command, resume_command, status_command
 from raywalk.errors import StoreError, one_line
+from raywalk.manifest import Manifest
 from raywalk.pacing import max_jump, smoothness
 from raywalk.spec import OUTPUT_SUFFIXES, Job
+from raywalk.status import frames_per_stack, latest_done_rows, stack_lines
 from raywalk.store import INDEX_SCHEMA, RunStore, frame_ranges, preview_name
 
 if TYPE_CHECKING:
@@ -569,6 +571,14 @@ def _pacing_section(distances: np.ndarray | None, table: np.ndarray | None) -> s
     return "".join(out)
 
 
+def _stacks_section(record: Manifest, counts: Mapping[str | None, int]) -> str:
+    """Every stack the run was rendered with, and how many done frames carry each (`raywalk status` too)."""
+    lines = stack_lines(record, dict(counts))
+    if not lines:
+        return ""
+    return f"<h2>Model stacks</h2><pre>{_e(chr(10).join(lines))}</pre>"
+
+
 def _job_section(job: Job, manifest: Mapping[str, Any]) -> str:
     m = job.model
     described = {
@@ -648,6 +658,7 @@ def build_report(store: RunStore, releasing: str | None = None) -> str:
             _walk_section(table, done, total),
             _pacing_section(store.read_smoothness(record.run_id), store.read_timing(record.timing_sha256)),
             _job_section(job, manifest),
+            _stacks_section(record, frames_per_stack(latest_done_rows(table, done_mask))),
             f"<h2>Commands</h2><pre>{_e(commands)}</pre>",
             f"<footer>raywalk report of {_e(store.url())}, generated {_e(generated)} "
             "from its manifest and index.</footer>",

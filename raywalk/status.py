@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 
 import numpy as np
@@ -10,7 +11,9 @@ import pyarrow.compute as pc
 
 from raywalk.commands import resume_command
 from raywalk.lock import is_stale, read_lock
+from raywalk.manifest import Manifest
 from raywalk.pacing import max_jump, smoothness
+from raywalk.stack import StackRecord
 from raywalk.store import RunStore, frame_ranges
 
 
@@ -56,17 +59,19 @@ def run_status(uri: str, verify: bool = False) -> str:
             if is_stale(lock)
             else f"rendering by {who}"
         )
-    lines += _workers(store, manifest.run_id, done)
+    rows = latest_done_rows(store.read_index(None, run_id=manifest.run_id), done)
+    lines += stack_lines(manifest, frames_per_stack(rows))
+    lines += _workers(rows)
     if missing and not lock:
         lines.append(f"finish    {resume_command(store.uri)}")
     return "\n".join(lines)
 
 
-def _workers(store: RunStore, run_id: str, done: np.ndarray) -> list[str]:
-    """Frames and seconds per frame of each worker, over the done frames of this run (one row per frame)."""
-    index = store.read_index(None, run_id=run_id)
+def latest_done_rows(index: pa.Table, done: np.ndarray) -> pa.Table:
+    """The rows of `index` (one run's) of the `done` frames, one per frame (its latest: a frame rendered
+    twice counts once)."""
     if not index.num_rows:
-        return []
+        return index
     frames = index["frame"].to_numpy(zero_copy_only=False)
     keep = (frames >= 0) & (frames < len(done))
     keep[keep] = done[frames[keep]]
@@ -74,7 +79,38 @@ def _workers(store: RunStore, run_id: str, done: np.ndarray) -> list[str]:
     if "written" in index.column_names:  # a frame rendered twice counts once: its latest row
         index = index.sort_by([("written", "descending")])
     _, first = np.unique(index["frame"].to_numpy(zero_copy_only=False), return_index=True)
-    index = index.take(pa.array(np.sort(first)))
+    return index.take(pa.array(np.sort(first)))
+
+
+def frames_per_stack(rows: pa.Table) -> dict[str | None, int]:
+    """How many of `rows` (`latest_done_rows`) each stack id rendered; None for rows written before stacks."""
+    stacks = rows["stack"].to_pylist() if "stack" in rows.column_names else [None] * rows.num_rows
+    return dict(collections.Counter(stacks))
+
+
+def stack_lines(manifest: Manifest, counts: dict[str | None, int]) -> list[str]:
+    """Every stack the run was rendered with (the manifest's `stacks`, and any its done frames name), with
+    how many done frames carry each."""
+    recorded = {r.stack.id: r for r in manifest.stacks}
+    if manifest.stack is not None and manifest.stack.id not in recorded:
+        recorded[manifest.stack.id] = StackRecord(manifest.stack, "")
+    if not recorded and not counts:
+        return []
+    current = manifest.stack.id if manifest.stack else None
+    lines = [f"stacks    {len(recorded) or 'none'} recorded" + (f", rendering with {current}" if current else "")]
+    for sid, record in recorded.items():
+        how = "allowed change" if record.allowed else "first"
+        when = f"{how} {record.first_used}" if record.first_used else how
+        lines.append(f"  {sid} {counts.get(sid, 0):6d} frames  {when}: {record.stack.summary()}")
+    for other, count in counts.items():
+        if other not in recorded:
+            what = "rendered before stacks were recorded" if other is None else "not in the manifest"
+            lines.append(f"  {other or 'none':12} {count:6d} frames  {what}")
+    return lines
+
+
+def _workers(index: pa.Table) -> list[str]:
+    """Frames and seconds per frame of each worker, over `latest_done_rows`."""
     if not index.num_rows:
         return []
     where = "host" if "host" in index.column_names else "node"

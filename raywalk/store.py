@@ -7,7 +7,7 @@ NFS path or in an object store (``s3://bucket/run?endpoint_override=host:port&sc
 
 Layout under the run root::
 
-    manifest.json                          the job, its fingerprint, the run id, versions
+    manifest.json                          the job, its fingerprint, the run id, versions, the model stack(s)
     keyframes.npz                          the prompts' encodings, by part (SHA-256 in the manifest)
     timing.npy                             the walk parameter of every frame, when measured (SHA-256 in the manifest)
     soundtrack/beat.flac                   the job's soundtrack, copied in whole (recorded like an output)
@@ -114,9 +114,10 @@ INDEX_SCHEMA = pa.schema(
         ("fingerprint", pa.string()),  # the job's fingerprint
         ("written", pa.float64()),  # UNIX seconds when the chunk's index file was written
         ("parameters", pa.string()),  # the text the frame's PNG carries (`raywalk.frameinfo`); null in format 1
+        ("stack", pa.string()),  # the id of the worker's model stack (raywalk.stack); null in older files
     ]
 )
-_STAMPED = ("run_id", "fingerprint", "written")  # filled in by write_chunk_index
+_STAMPED = ("run_id", "fingerprint", "written", "stack")  # filled in by write_chunk_index
 _OPTIONAL = ("parameters",)  # null where `columns` lacks them
 
 # The retry budget of every storage call: RETRY_ATTEMPTS tries, waiting RETRY_BACKOFF
@@ -869,6 +870,7 @@ class RunStore:
         *,
         run_id: str | None = None,
         fingerprint: str | None = None,
+        stack: str | None = None,
     ) -> str:
         """Add the index rows one attempt at chunk `chunk` rendered (after their PNGs); returns the file's name.
 
@@ -876,7 +878,8 @@ class RunStore:
         out: null), plus any extra ones (the frames' trajectory parameters,
         which keep the types pyarrow infers).
         Every row is stamped with `run_id` and `fingerprint` (default: the
-        manifest's) and, unless `columns` has them, the time of writing. Each
+        manifest's), the id of the stack that rendered them (`stack`, null if
+        not given) and, unless `columns` has them, the time of writing. Each
         call writes a new file (`index/chunk-000007-<token>.parquet`) and
         touches no other.
 
@@ -896,6 +899,7 @@ class RunStore:
             "run_id": [run_id] * rows,
             "fingerprint": [fingerprint] * rows,
             "written": columns.get("written", [time.time()] * rows),
+            "stack": columns.get("stack", [stack] * rows),
         }
         arrays = {
             f.name: pa.array(stamps[f.name] if f.name in _STAMPED else columns.get(f.name, [None] * rows), type=f.type)

@@ -20,7 +20,9 @@ size and fewer steps the first time one is asked for.
 from __future__ import annotations
 
 import io
+import os
 import platform
+import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,12 +34,13 @@ import ray
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from raywalk.errors import RunError, RunLocationError
+from raywalk.errors import RunError, RunLocationError, StackChangeError
 from raywalk.frameinfo import TEXT_KEY, frame_text
 from raywalk.manifest import Manifest
 from raywalk.pacing import first_pass_job, first_pass_trajectory
 from raywalk.renderer import Renderer, load_renderer
-from raywalk.spec import job_from_dict
+from raywalk.spec import Job, job_from_dict
+from raywalk.stack import BACKEND_PACKAGES, PACKAGES, Stack, describe_difference
 from raywalk.store import KEYFRAMES, TIMING, RunStore
 from raywalk.timing import needs_table
 from raywalk.trajectory import Encodings, Trajectory, select
@@ -54,6 +57,65 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return found
+
+
+def keras_backend_in_use() -> str | None:
+    """The Keras backend of this process: Keras' own answer once it is imported, else what it will choose
+    (`KERAS_BACKEND`, TensorFlow by default); None where Keras is not installed."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        return str(keras.config.backend())
+    try:
+        metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return None
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def device_kind(gpu_ids: list[Any]) -> str:
+    """ "cpu" for a worker without GPUs, else the first GPU's name as an already imported framework reports
+    it (nothing is imported for it), else "gpu"."""
+    if not gpu_ids:
+        return "cpu"
+    try:
+        if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+            return str(sys.modules["torch"].cuda.get_device_name(0))
+        if "jax" in sys.modules:
+            gpus = [d for d in sys.modules["jax"].devices() if d.platform == "gpu"]
+            if gpus:
+                return str(gpus[0].device_kind)
+        if "tensorflow" in sys.modules:
+            tf = sys.modules["tensorflow"]
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return str(tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu"))
+    except Exception:  # a framework that cannot say: the kind alone still tells CPU from GPU
+        pass
+    return "gpu"
+
+
+def worker_stack(renderer: Any, job: Job, gpu_ids: list[Any]) -> Stack:
+    """The model stack of this worker (`raywalk.stack.Stack`): raywalk, Keras, KerasCV/KerasHub and the
+    library of the Keras backend in use (TensorFlow too where KerasCV is installed: it needs it), the
+    renderer's precision (its dtype policy, else the job's) and the device kind."""
+    backend = keras_backend_in_use()
+    wanted = {"raywalk", "keras", "keras-cv", "keras-hub", *BACKEND_PACKAGES.get(backend or "", ())}
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if "keras-cv" in packages:
+        wanted |= set(BACKEND_PACKAGES["tensorflow"])
+    info = getattr(renderer, "info", {}) or {}
+    precision = str(info.get("precision") or job.model.precision)
+    return Stack(
+        packages={k: v for k, v in packages.items() if k in wanted},
+        backend=backend,
+        precision=precision,
+        device=device_kind(gpu_ids),
+    )
 
 
 def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
@@ -88,6 +150,7 @@ class RenderWorker:
         self.node = context.get_node_id()
         self.worker = context.get_actor_id()
         self.host = platform.node()  # the machine: Ray's node id changes with every Ray session on it
+        self.stack = worker_stack(self.renderer, self.job, ray.get_gpu_ids())
         self._trajectory: tuple[tuple[str | None, str | None], Trajectory] | None = None  # (SHA-256s, trajectory)
         self._first_pass: tuple[Renderer, Trajectory] | None = None  # built on the first first-pass call
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
@@ -101,6 +164,7 @@ class RenderWorker:
             "random_weights": self.random_weights,
             "renderer": dict(getattr(self.renderer, "info", {})),
             "versions": versions(),
+            "stack": self.stack.to_json(),
         }
 
     def encode_keyframes(self) -> str:
@@ -116,9 +180,11 @@ class RenderWorker:
 
         Raises:
             RunError: the run now holds another job, or its keyframes are missing or not the manifest's.
+            StackChangeError: the run never recorded this worker's stack (its driver did not admit it).
         """
         started = time.perf_counter()
         manifest = self._manifest()
+        self._check_stack(manifest)
         trajectory = self._load_trajectory(manifest.keyframes_sha256, manifest.timing_sha256)
         batch = self.job.model.batch_size
         lo = min(frames)
@@ -186,6 +252,20 @@ class RenderWorker:
             )
         return manifest
 
+    def _check_stack(self, manifest: Manifest) -> None:
+        """A worker renders only with a stack the run records (the driver records a stack before it sends
+        a chunk to a worker that has it); a run that records none yet (made before stacks) takes any.
+
+        Raises:
+            StackChangeError: the run records stacks, and not this worker's.
+        """
+        if manifest.stack is None or self.stack.id in {r.stack.id for r in manifest.stacks} | {manifest.stack.id}:
+            return
+        raise StackChangeError(
+            f"this worker's stack differs from the run's: {describe_difference(self.stack, manifest.stack)}; "
+            "it renders nothing (--allow-stack-change renders anyway)"
+        )
+
     def _keyframes(self, sha256: str | None) -> Encodings:
         """The stored keyframes, which must have the manifest's SHA-256 (if it records one).
 
@@ -239,5 +319,9 @@ class RenderWorker:
             key=lambda r: r["frame"],
         )
         self.store.write_chunk_index(
-            chunk, {k: [r[k] for r in new] for k in new[0]}, run_id=run_id, fingerprint=self.job.fingerprint()
+            chunk,
+            {k: [r[k] for r in new] for k in new[0]},
+            run_id=run_id,
+            fingerprint=self.job.fingerprint(),
+            stack=self.stack.id,
         )

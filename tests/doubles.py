@@ -102,3 +102,20 @@ class TensorFlowRenderer(FakeRenderer):
 
         tf.config.list_physical_devices()
         super().__init__(**options)
+
+
+class MixedStackRenderer(FakeRenderer):
+    """A FakeRenderer whose precision (part of a worker's model stack) depends on the worker: the first one
+    built claims `claim_dir`/first and says float32, every other says float16. Workers of one pool then
+    have two stacks, as on a cluster whose nodes resolved different packages."""
+
+    def __init__(self, claim_dir: str = "", **options: Any) -> None:
+        super().__init__(**options)
+        import os
+
+        try:
+            os.close(os.open(os.path.join(claim_dir, "first"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            precision = "float32"
+        except FileExistsError:
+            precision = "float16"
+        self.info = {"precision": precision}

@@ -340,6 +340,9 @@ def test_a_tiny_sd3_walk_renders_through_ray(ray_connected, tmp_path):
     manifest = store.require_manifest()
     expected = StableDiffusion3Renderer.keras_backend()
     assert manifest.renderer["backend"] == expected and manifest.random_weights
+    stack = manifest.stack  # what the worker renders with: the backend in use, KerasHub, the dtype policy
+    assert stack is not None and stack.backend == expected and stack.precision == manifest.renderer["precision"]
+    assert {"raywalk", "keras", "keras-hub"} <= set(stack.packages) and stack.device == "cpu"
     keyframes = store.read_keyframes(manifest.keyframes_sha256)
     assert set(keyframes) == {"sequence", "pooled"} and keyframes["sequence"].shape[0] == 2
     index = store.read_index()

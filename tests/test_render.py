@@ -30,8 +30,9 @@ from raywalk.worker import encode_png
 
 CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
 # How, not what, a frame was made (the fingerprint and the frame's text too: jobs that differ only in test
-# renderer options make the same pixels).
-VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written", "parameters")
+# renderer options make the same pixels; the stack too: fake-GPU workers have device kind "gpu", the test
+# renderer's frames do not depend on it).
+VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written", "parameters", "stack")
 PNG_BYTES = ("sha256", "bytes")  # of PNGs whose text names their job: jobs that differ only in options differ here
 
 
