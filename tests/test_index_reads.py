@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from raywalk.assemble import assemble
+from raywalk.assemble import assemble, publish_frames_table
 from raywalk.driver import resume
 from raywalk.status import run_status
 from raywalk.store import RunStore
@@ -138,3 +139,25 @@ def test_a_partial_assembly_writes_no_frames_table(tmp_path):
     write_chunk(store, 1, [4])
     assemble(store, 6, {"gif": {}}, "walk", run_id=RUN)
     assert pq.read_table(tmp_path / "run" / "frames.parquet")["frame"].to_pylist() == list(range(6))
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> RunStore:
+    if request.param == "local":
+        return RunStore(tmp_path / "run")
+    return RunStore(request.getfixturevalue("s3_endpoint").uri(f"index-reads/{time.time_ns()}"))
+
+
+def test_a_damaged_file_moves_out_only_when_every_frame_is_done_again(store):
+    write_chunk(store, 0, [0, 1, 2])
+    damaged = write_chunk(store, 1, [3, 4, 5])
+    store.write_bytes(damaged, store.read_bytes(damaged)[:100])  # truncated
+    assert publish_frames_table(store, 6, RUN) is None  # frames 3-5 missing: nothing moves, nothing written
+    assert store.damaged == [damaged] and store.exists(damaged) and not store.exists("frames.parquet")
+    write_chunk(store, 2, [3, 4, 5])  # the resume renders them again
+    assert publish_frames_table(store, 6, RUN) == store.url("frames.parquet")
+    assert not store.exists(damaged) and store.moved_damaged() == [damaged.replace("index/", "damaged/")]
+    assert len(store.read_bytes(damaged.replace("index/", "damaged/"))) == 100
+    rows = pq.read_table(pa.BufferReader(store.read_bytes("frames.parquet")))
+    assert rows["frame"].to_pylist() == list(range(6)) and rows["chunk"].to_pylist() == [0, 0, 0, 2, 2, 2]
+    assert store.output_ok("frames.parquet", RUN) and store.damaged == []
