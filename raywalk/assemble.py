@@ -15,6 +15,11 @@ the frames assembled (`raywalk.soundtrack.mux`); a preview's MP4 then holds
 only the leading consecutive frames, so that picture and sound stay in step.
 The GIF stays silent. A complete run's neighbour distances
 (`raywalk.pacing.distances`) are published as smoothness.parquet.
+
+Every complete assembly also publishes frames.parquet, the newest index row
+of each frame, from the same read of the index that checks the frames, and
+moves the index files found damaged to damaged/ (every frame is done again
+without them), so that readers of index/ see only whole files.
 """
 
 from __future__ import annotations
@@ -41,7 +46,16 @@ from raywalk.errors import AssembleError
 from raywalk.pacing import distances
 from raywalk.soundtrack import mux
 from raywalk.spec import OUTPUT_SUFFIXES, Job
-from raywalk.store import FRAMES, SMOOTHNESS, RunStore, frame_name, frame_ranges, preview_name, soundtrack_name
+from raywalk.store import (
+    FRAMES,
+    FRAMES_TABLE,
+    SMOOTHNESS,
+    RunStore,
+    frame_name,
+    frame_ranges,
+    preview_name,
+    soundtrack_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +82,12 @@ def ping_pong(frames: list[int]) -> list[int]:
 def available_frames(store: RunStore, num_frames: int, run_id: str, partial: bool = False) -> list[int]:
     """Done frames of run `run_id` among 0..num_frames-1 in order; MissingFramesError if any lack, unless
     `partial`."""
-    done = store.done_frames(num_frames, run_id)
+    return _available(store, store.done_frames(num_frames, run_id), partial)
+
+
+def _available(store: RunStore, done: np.ndarray, partial: bool) -> list[int]:
+    """The frames `done` marks, in order; MissingFramesError if any lack, unless `partial`."""
+    num_frames = len(done)
     frames = np.flatnonzero(done).tolist()
     if len(frames) < num_frames:
         missing = np.flatnonzero(~done).tolist()
@@ -85,16 +104,29 @@ def available_frames(store: RunStore, num_frames: int, run_id: str, partial: boo
 
 
 def _target(
-    store: RunStore, num_frames: int, name: str, partial: bool, note: str = "", run_id: str | None = None
+    store: RunStore,
+    num_frames: int,
+    name: str,
+    partial: bool,
+    note: str = "",
+    run_id: str | None = None,
+    frames_table: bool = False,
 ) -> tuple[list[int], str, str | None, str]:
     """(frames, where to write, run id to record or None, note) for output `name`.
 
     The run is checked once: without `partial`, every frame must be there and
-    the output goes under its final name, recorded for the run; with it, the
-    output is a preview under preview/, unrecorded, whose note says PARTIAL.
+    the output goes under its final name, recorded for the run (and, with
+    `frames_table`, frames.parquet is published from the same read of the
+    index: `publish_frames_table`); with it, the output is a preview under
+    preview/, unrecorded, whose note says PARTIAL.
     """
     run_id = store.require_manifest().run_id if run_id is None else run_id
-    frames = available_frames(store, num_frames, run_id, partial)
+    if frames_table and not partial:
+        done, rows = store.frame_rows(num_frames, run_id)
+        frames = _available(store, done, partial)
+        _publish_rows(store, rows, run_id)
+    else:
+        frames = _available(store, store.done_frames(num_frames, run_id), partial)
     if not partial:
         return frames, name, run_id, note
     marker = f"PARTIAL: {len(frames)} of {num_frames} frames"
@@ -390,7 +422,8 @@ def assemble(
     unless `partial`, which builds previews under preview/ from the frames done
     so far (and logs which are missing). `note` goes into every output's
     metadata (GIF comment, MP4 comment, PNG text), after PARTIAL for previews.
-    Final outputs are recorded for the run (`RunStore.output_ok`). With
+    Final outputs are recorded for the run (`RunStore.output_ok`), and
+    frames.parquet is published with them (`publish_frames_table`). With
     `soundtrack` (the run's copy), the MP4 carries it, over the leading
     consecutive frames only (a preview without frame 0 has no MP4).
     """
@@ -402,7 +435,7 @@ def assemble(
     options = {kind: _options(kind, opts) for kind, opts in outputs.items()}
     if "grid" in options:
         options["grid"]["n"] = grid_size
-    frames, prefix, run_id, note = _target(store, num_frames, "", partial, note, run_id)
+    frames, prefix, run_id, note = _target(store, num_frames, "", partial, note, run_id, frames_table=True)
     leading = frames[: next((i for i, f in enumerate(frames) if f != i), len(frames))]
     if soundtrack is not None and "mp4" in options:
         if leading:
@@ -438,6 +471,23 @@ def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
     )
 
 
+def _publish_rows(store: RunStore, rows: pa.Table, run_id: str) -> str:
+    """Move the index files the read of `rows` found damaged to damaged/, then publish `rows` (`frame_rows`'
+    table of complete run `run_id`) as frames.parquet; returns where."""
+    for name in store.move_damaged():
+        log.warning(
+            "%s: a damaged index file, moved out of index/ (every frame is done again without it)", store.url(name)
+        )
+    return store.write_frames_table(rows, run_id)
+
+
+def publish_frames_table(store: RunStore, num_frames: int, run_id: str) -> str | None:
+    """Publish frames.parquet, one row per frame (its newest index row), if run `run_id` is complete, after
+    moving the index files found damaged to damaged/; returns where, or None (frames missing: nothing done)."""
+    done, rows = store.frame_rows(num_frames, run_id)
+    return _publish_rows(store, rows, run_id) if done.all() else None
+
+
 def write_smoothness(store: RunStore, num_frames: int, run_id: str) -> str:
     """Publish smoothness.parquet for complete run `run_id`: (frame, distance_to_next) for frames 0..N-2, the
     `raywalk.pacing.distances` of the frames in order, decoded a few at a time; returns where.
@@ -460,6 +510,9 @@ def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:
     job = store.read_job()
     if not job.outputs.files:
         yield f"job {job.name} asks for no outputs (add an outputs section to its job file)"
+        if not partial:
+            where = publish_frames_table(store, job.num_frames, store.require_manifest().run_id)
+            yield where or f"no {FRAMES_TABLE}: frames are missing (run `{resume_command(store.uri)}`)"
         return
     missing = store.missing_frames(job.num_frames) if partial else []
     if missing:
@@ -468,3 +521,5 @@ def assemble_run(uri: str, partial: bool = False) -> Iterator[str]:
             f"({len(missing)} missing: {frame_ranges(missing)})"
         )
     yield from assemble_job(store, job, partial)
+    if not partial:
+        yield store.url(FRAMES_TABLE)  # published with the outputs

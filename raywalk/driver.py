@@ -59,7 +59,7 @@ from raywalk.pacing import first_pass_job
 from raywalk.progress import Progress
 from raywalk.spec import Job, job_from_dict
 from raywalk.stack import Stack
-from raywalk.store import SMOOTHNESS, RunStore, frame_ranges, soundtrack_name
+from raywalk.store import FRAMES_TABLE, SMOOTHNESS, RunStore, frame_ranges, soundtrack_name
 from raywalk.timing import needs_table
 
 __all__ = ["Outcome", "WorkerSpec", "assemble_outputs", "render", "resume", "resume_command", "run_manifest"]
@@ -183,7 +183,11 @@ def _render(
         assemble = wanted and (
             progress.rendered > 0 or not all(store.output_ok(n, run_id) for n in job.output_files().values())
         )
-        outputs = session.finish(uri, assemble=assemble)  # the report too, whatever the run's state
+        # frames.parquet again when its rows may have changed, or index files found damaged can be moved out
+        frames_table = not missing and (
+            progress.rendered > 0 or bool(store.damaged) or not store.output_ok(FRAMES_TABLE, run_id)
+        )
+        outputs = session.finish(uri, assemble, frames_table)  # the report too, whatever the run's state
         if outputs:
             progress.event("assembled", outputs=outputs)
     progress.close()
@@ -356,19 +360,28 @@ def _peek(store: RunStore, job: Job, force: bool, session: _Session) -> tuple[Ma
 
 
 def assemble_outputs(
-    uri: str, job_data: dict[str, Any], partial: bool = False, assemble: bool = True, releasing: str | None = None
+    uri: str,
+    job_data: dict[str, Any],
+    partial: bool = False,
+    assemble: bool = True,
+    frames_table: bool = False,
+    releasing: str | None = None,
 ) -> list[str]:
     """Build the job's outputs (previews with `partial`; none without `assemble`) from the run at `uri`, then
     its report (which leaves out the lock of token `releasing`: the driver's own, released right after); a Ray
-    task, since assembly decodes images, which the driver never holds. Returns where the outputs are (the
-    report not included)."""
-    from raywalk.assemble import assemble_job, write_smoothness
+    task, since assembly decodes images, which the driver never holds. Assembling a complete run publishes
+    frames.parquet (and moves damaged index files out of index/); `frames_table` does it without outputs.
+    Returns where the outputs are (the report and frames.parquet not included)."""
+    from raywalk.assemble import assemble_job, publish_frames_table, write_smoothness
     from raywalk.report import write_report
 
     job = job_from_dict(job_data, source=f"{uri}/manifest.json")
     store = RunStore(uri, create=False)
-    outputs = assemble_job(store, job, partial=partial) if assemble and job.outputs.files else []
+    assembled = assemble and bool(job.outputs.files)
+    outputs = assemble_job(store, job, partial=partial) if assembled else []
     run_id = store.require_manifest().run_id
+    if frames_table and not partial and not assembled:
+        publish_frames_table(store, job.num_frames, run_id)
     if not partial and job.walk.kind != "grid" and not store.output_ok(SMOOTHNESS, run_id):
         if not store.missing_frames(job.num_frames, run_id):
             write_smoothness(store, job.num_frames, run_id)
@@ -693,14 +706,15 @@ class _Session:
                     self.event("worker_lost", worker=i, reason=reasons[-1])
         raise RunError(f"no renderer could be built ({reasons[-1]})")
 
-    def finish(self, uri: str, assemble: bool) -> list[str]:
-        """The job's outputs (with `assemble`) and the run report, built in a Ray task (in-process when Ray
-        was never needed); returns where the outputs are. The report is the last thing written under this
-        driver's lock, which it releases next: the report does not mention it."""
+    def finish(self, uri: str, assemble: bool, frames_table: bool) -> list[str]:
+        """The job's outputs (with `assemble`), frames.parquet (with either) and the run report, built in a Ray
+        task (in-process when Ray was never needed); returns where the outputs are. The report is the last
+        thing written under this driver's lock, which it releases next: the report does not mention it."""
         releasing = None if self.lock is None else self.lock.token
+        args = (uri, self.job.to_dict(), False, assemble, frames_table, releasing)
         if not ray.is_initialized():
-            return assemble_outputs(uri, self.job.to_dict(), assemble=assemble, releasing=releasing)
-        return self.get(_assemble_task().remote(uri, self.job.to_dict(), assemble=assemble, releasing=releasing))
+            return assemble_outputs(*args)
+        return self.get(_assemble_task().remote(*args))
 
 
 def _missing_message(store: RunStore, job: Job) -> str:

@@ -47,6 +47,10 @@ def run_status(uri: str, verify: bool = False) -> str:
         ),
     ]
     lines += [f"damaged   {name}: unreadable, its frames count as missing" for name in store.damaged]
+    lines += [
+        f"damaged   {name}: unreadable, moved out of the index once its frames were done again"
+        for name in store.moved_damaged()
+    ]
     d = store.read_smoothness(manifest.run_id)
     if d is not None and len(d):
         lines.append(f"smoothness 1 − Gini = {smoothness(d):.2f}, max/mean jump {max_jump(d):.2f}")

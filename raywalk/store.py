@@ -14,6 +14,8 @@ Layout under the run root::
     pacing/000003.png                      the perceptual first pass's images, in order
     frames/000042.png                      one PNG per frame
     index/chunk-000007-<token>.parquet     the rows one chunk attempt rendered (never rewritten)
+    damaged/chunk-000003-<token>.parquet   an unreadable index file, moved out once the run is complete
+    frames.parquet                         a complete run's newest index row per frame (recorded like an output)
     failures/chunk-000007.json             why a chunk gave up
     outputs/walk.gif.json                  size, SHA-256 and run id of a published output
     walk.gif, walk.mp4, ...                final outputs, whole
@@ -42,16 +44,19 @@ Invariants (what resume may trust), enforced here:
 5. Every read, write, listing and delete goes through one retry helper that
    retries transient errors (throttling, 5xx, timeouts, dropped connections) a
    bounded number of times and fails at once, in one line, on anything else.
-6. Damage is repaired, not fatal: an unreadable index file counts as its rows
-   missing (named in ``damaged``), garbage failure or lock records are ignored
-   with a warning, and keyframes or a timing table that do not match the
-   manifest are not used.
+6. Damage is repaired, not fatal: an unreadable index file (or a ``chunk-*``
+   file whose columns are not an index's) counts as its rows missing (named in
+   ``damaged``) and is moved to ``damaged/`` once every frame is done again
+   (``move_damaged``); any other file in ``index/`` is named once and ignored;
+   garbage failure or lock records are ignored with a warning, and keyframes
+   or a timing table that do not match the manifest are not used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -93,6 +98,8 @@ SMOOTHNESS = "smoothness.parquet"
 ARRAY_PART = "_array"  # the name under which keyframes given as one array (not named parts) are stored
 FRAMES = "frames"
 INDEX = "index"
+DAMAGED = "damaged"
+FRAMES_TABLE = "frames.parquet"
 FAILURES = "failures"
 OUTPUTS = "outputs"
 PREVIEW = "preview"
@@ -119,6 +126,7 @@ INDEX_SCHEMA = pa.schema(
 )
 _STAMPED = ("run_id", "fingerprint", "written", "stack")  # filled in by write_chunk_index
 _OPTIONAL = ("parameters",)  # null where `columns` lacks them
+_REQUIRED = ("frame", "file", "sha256", "bytes")  # what every index file has held, since the first version
 
 # The retry budget of every storage call: RETRY_ATTEMPTS tries, waiting RETRY_BACKOFF
 # seconds after the first failure, doubling up to RETRY_MAX_DELAY, each wait with
@@ -156,12 +164,26 @@ _TRANSIENT_ERRNOS = {
 }
 
 _COPY_BLOCK = 8 << 20
+_WARNED: set[str] = set()  # warnings already given by this process (see RunStore._warn_once)
 _READERS = 8  # index files read at once: the memory bound of an index scan
 
 
 def _index_field(name: str) -> pa.Field:
     """An index column's field: INDEX_SCHEMA's, or untyped for a trajectory parameter."""
     return INDEX_SCHEMA.field(name) if name in INDEX_SCHEMA.names else pa.field(name, pa.null())
+
+
+def is_index_file(base_name: str) -> bool:
+    """Whether a file in index/ is one raywalk writes (`chunk-000007-<token>.parquet`; before tokens,
+    `chunk-000007.parquet`): other files there (a user's notes) are not the index."""
+    return base_name.startswith("chunk-") and base_name.endswith(".parquet")
+
+
+def _index_columns(table: pa.Table, columns: list[str] | None) -> pa.Table:
+    """`table` with `columns` only, or (None) INDEX_SCHEMA's first, then the others in their order."""
+    if columns is None:
+        columns = INDEX_SCHEMA.names + [c for c in table.column_names if c not in INDEX_SCHEMA.names]
+    return table.select(columns)
 
 
 def frame_name(frame: int) -> str:
@@ -291,7 +313,6 @@ class RunStore:
         if not self.root:
             raise RunLocationError(f"{self.uri}: not a usable run location: no bucket named")
         self.damaged: list[str] = []  # index files the last index read could not decode
-        self._warned: set[str] = set()
         self._made_dirs: set[str] = set()
         self._check()
         if create:
@@ -385,8 +406,11 @@ class RunStore:
                 time.sleep(delay)
 
     def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
+        """Log `message` as a warning unless this process already gave it about `key` of this run: the
+        driver, its in-process assembly and the report each open the run, and a CLI command says it once."""
+        key = f"{self.url(key)}: {message}"
+        if key not in _WARNED:
+            _WARNED.add(key)
             log.warning("%s", message)
 
     def _parent_dir(self, path: str) -> str:
@@ -698,8 +722,9 @@ class RunStore:
         """Begin a new run (`manifest`, with a run id of its own) over whatever the location holds.
 
         The manifest is written first, which fences the old run off (its rows
-        no longer count); then the old run's index, failures, keyframes,
-        output records, previews and final outputs go, and frames past the new
+        no longer count); then the old run's index (damaged files too), failures,
+        keyframes, output records, previews and final outputs (frames.parquet
+        too) go, and frames past the new
         job's frame count. Frames below it are left to be overwritten. The
         timing table, soundtrack copy and first-pass images of the old run go
         too: the new one measures its own.
@@ -716,9 +741,9 @@ class RunStore:
         for job in (old.job if old else None, manifest.job):
             if job is not None:
                 outputs.update(job.output_files().values())
-        for subdir in (INDEX, FAILURES, OUTPUTS, PREVIEW, SOUNDTRACK, PACING):
+        for subdir in (INDEX, DAMAGED, FAILURES, OUTPUTS, PREVIEW, SOUNDTRACK, PACING):
             self._delete_dir(subdir)
-        for name in sorted(outputs) + [KEYFRAMES, TIMING, SMOOTHNESS]:
+        for name in sorted(outputs) + [KEYFRAMES, TIMING, SMOOTHNESS, FRAMES_TABLE]:
             self.delete(name)
         stray = [
             i.base_name
@@ -919,11 +944,20 @@ class RunStore:
     def _index_tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """Each index file's rows (only `columns`, if given), a few files at a time.
 
-        A file that cannot be decoded (truncated, garbage) counts as no rows: it
-        is named in `self.damaged` and in one warning. A missing `run_id`
-        (rows from before run ids) reads as LEGACY_RUN_ID.
+        A file that cannot be decoded (truncated, garbage), or a `chunk-*` file
+        without an index's columns (`_REQUIRED`, INDEX_SCHEMA's types), counts
+        as no rows: it is named in `self.damaged` and in one warning. Any other
+        file in index/ is not the index: named in one warning and skipped. A
+        missing `run_id` (rows from before run ids) reads as LEGACY_RUN_ID.
         """
-        names = sorted(f"{INDEX}/{i.base_name}" for i in self._list(INDEX) if i.base_name.endswith(".parquet"))
+        listed = sorted(i.base_name for i in self._list(INDEX))
+        for base in listed:
+            if not is_index_file(base):
+                where = self.url(f"{INDEX}/{base}")
+                self._warn_once(
+                    f"{INDEX}/{base}", f"{where} is not a raywalk index file (those are chunk-*.parquet); ignoring it"
+                )
+        names = [f"{INDEX}/{base}" for base in listed if is_index_file(base)]
         self.damaged = []
 
         def load(name: str) -> pa.Table | None:
@@ -934,8 +968,16 @@ class RunStore:
             try:
                 parquet = pq.ParquetFile(pa.BufferReader(raw))
                 names = parquet.schema_arrow.names
+                lacking = [c for c in _REQUIRED if c not in names]
+                if lacking:
+                    raise ValueError(f"not an index file: no column {', '.join(lacking)}")
                 table = parquet.read(columns=None if columns is None else [c for c in columns if c in names])
-            except (OSError, pa.ArrowException) as exc:
+                for i, name_ in enumerate(table.column_names):
+                    if name_ in INDEX_SCHEMA.names and table.schema.field(name_).type != _index_field(name_).type:
+                        table = table.set_column(
+                            i, _index_field(name_), pc.cast(table[name_], _index_field(name_).type)
+                        )
+            except (ValueError, OSError, pa.ArrowException) as exc:
                 self.damaged.append(name)
                 self._warn_once(name, f"{self.url(name)} is damaged ({_one_line(exc)}); its frames count as missing")
                 return None
@@ -965,10 +1007,7 @@ class RunStore:
         schema = INDEX_SCHEMA if columns is None else pa.schema(map(_index_field, columns))
         if not any(t.num_rows for t in tables):
             return schema.empty_table()
-        table = pa.concat_tables([t for t in tables if t.num_rows], promote_options="default")
-        if columns is None:  # INDEX_SCHEMA's columns first, whichever file came first
-            columns = INDEX_SCHEMA.names + [c for c in table.column_names if c not in INDEX_SCHEMA.names]
-        return table.select(columns)
+        return _index_columns(pa.concat_tables([t for t in tables if t.num_rows], promote_options="default"), columns)
 
     def done_frames(self, num_frames: int, run_id: str | None = None, verify: bool = False) -> np.ndarray:
         """A boolean array over frames 0..num_frames-1: True where the frame is done for run `run_id`
@@ -985,6 +1024,31 @@ class RunStore:
             RunLocationError: `run_id` is None and the location holds no run.
             StoreError: storage kept failing.
         """
+        return self._scan(num_frames, run_id, verify, None)
+
+    def frame_rows(self, num_frames: int, run_id: str | None = None) -> tuple[np.ndarray, pa.Table]:
+        """`done_frames(num_frames, run_id)` and, from the same read of the index, the newest row of run
+        `run_id` behind each done frame (every column, sorted by frame): what frames.parquet holds.
+
+        Unlike `done_frames`, memory grows with the run's rows (all columns of one row per frame rendered).
+
+        Raises:
+            RunLocationError: `run_id` is None and the location holds no run.
+            StoreError: storage kept failing.
+        """
+        kept: list[pa.Table] = []
+        done = self._scan(num_frames, run_id, False, kept)
+        kept = [t for t in kept if t.num_rows]
+        if not kept:
+            return done, INDEX_SCHEMA.empty_table()
+        rows = pa.concat_tables(kept, promote_options="default")
+        rows = rows.sort_by([("frame", "ascending"), ("written", "descending")])  # a null `written` sorts last
+        frames = rows["frame"].to_numpy()
+        newest = np.concatenate([[True], frames[1:] != frames[:-1]])
+        return done, _index_columns(rows.filter(pa.array(newest)), None)
+
+    def _scan(self, num_frames: int, run_id: str | None, verify: bool, kept: list[pa.Table] | None) -> np.ndarray:
+        """`done_frames`, adding to `kept` (if given) the rows, every column, that make their frames done."""
         run_id = self.require_manifest().run_id if run_id is None else run_id
         sizes = np.full(num_frames, -1, dtype=np.int64)
         for info in self._list(FRAMES):
@@ -993,7 +1057,7 @@ class RunStore:
                 sizes[int(stem)] = info.size
         done = np.zeros(num_frames, dtype=bool)
         digests: dict[int, set[str]] = {}  # with verify only: the recorded hashes of candidate frames
-        columns = ["frame", "file", "bytes", "run_id"] + (["sha256"] if verify else [])
+        columns = None if kept is not None else ["frame", "file", "bytes", "run_id"] + (["sha256"] if verify else [])
         for table in self._index_tables(columns):
             for batch in table.to_batches():
                 frame = batch.column("frame").fill_null(-1).to_numpy(zero_copy_only=False)
@@ -1005,6 +1069,8 @@ class RunStore:
                 ok &= pc.fill_null(pc.equal(batch.column("file"), expected), False).to_numpy(zero_copy_only=False)
                 ok &= pc.fill_null(pc.equal(batch.column("run_id"), run_id), False).to_numpy(zero_copy_only=False)
                 ok &= batch.column("bytes").fill_null(-2).to_numpy(zero_copy_only=False) == sizes[frame]
+                if kept is not None:
+                    kept.append(pa.Table.from_batches([batch.filter(pa.array(ok))]))
                 if not verify:
                     done[frame[ok]] = True
                     continue
@@ -1021,6 +1087,44 @@ class RunStore:
             for (f, _), ok in zip(digests.items(), _bounded_map(intact, digests.items())):
                 done[f] = ok
         return done
+
+    def write_frames_table(self, rows: pa.Table, run_id: str) -> str:
+        """Publish frames.parquet, recorded for run `run_id`: `rows` (`frame_rows`' table of a complete run),
+        one Parquet file for readers that want one row per frame; returns where.
+
+        Raises:
+            StoreError: the write kept failing (nothing is left under the name).
+        """
+        sink = pa.BufferOutputStream()
+        pq.write_table(rows, sink)
+        self.write_output(FRAMES_TABLE, sink.getvalue(), run_id)
+        return self.url(FRAMES_TABLE)
+
+    def move_damaged(self) -> list[str]:
+        """Move the index files the last index read found damaged (`damaged`) to damaged/ (same names), out
+        of the way of readers of index/; for a complete run only, whose frames the other rows hold. Returns
+        the new names.
+
+        Raises:
+            StoreError: a move kept failing (the files not yet moved stay in index/).
+        """
+
+        def move(name: str, target: str) -> None:
+            if self.local:
+                self._parent_dir(self._path(target))
+            self.fs.move(self._path(name), self._path(target))
+
+        moved = []
+        for name in self.damaged:
+            target = f"{DAMAGED}/{name.rsplit('/', 1)[-1]}"
+            self._retry(f"cannot move {name} to {DAMAGED}/", functools.partial(move, name, target))
+            moved.append(target)
+        self.damaged = []
+        return moved
+
+    def moved_damaged(self) -> list[str]:
+        """The index files `move_damaged` set aside in damaged/."""
+        return sorted(f"{DAMAGED}/{i.base_name}" for i in self._list(DAMAGED))
 
     def missing_frames(self, num_frames: int, run_id: str | None = None, verify: bool = False) -> list[int]:
         """Frames of 0..num_frames-1 that are not done for run `run_id` (default: the manifest's), in order."""
