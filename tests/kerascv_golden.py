@@ -8,7 +8,7 @@ run made before frame texts, whose resumes keep that format), and under
 
 How they were made: in the venv of the lock (`uv sync --locked --extra cpu
 --extra test`: TensorFlow 2.21.0, Keras 3.15.1, KerasCV 0.9.0, numpy 2.4.6,
-Pillow 13.0.0) on a 2-core x86-64 CPU, first with the code of ddc23f6 (before
+Pillow 13.0.0) on a 2-core x86-64 CPU with AVX-512 (`cpu`: "x86_64 avx512_bf16"), first with the code of ddc23f6 (before
 frame texts; its PNGs equal the digests made with the code of d9e0d91, before
 encodings became named parts), whose pixel and PNG digests became `pixels` and
 `png_format1`; then with this script on the code that adds frame texts, which
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import sys
 from collections.abc import Mapping
 from importlib import metadata
@@ -64,13 +65,28 @@ CASES: dict[str, tuple[dict[str, Any], list[int]]] = {
 }
 # The packages whose versions decide the digests: the model's numerics, the noise, the PNG encoder.
 STACK_PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "keras-cv", "numpy", "pillow")
+# The widest vector instructions the CPU offers, widest first: TensorFlow's CPU kernels (oneDNN, Eigen) pick
+# their code by them, and the last bits of a frame can follow.
+CPU_FEATURES = ("amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "avx", "sse4_2", "asimd")
+
+
+def cpu() -> str:
+    """The machine and the widest of CPU_FEATURES its CPU has (Linux's /proc/cpuinfo), e.g. "x86_64 avx512_bf16"."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = {f for line in info if line.startswith(("flags", "Features")) for f in line.split(":")[1].split()}
+    except OSError:
+        flags = set()
+    widest = next((f for f in CPU_FEATURES if f in flags), "unknown")
+    return f"{platform.machine()} {widest}"
 
 
 def stack() -> dict[str, str]:
-    """Installed versions of STACK_PACKAGES (absent ones left out) and of the zlib Pillow compresses with."""
+    """Installed versions of STACK_PACKAGES (absent ones left out), the zlib Pillow compresses with, and the
+    CPU's kind (`cpu()`)."""
     from PIL import features
 
-    found = {}
+    found = {"cpu": cpu()}
     for name in STACK_PACKAGES:
         try:
             found[name] = metadata.version(name)
