@@ -62,7 +62,7 @@ def medium_backbone(size: int, dtype: str | None) -> Any:
     import keras
     import keras_hub
 
-    from raywalk.kerashub import _vae_backbone
+    from raywalk.renderers.sd3 import _vae_backbone
 
     keras.utils.set_random_seed(0)
     return keras_hub.models.StableDiffusion3Backbone(
@@ -126,8 +126,8 @@ def main() -> None:
     import keras_hub
     import numpy as np
 
-    from raywalk import kerashub
-    from raywalk.kerashub import StableDiffusion3Renderer
+    from raywalk.renderers import sd3 as kerashub
+    from raywalk.renderers.sd3 import StableDiffusion3Renderer
 
     keras.config.disable_interactive_logging()
     on_gpu = kerashub._on_gpu()

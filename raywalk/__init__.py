@@ -8,8 +8,8 @@ The public API for notebooks and scripts::
     enc, noise = traj.frames(start, stop)
 """
 
-from raywalk.spec import Job, JobError, job_from_dict, load_job
-from raywalk.trajectory import Trajectory
+from raywalk.core.spec import Job, JobError, job_from_dict, load_job
+from raywalk.core.trajectory import Trajectory
 
 __version__ = "0.1.0"
 __all__ = ["Job", "JobError", "Trajectory", "__version__", "job_from_dict", "load_job"]

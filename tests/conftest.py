@@ -184,6 +184,6 @@ def ray_connected(ray_head):
 @pytest.fixture(scope="session")
 def sd_models():
     """KerasCV Stable Diffusion v1.4 sub-models at 128x128 with random weights, built once (~1 min, 3.5 GB)."""
-    from raywalk.kerascv import build_models
+    from raywalk.renderers.kerascv import build_models
 
     return build_models("v1.4", 128, 128, "random")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raywalk.assemble import (
+from raywalk.core.spec import job_from_dict, load_job
+from raywalk.outputs.assemble import (
     AssembleError,
     MissingFramesError,
     assemble,
@@ -23,9 +24,8 @@ from raywalk.assemble import (
     write_grid,
     write_mp4,
 )
-from raywalk.manifest import new_manifest
-from raywalk.spec import job_from_dict, load_job
-from raywalk.store import RunStore, StoreError
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import RunStore, StoreError
 
 from test_store import write_chunk
 

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from raywalk.assemble import assemble, publish_frames_table
-from raywalk.driver import resume
-from raywalk.status import run_status
-from raywalk.store import RunStore
+from raywalk.exec.driver import resume
+from raywalk.outputs.assemble import assemble, publish_frames_table
+from raywalk.report.status import run_status
+from raywalk.run.store import RunStore
 
 from test_render import CPU_WORKER, quiet, run, write_job
 from test_store import RUN, write_chunk

@@ -1,6 +1,6 @@
 """A run directory that never lies (issue #10): what resume may trust, tested against real storage.
 
-Each test names the invariant of `raywalk.store` it checks. Renders here run
+Each test names the invariant of `raywalk.run.store` it checks. Renders here run
 the real `RenderWorker` in this process (a stub for Ray's runtime context, the
 test renderer), so the index is written exactly as on a cluster.
 """
@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-import raywalk.store as store_module
+import raywalk.run.store as store_module
+from raywalk.core.spec import Job, job_from_dict
 from raywalk.errors import RunError, RunLocationError, StoreError
-from raywalk.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
-from raywalk.spec import Job, job_from_dict
-from raywalk.store import KEYFRAMES, RunStore
-from raywalk.worker import RenderWorker
+from raywalk.exec.worker import RenderWorker
+from raywalk.run.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
+from raywalk.run.store import KEYFRAMES, RunStore
 
 from test_store import FINGERPRINT, RUN, png, write_chunk
 
@@ -353,7 +353,7 @@ def test_a_damaged_index_file_counts_as_missing_rows_and_is_named(uri, worker, c
     chunk1 = next(i.base_name for i in store._list("index") if i.base_name.startswith("chunk-000001-"))
     raw = store.read_bytes(f"index/{chunk1}")
     store.write_bytes(f"index/{chunk1}", raw[: len(raw) // 2])  # truncated
-    with caplog.at_level(logging.WARNING, logger="raywalk.store"):
+    with caplog.at_level(logging.WARNING, logger="raywalk.run.store"):
         assert store.missing_frames(15) == [5, 6, 7, 8, 9]
         assert store.damaged == [f"index/{chunk1}"]
         assert store.missing_frames(15) == [5, 6, 7, 8, 9]
@@ -369,7 +369,7 @@ def test_garbage_failure_records_are_ignored_with_a_warning(tmp_path, caplog):
     store = RunStore(tmp_path / "run", create=True)
     store.write_failure(1, {"error": "boom"})
     store.write_bytes("failures/chunk-000002.json", b"{not json")
-    with caplog.at_level(logging.WARNING, logger="raywalk.store"):
+    with caplog.at_level(logging.WARNING, logger="raywalk.run.store"):
         assert store.read_failures() == {1: {"error": "boom"}}
     assert "failures/chunk-000002.json is damaged" in caplog.text
 
@@ -380,7 +380,7 @@ def test_keyframes_that_do_not_match_are_refused(uri, worker, caplog):
     manifest = start(store, job, worker)
     good = store.read_bytes(KEYFRAMES)
     assert store.read_keyframes(manifest.keyframes_sha256) is not None
-    with caplog.at_level(logging.WARNING, logger="raywalk.store"):
+    with caplog.at_level(logging.WARNING, logger="raywalk.run.store"):
         store.write_bytes(KEYFRAMES, good[: len(good) // 2])
         assert store.read_keyframes(manifest.keyframes_sha256) is None
         assert store.read_keyframes() is None  # truncated: unreadable even without a hash to match

@@ -12,10 +12,10 @@ import types
 import numpy as np
 import pytest
 
-from raywalk import kerashub
-from raywalk.kerashub import MANIFEST, StableDiffusion3Renderer, stage_preset, verify_preset
-from raywalk.renderer import RendererError, check_renderer, load_renderer
-from raywalk.spec import Model
+from raywalk.core.spec import Model
+from raywalk.renderers import sd3 as kerashub
+from raywalk.renderers.contract import RendererError, check_renderer, load_renderer
+from raywalk.renderers.sd3 import MANIFEST, StableDiffusion3Renderer, stage_preset, verify_preset
 
 SIZE, STEPS, SEED = 64, 3, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
@@ -105,7 +105,7 @@ def test_a_presets_prompts_are_counted_with_the_clip_vocabulary_when_it_is_here(
     with pytest.raises(RendererError, match="is 84 CLIP tokens long"):
         StableDiffusion3Renderer.check_prompts([clip_long], weights="download")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    caplog.set_level(logging.INFO, "raywalk.kerashub")
+    caplog.set_level(logging.INFO, "raywalk.renderers.sd3")
     StableDiffusion3Renderer.check_prompts([clip_long], weights="download")
     assert "prompt lengths not checked at planning" in caplog.text
 
@@ -251,7 +251,7 @@ def test_render_refuses_unnamed_or_misshapen_parts(tiny, reference):
 
 
 def test_the_constructor_builds_the_same_seeded_random_model(tiny, reference, caplog):
-    caplog.set_level(logging.WARNING, "raywalk.kerashub")
+    caplog.set_level(logging.WARNING, "raywalk.renderers.sd3")
     built = load_renderer(model())
     assert "RANDOM WEIGHTS" in caplog.text
     assert built.random_weights is True and built.latent_shape == (8, 8, 16)
@@ -302,10 +302,10 @@ def test_a_tiny_sd3_walk_renders_through_ray(ray_connected, tmp_path):
     import yaml
     from PIL import Image
 
-    from raywalk.driver import WorkerSpec, render
-    from raywalk.progress import Progress
-    from raywalk.spec import load_job
-    from raywalk.store import RunStore
+    from raywalk.core.spec import load_job
+    from raywalk.exec.driver import WorkerSpec, render
+    from raywalk.exec.progress import Progress
+    from raywalk.run.store import RunStore
 
     job_file = tmp_path / "sd3.yaml"
     job_file.write_text(

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from raywalk import load_job
-from raywalk.driver import WorkerSpec, render
 from raywalk.errors import JobError, RendererError, RunBusyError, RunError, RunLocationError
-from raywalk.progress import Progress
-from raywalk.store import RunStore
+from raywalk.exec.driver import WorkerSpec, render
+from raywalk.exec.progress import Progress
+from raywalk.run.store import RunStore
 
 from conftest import REPO, start_ray_head, stop_ray_head
 from test_render import CPU_WORKER, cpu_worker_args, frame_bytes, write_job
@@ -100,7 +100,7 @@ def test_bad_outputs_are_refused_before_ray_starts(tmp_path, monkeypatch):
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray started for an output that cannot be used")
 
-    monkeypatch.setattr("raywalk.driver.connect", no_ray)
+    monkeypatch.setattr("raywalk.exec.driver.connect", no_ray)
     job = write_job(tmp_path)
     (tmp_path / "a-file").write_text("not a run")
     cases = {

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from raywalk.errors import RunBusyError, RunError, StoreError
-from raywalk.lock import LOCK, RunLock, read_lock
-from raywalk.store import RunStore
+from raywalk.run.lock import LOCK, RunLock, read_lock
+from raywalk.run.store import RunStore
 
 
 def lock_of(store: RunStore, command: str = "render", **kwargs) -> RunLock:

@@ -11,9 +11,9 @@ import ray
 from ray.cluster_utils import Cluster
 
 from raywalk import load_job
-from raywalk.driver import WorkerSpec, render
-from raywalk.progress import Progress
-from raywalk.store import RunStore
+from raywalk.exec.driver import WorkerSpec, render
+from raywalk.exec.progress import Progress
+from raywalk.run.store import RunStore
 
 from conftest import _free_port
 from test_render import frame_bytes, write_job

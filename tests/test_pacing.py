@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from raywalk import Trajectory, job_from_dict
-from raywalk.pacing import (
+from raywalk.core.pacing import (
     PerceptualWarp,
     distances,
     first_pass_job,
@@ -19,9 +19,9 @@ from raywalk.pacing import (
     sample_points,
     smoothness,
 )
-from raywalk.plan import first_pass_plan
-from raywalk.timing import job_table, needs_table, walk_table
-from raywalk.trajectory import block_mean
+from raywalk.core.plan import first_pass_plan
+from raywalk.core.timing import job_table, needs_table, walk_table
+from raywalk.core.trajectory import block_mean
 
 RNG = np.random.default_rng(0)
 A = (RNG.random((48, 64, 3)) * 255).astype(np.uint8)  # noise ...

@@ -19,14 +19,14 @@ import yaml
 from PIL import Image
 
 from raywalk import Trajectory, job_from_dict, load_job
-from raywalk.driver import WorkerSpec, render, resume
+from raywalk.core.frameinfo import frame_text
 from raywalk.errors import RunBusyError, RunLocationError
-from raywalk.frameinfo import frame_text
-from raywalk.lock import RunLock
-from raywalk.manifest import new_manifest
-from raywalk.progress import Progress
-from raywalk.store import RunStore
-from raywalk.worker import encode_png
+from raywalk.exec.driver import WorkerSpec, render, resume
+from raywalk.exec.progress import Progress
+from raywalk.exec.worker import encode_png
+from raywalk.run.lock import RunLock
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import RunStore
 
 CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
 # How, not what, a frame was made (the fingerprint and the frame's text too: jobs that differ only in test

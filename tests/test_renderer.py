@@ -9,8 +9,9 @@ import types
 import numpy as np
 import pytest
 
+from raywalk.core.spec import Model
 from raywalk.errors import BadInputError
-from raywalk.renderer import (
+from raywalk.renderers.contract import (
     Renderer,
     RendererError,
     check_renderer,
@@ -18,7 +19,6 @@ from raywalk.renderer import (
     renderer_class,
     renderer_kwargs,
 )
-from raywalk.spec import Model
 
 
 def model(renderer: str = "doubles:FakeRenderer", **options) -> Model:

@@ -22,12 +22,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from raywalk import report as report_module
 from raywalk.cli import main
-from raywalk.driver import run_manifest
-from raywalk.lock import RunLock
-from raywalk.manifest import new_manifest
-from raywalk.report import (
+from raywalk.core.spec import job_from_dict
+from raywalk.exec.driver import run_manifest
+from raywalk.report.page import (
     build_report,
     completion_times,
     node_stats,
@@ -39,8 +37,10 @@ from raywalk.report import (
     worker_stats,
     write_report,
 )
-from raywalk.spec import job_from_dict
-from raywalk.store import RunStore
+from raywalk.report.page import page as report_module
+from raywalk.run.lock import RunLock
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import RunStore
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver

@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from raywalk.cli import main
+from raywalk.core.stack import Stack, describe_difference, first_difference
 from raywalk.errors import StackChangeError
-from raywalk.manifest import Manifest, ManifestError, admit_stack, new_manifest
-from raywalk.report import build_report
-from raywalk.stack import Stack, describe_difference, first_difference
-from raywalk.status import run_status
-from raywalk.store import RunStore
+from raywalk.report.page import build_report
+from raywalk.report.status import run_status
+from raywalk.run.manifest import Manifest, ManifestError, admit_stack, new_manifest
+from raywalk.run.store import RunStore
 from test_integrity import make_job, start, worker  # noqa: F401  (worker: a fixture)
 
 from test_render import cpu_worker_args, run, write_job

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from raywalk.lock import RunLock
-from raywalk.status import run_status
+from raywalk.report.status import run_status
+from raywalk.run.lock import RunLock
 
 from test_report import synthetic_run
 

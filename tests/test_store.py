@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from raywalk.core.spec import job_from_dict
 from raywalk.errors import RunLocationError
-from raywalk.manifest import new_manifest
-from raywalk.spec import job_from_dict
-from raywalk.store import INDEX_SCHEMA, RunStore, StoreError, frame_name, frame_ranges
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import INDEX_SCHEMA, RunStore, StoreError, frame_name, frame_ranges
 
 RUN = "run-a"  # the run id test chunks are written for, unless told otherwise
 FINGERPRINT = "f" * 64

@@ -16,16 +16,16 @@ import pytest
 import yaml
 
 from raywalk import load_job
-from raywalk.assemble import assemble_job
-from raywalk.driver import render, resume
+from raywalk.core.pacing import first_pass_job, max_jump, smoothness
 from raywalk.errors import AudioError, BadInputError
-from raywalk.manifest import new_manifest
-from raywalk.pacing import first_pass_job, max_jump, smoothness
-from raywalk.progress import Progress
-from raywalk.report import build_report
-from raywalk.soundtrack import audio_seconds, video_frames
-from raywalk.status import run_status
-from raywalk.store import SMOOTHNESS, RunStore
+from raywalk.exec.driver import render, resume
+from raywalk.exec.progress import Progress
+from raywalk.outputs.assemble import assemble_job
+from raywalk.outputs.soundtrack import audio_seconds, video_frames
+from raywalk.report.page import build_report
+from raywalk.report.status import run_status
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import SMOOTHNESS, RunStore
 
 from conftest import REPO
 from test_render import CPU_WORKER, frame_bytes, index_rows, quiet

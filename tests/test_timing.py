@@ -12,8 +12,7 @@ import soundfile
 import yaml
 
 from raywalk import JobError, Trajectory, job_from_dict, load_job
-from raywalk.audio import envelope, probe
-from raywalk.timing import (
+from raywalk.core.timing import (
     frame_energy,
     job_table,
     music_weights,
@@ -23,6 +22,7 @@ from raywalk.timing import (
     step_weights,
     walk_table,
 )
+from raywalk.outputs.audio import envelope, probe
 
 D, SIZE = 16, 64
 

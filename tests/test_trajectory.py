@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from raywalk import job_from_dict
-from raywalk.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, Trajectory, normal
+from raywalk.core.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, Trajectory, normal
 
 D = 16  # a small encoding width keeps these tests in milliseconds
 SIZE = 64  # 64x64 images: (8, 8, 4) latents

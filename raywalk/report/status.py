@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raywalk.commands import resume_command
-from raywalk.lock import is_stale, read_lock
-from raywalk.manifest import Manifest
-from raywalk.pacing import max_jump, smoothness
-from raywalk.stack import StackRecord
-from raywalk.store import RunStore, frame_ranges
+from raywalk.core.commands import resume_command
+from raywalk.core.pacing import max_jump, smoothness
+from raywalk.core.stack import StackRecord
+from raywalk.run.lock import is_stale, read_lock
+from raywalk.run.manifest import Manifest
+from raywalk.run.store import RunStore, frame_ranges
 
 
 def run_status(uri: str, verify: bool = False) -> str:

@@ -15,7 +15,7 @@ per part, the text walk steps every part — and the noise takes the
 renderer's latent shape (16 channels for SD3).
 
 An interpolate walk may also be timed from data: `timing`, a table of one
-walk parameter u per frame (`raywalk.timing.walk_table`: keyframes at given
+walk parameter u per frame (`raywalk.core.timing.walk_table`: keyframes at given
 frames, steps that follow a soundtrack, perceptually even pacing), computed
 once before rendering. Frames are then a pure function of (job, table, index).
 """
@@ -27,7 +27,7 @@ from typing import TypeAlias
 
 import numpy as np
 
-from raywalk.spec import Job, Walk
+from raywalk.core.spec import Job, Walk
 
 Encodings: TypeAlias = np.ndarray | dict[str, np.ndarray]
 """One array per prompt/frame (the contract's original form), or named parts, each with one leading row each."""
@@ -139,7 +139,7 @@ class Trajectory:
     """The frames of one job, given the text encodings of its prompts.
 
     `timing` (interpolate walks): the walk parameter u of every frame, from
-    `raywalk.timing.walk_table`; frame i mixes prompts floor(u) and floor(u) + 1
+    `raywalk.core.timing.walk_table`; frame i mixes prompts floor(u) and floor(u) + 1
     at t = u - floor(u) (the last frame: t = 1). Without it, frames follow the
     job's keyframes and easing, or are evenly spaced.
 
@@ -150,7 +150,7 @@ class Trajectory:
 
     `noise_from`: draw every noise at this larger latent shape and average it
     down to the job's (`block_mean`), so a small first pass sees the noise of
-    the full-size frames (`raywalk.pacing.first_pass_trajectory`).
+    the full-size frames (`raywalk.core.pacing.first_pass_trajectory`).
 
     Raises:
         ValueError: keyframes, table or noise shape that do not fit the job.

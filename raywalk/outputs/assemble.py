@@ -11,10 +11,10 @@ name. Partial outputs (previews, `raywalk assemble --partial`) go under
 every frame is there.
 
 A timed walk's MP4 carries the run's copy of its soundtrack, cut to exactly
-the frames assembled (`raywalk.soundtrack.mux`); a preview's MP4 then holds
+the frames assembled (`raywalk.outputs.soundtrack.mux`); a preview's MP4 then holds
 only the leading consecutive frames, so that picture and sound stay in step.
 The GIF stays silent. A complete run's neighbour distances
-(`raywalk.pacing.distances`) are published as smoothness.parquet.
+(`raywalk.core.pacing.distances`) are published as smoothness.parquet.
 
 Every complete assembly also publishes frames.parquet, the newest index row
 of each frame, from the same read of the index that checks the frames, and
@@ -41,12 +41,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import GifImagePlugin, Image, ImageDraw, ImageFont, PngImagePlugin
 
-from raywalk.commands import resume_command
+from raywalk.core.commands import resume_command
+from raywalk.core.pacing import distances
+from raywalk.core.spec import OUTPUT_SUFFIXES, Job
 from raywalk.errors import AssembleError
-from raywalk.pacing import distances
-from raywalk.soundtrack import mux
-from raywalk.spec import OUTPUT_SUFFIXES, Job
-from raywalk.store import (
+from raywalk.outputs.soundtrack import mux
+from raywalk.run.store import (
     FRAMES,
     FRAMES_TABLE,
     SMOOTHNESS,
@@ -490,7 +490,7 @@ def publish_frames_table(store: RunStore, num_frames: int, run_id: str) -> str |
 
 def write_smoothness(store: RunStore, num_frames: int, run_id: str) -> str:
     """Publish smoothness.parquet for complete run `run_id`: (frame, distance_to_next) for frames 0..N-2, the
-    `raywalk.pacing.distances` of the frames in order, decoded a few at a time; returns where.
+    `raywalk.core.pacing.distances` of the frames in order, decoded a few at a time; returns where.
 
     Raises:
         MissingFramesError: the run lacks frames.

@@ -17,7 +17,7 @@ pinned to its frame:
    inverse, t = C_k⁻¹(e · C_k(1)), a monotone cubic (PCHIP) through the points
    (C_k(t_m), t_m), so e = 0 and e = 1 stay the segment's ends. Frames evenly
    spaced in e then change the picture by equal amounts.
-4. `raywalk.timing.walk_table(job, weights, warp)`: the final table.
+4. `raywalk.core.timing.walk_table(job, weights, warp)`: the final table.
 
 `smoothness` and `max_jump` are AID's scores of a finished sequence.
 
@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from raywalk.spec import MAX_NAME, Job, Outputs, Walk, first_pass_height
-from raywalk.trajectory import Encodings, Trajectory
+from raywalk.core.spec import MAX_NAME, Job, Outputs, Walk, first_pass_height
+from raywalk.core.trajectory import Encodings, Trajectory
 
 SCALES = (64, 32, 16)  # long side, in pixels, of each level the distance compares
 # RGB -> luminance and two colour differences (ITU-R BT.601 YCbCr without offsets).

@@ -22,8 +22,8 @@ from typing import Any
 
 import ray
 
+from raywalk.core.spec import MAX_WORKERS, Job
 from raywalk.errors import BadInputError
-from raywalk.spec import MAX_WORKERS, Job
 
 _started_here = False  # whether this process started its own local Ray (rather than joining a cluster)
 

@@ -6,7 +6,7 @@ TensorFlow (`import keras_cv` does, whatever the Keras backend: seconds of
 start-up and a screenful of absl/oneDNN lines). KerasCV's `SimpleTokenizer`
 is a small pure-Python byte-pair encoder (from openai/CLIP) behind that import;
 this module counts its tokens the same way from the same vocabulary file
-(``bpe_simple_vocab_16e6.txt.gz``, found by `raywalk.weights.vocabulary`).
+(``bpe_simple_vocab_16e6.txt.gz``, found by `raywalk.renderers.weights.vocabulary`).
 tests/test_clip_tokens.py holds the counts equal to `SimpleTokenizer`'s.
 """
 

@@ -15,15 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from raywalk import __version__
+from raywalk.core.frameinfo import FRAME_FORMAT, FRAME_FORMATS
+from raywalk.core.spec import Job, job_from_dict
+from raywalk.core.stack import Stack, StackDataError, StackRecord, describe_difference
 from raywalk.errors import JobError, RunLocationError, StackChangeError
-from raywalk.spec import Job, job_from_dict
-from raywalk.stack import Stack, StackDataError, StackRecord, describe_difference
 
 LEGACY_RUN_ID = "legacy"  # runs written before run ids: their index rows carry none either
-# How a run's PNGs are encoded: 1, pixels only (manifests without `frame_format`); 2, with text chunks
-# that say what made the frame (`raywalk.frameinfo`). A run keeps its format for every resume.
-FRAME_FORMAT = 2
-FRAME_FORMATS = (1, 2)
 
 
 class ManifestError(RunLocationError):
@@ -43,7 +40,7 @@ class Manifest:
     index row carries it, so rows of an earlier run never count as done.
     `random_weights`, `renderer` and `versions` are None/empty until the first
     worker has described itself; `keyframes_sha256` is None until the prompts
-    are encoded; `timing_sha256` (a job that `raywalk.timing.needs_table`) is
+    are encoded; `timing_sha256` (a job that `raywalk.core.timing.needs_table`) is
     None until its walk table is measured and stored (`timing.npy`).
     `frame_format` says how its PNGs are encoded (`FRAME_FORMATS`): a new run
     takes `FRAME_FORMAT`, a run made before text chunks reads as 1 and keeps

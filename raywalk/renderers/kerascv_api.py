@@ -35,7 +35,7 @@ from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoder, TextE
 from raywalk.errors import RendererError
 
 if TYPE_CHECKING:
-    from raywalk.kerascv import SubModels
+    from raywalk.renderers.kerascv import SubModels
 
 KERAS_CV_VERSION = "0.9.0"
 

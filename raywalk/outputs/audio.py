@@ -1,8 +1,8 @@
-"""Soundtracks: read an audio file, and its percussive onset envelope (the I/O edge of `raywalk.timing`).
+"""Soundtracks: read an audio file, and its percussive onset envelope (the I/O edge of `raywalk.core.timing`).
 
 WAV, FLAC (and what else libsndfile reads) go through soundfile; MP3 goes
 through librosa, which decodes it with soundfile or audioread. Nothing here
-knows about frames: `raywalk.timing` turns the envelope into per-frame
+knows about frames: `raywalk.core.timing` turns the envelope into per-frame
 parameters, from arrays alone.
 """
 
@@ -124,7 +124,7 @@ def percussive_envelope(samples: np.ndarray, samplerate: int = ANALYSIS_RATE, ho
 def envelope(path: str | Path) -> tuple[np.ndarray, float]:
     """The percussive onset envelope of an audio file and its rate (values per second).
 
-    Pass both to `raywalk.timing.frame_energy`.
+    Pass both to `raywalk.core.timing.frame_energy`.
 
     Raises:
         AudioError: the file cannot be decoded.

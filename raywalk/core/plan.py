@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from raywalk.pacing import first_pass_job
-from raywalk.spec import Job
+from raywalk.core.pacing import first_pass_job
+from raywalk.core.spec import Job
 
 GUIDANCE_PASSES = 2  # classifier-free guidance: a conditional and an unconditional pass
 # The denoising network of each shipped renderer, and whether it skips guidance at a scale of 1 or less
@@ -74,7 +74,7 @@ def make_plan(job: Job) -> Plan:
 
 
 def first_pass_plan(job: Job) -> Plan | None:
-    """The work of a perceptually paced job's first pass (`raywalk.pacing.first_pass_job`), or None without one.
+    """The work of a perceptually paced job's first pass (`raywalk.core.pacing.first_pass_job`), or None without one.
 
     Its frames are `segments x (samples - 1) + 1` images of `pacing.size` pixels wide at `pacing.steps`
     steps, batched and chunked like the job's own; each UNet evaluation costs about

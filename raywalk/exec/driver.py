@@ -17,7 +17,7 @@ A render goes in this order, so that a run directory never lies:
 3. The job's soundtrack is copied into the run (checked against the SHA-256
    the job records), so workers, tasks and `resume` never need its path.
 4. Workers start; the manifest records what the first one runs. A job that
-   `raywalk.timing.needs_table` gets its walk table before any frame is
+   `raywalk.core.timing.needs_table` gets its walk table before any frame is
    dispatched: the first pass (perceptual pacing) on the workers, then the
    table measured in a CPU task and stored with the run (`timing.npy`).
 
@@ -50,17 +50,17 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError, RuntimeEnvSetupError
 
 from raywalk import __version__
-from raywalk.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_resources
-from raywalk.commands import resume_command
+from raywalk.core.commands import resume_command
+from raywalk.core.pacing import first_pass_job
+from raywalk.core.spec import Job, job_from_dict
+from raywalk.core.stack import Stack
+from raywalk.core.timing import needs_table
 from raywalk.errors import AudioError, Interrupted, RendererError, RunError, RunLocationError, StoreError
-from raywalk.lock import HEARTBEAT_EVERY, RunLock
-from raywalk.manifest import Manifest, ManifestError, admit_stack, new_manifest
-from raywalk.pacing import first_pass_job
-from raywalk.progress import Progress
-from raywalk.spec import Job, job_from_dict
-from raywalk.stack import Stack
-from raywalk.store import FRAMES_TABLE, SMOOTHNESS, RunStore, frame_ranges, soundtrack_name
-from raywalk.timing import needs_table
+from raywalk.exec.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_resources
+from raywalk.exec.progress import Progress
+from raywalk.run.lock import HEARTBEAT_EVERY, RunLock
+from raywalk.run.manifest import Manifest, ManifestError, admit_stack, new_manifest
+from raywalk.run.store import FRAMES_TABLE, SMOOTHNESS, RunStore, frame_ranges, soundtrack_name
 
 __all__ = ["Outcome", "WorkerSpec", "assemble_outputs", "render", "resume", "resume_command", "run_manifest"]
 
@@ -111,7 +111,7 @@ def render(
 ) -> Outcome:
     """Render every frame of `job` that `uri` lacks, then assemble the job's outputs.
 
-    Workers render only with the run's model stack (`raywalk.stack`); with
+    Workers render only with the run's model stack (`raywalk.core.stack`); with
     `allow_stack_change` they render with their own, which the manifest records.
 
     Raises:
@@ -372,8 +372,8 @@ def assemble_outputs(
     task, since assembly decodes images, which the driver never holds. Assembling a complete run publishes
     frames.parquet (and moves damaged index files out of index/); `frames_table` does it without outputs.
     Returns where the outputs are (the report and frames.parquet not included)."""
-    from raywalk.assemble import assemble_job, publish_frames_table, write_smoothness
-    from raywalk.report import write_report
+    from raywalk.outputs.assemble import assemble_job, publish_frames_table, write_smoothness
+    from raywalk.report.page import write_report
 
     job = job_from_dict(job_data, source=f"{uri}/manifest.json")
     store = RunStore(uri, create=False)
@@ -397,8 +397,8 @@ def _assemble_task():
 
 
 def _measure_task(uri: str, job_data: dict[str, Any]) -> str:
-    """The walk table measured and stored (`raywalk.measure.measure_table`); returns its SHA-256."""
-    from raywalk.measure import measure_table
+    """The walk table measured and stored (`raywalk.exec.measure.measure_table`); returns its SHA-256."""
+    from raywalk.exec.measure import measure_table
 
     return measure_table(RunStore(uri, create=False), job_from_dict(job_data, source=f"{uri}/manifest.json"))
 
@@ -406,7 +406,7 @@ def _measure_task(uri: str, job_data: dict[str, Any]) -> str:
 def _check_task(model: Any, prompts: list[str]) -> str | None:
     """The renderer check on a worker's resources (the strict check refuses what it cannot verify); returns
     the Keras backend the renderer's workers must start with, as this worker's installation decides."""
-    from raywalk.renderer import check_renderer, keras_backend
+    from raywalk.renderers.contract import check_renderer, keras_backend
 
     check_renderer(model, prompts, strict=True)
     return keras_backend(model)
@@ -739,7 +739,7 @@ class _WorkerPool:
     `workers.max_restarts` times."""
 
     def __init__(self, job: Job, uri: str, request: Request, backend: str | None = None):
-        from raywalk.worker import RenderWorker
+        from raywalk.exec.worker import RenderWorker
 
         env = _worker_env(request)
         if backend:

@@ -1,6 +1,6 @@
 """What a frame says about how it was made: the text its PNG carries and its index row's `parameters`.
 
-Frame format 2 (`raywalk.manifest.FRAME_FORMAT`) embeds two PNG text chunks, as
+Frame format 2 (`FRAME_FORMAT`) embeds two PNG text chunks, as
 AUTOMATIC1111 and ComfyUI embed theirs: `parameters`, human-readable text in
 A1111's layout (the prompt mix, a negative prompt line, then one line of
 `Key: value` pairs), and `raywalk`, the same facts as JSON. Both are a pure
@@ -17,8 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from raywalk.manifest import FRAME_FORMAT
-from raywalk.spec import Job
+from raywalk.core.spec import Job
+
+# How a run's PNGs are encoded: 1, pixels only (manifests without `frame_format`); 2, with the text chunks
+# below. A run keeps its format for every resume.
+FRAME_FORMAT = 2
+FRAME_FORMATS = (1, 2)
 
 TEXT_KEY = "parameters"  # A1111's key: the human-readable text
 JSON_KEY = "raywalk"  # the same facts, machine-readable

@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from matplotlib.figure import Figure
 
-from raywalk.commands import assemble_command, report_command, resume_command, status_command
+from raywalk.core.commands import assemble_command, report_command, resume_command, status_command
+from raywalk.core.pacing import max_jump, smoothness
+from raywalk.core.spec import OUTPUT_SUFFIXES, Job
 from raywalk.errors import StoreError, one_line
-from raywalk.manifest import Manifest
-from raywalk.pacing import max_jump, smoothness
-from raywalk.spec import OUTPUT_SUFFIXES, Job
-from raywalk.status import frames_per_stack, latest_done_rows, stack_lines
-from raywalk.store import INDEX_SCHEMA, RunStore, frame_ranges, preview_name
+from raywalk.report.status import frames_per_stack, latest_done_rows, stack_lines
+from raywalk.run.manifest import Manifest
+from raywalk.run.store import INDEX_SCHEMA, RunStore, frame_ranges, preview_name
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -425,7 +425,7 @@ def _outputs_section(store: RunStore, job: Job) -> str:
     names = job.output_files()
     if not names:
         return "<h2>Outputs</h2><p>The job asks for no outputs.</p>"
-    # A final output, else its partial preview (raywalk.store keeps previews under preview/).
+    # A final output, else its partial preview (raywalk.run.store keeps previews under preview/).
     sizes = _sizes(store, [n for name in names.values() for n in (name, preview_name(name))])
     parts, absent = [], []
     for kind, final in names.items():

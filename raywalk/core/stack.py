@@ -5,8 +5,8 @@ rendered with another Keras, KerasCV/KerasHub, backend library, Keras backend,
 precision or device kind can give other pixels (keras-hub #2732 changed SD3's
 embeddings between 0.29 and 0.30). A run is rendered with one stack; the driver
 compares each worker's with the run's before it hands out a chunk
-(`raywalk.driver`), and the run's manifest records every stack it was rendered
-with (`StackRecord`). Pure: the worker gathers the facts (`raywalk.worker`).
+(`raywalk.exec.driver`), and the run's manifest records every stack it was rendered
+with (`StackRecord`). Pure: the worker gathers the facts (`raywalk.exec.worker`).
 """
 
 from __future__ import annotations

@@ -80,10 +80,11 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raywalk.core.frameinfo import FRAME_FORMAT
+from raywalk.core.spec import Job
+from raywalk.core.trajectory import Encodings
 from raywalk.errors import BadInputError, RunLocationError, StoreError
-from raywalk.manifest import FRAME_FORMAT, LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
-from raywalk.spec import Job
-from raywalk.trajectory import Encodings
+from raywalk.run.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ INDEX_SCHEMA = pa.schema(
         ("run_id", pa.string()),  # the manifest's run id when the chunk was rendered
         ("fingerprint", pa.string()),  # the job's fingerprint
         ("written", pa.float64()),  # UNIX seconds when the chunk's index file was written
-        ("parameters", pa.string()),  # the text the frame's PNG carries (`raywalk.frameinfo`); null in format 1
-        ("stack", pa.string()),  # the id of the worker's model stack (raywalk.stack); null in older files
+        ("parameters", pa.string()),  # the text the frame's PNG carries (`raywalk.core.frameinfo`); null in format 1
+        ("stack", pa.string()),  # the id of the worker's model stack (raywalk.core.stack); null in older files
     ]
 )
 _STAMPED = ("run_id", "fingerprint", "written", "stack")  # filled in by write_chunk_index
@@ -679,7 +680,7 @@ class RunStore:
     # ------------------------------------------------------------------ manifest, keyframes, fresh starts
 
     def write_manifest(self, manifest: Manifest) -> None:
-        """Record the run's manifest (see `raywalk.manifest`)."""
+        """Record the run's manifest (see `raywalk.run.manifest`)."""
         self._write_json(MANIFEST, manifest.to_json())
 
     def read_manifest(self) -> Manifest | None:
@@ -823,7 +824,7 @@ class RunStore:
         return parts[ARRAY_PART] if list(parts) == [ARRAY_PART] else parts
 
     def write_timing(self, table: np.ndarray) -> str:
-        """Store the walk table (one float64 u per frame, `raywalk.timing.job_table`) for every chunk and resume.
+        """Store the walk table (one float64 u per frame, `raywalk.core.timing.job_table`) for every chunk and resume.
 
         Returns:
             The SHA-256 of the stored bytes, for the manifest's `timing_sha256`.
@@ -1151,10 +1152,10 @@ class RunStore:
                     failures[int(stem[6:])] = record
         return dict(sorted(failures.items()))
 
-    # ------------------------------------------------------------------ lock (see raywalk.lock)
+    # ------------------------------------------------------------------ lock (see raywalk.run.lock)
 
     def read_lock(self) -> dict[str, Any] | None:
-        """The run's lock record (host, pid, owner, heartbeat time), if any; see `raywalk.lock`."""
-        from raywalk.lock import read_lock
+        """The run's lock record (host, pid, owner, heartbeat time), if any; see `raywalk.run.lock`."""
+        from raywalk.run.lock import read_lock
 
         return read_lock(self)

@@ -18,8 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from raywalk.core.trajectory import Encodings
 from raywalk.errors import RendererError
-from raywalk.trajectory import Encodings
 
 STANDARD_KWARGS = ("width", "height", "steps", "guidance_scale", "weights", "precision", "batch_size")
 CONTRACT = ("encode_text", "render")

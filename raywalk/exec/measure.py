@@ -1,8 +1,8 @@
-"""The walk table of a timed run, measured from what the run holds: the I/O edge of `raywalk.timing`.
+"""The walk table of a timed run, measured from what the run holds: the I/O edge of `raywalk.core.timing`.
 
 Runs in a Ray task (CPU only), never in the driver: it decodes the run's copy
-of the soundtrack (`raywalk.audio.envelope`) and the perceptual first pass's
-images (`raywalk.pacing.distances`), then stores `raywalk.timing.job_table`
+of the soundtrack (`raywalk.outputs.audio.envelope`) and the perceptual first pass's
+images (`raywalk.core.pacing.distances`), then stores `raywalk.core.timing.job_table`
 as the run's `timing.npy`.
 """
 
@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from raywalk.audio import envelope
+from raywalk.core.pacing import distances, first_pass_job
+from raywalk.core.spec import Job
+from raywalk.core.timing import job_table
 from raywalk.errors import RunError
-from raywalk.pacing import distances, first_pass_job
-from raywalk.spec import Job
-from raywalk.store import PACING, RunStore, soundtrack_name
-from raywalk.timing import job_table
+from raywalk.outputs.audio import envelope
+from raywalk.run.store import PACING, RunStore, soundtrack_name
 
 
 def first_pass_images(store: RunStore, count: int) -> Iterator[np.ndarray]:
@@ -39,7 +39,7 @@ def first_pass_images(store: RunStore, count: int) -> Iterator[np.ndarray]:
 
 
 def measure_table(store: RunStore, job: Job) -> str:
-    """Measure the walk table of `job` (one that `raywalk.timing.needs_table`) from the run's soundtrack copy
+    """Measure the walk table of `job` (one that `raywalk.core.timing.needs_table`) from the run's soundtrack copy
     and first-pass images, and store it; returns its SHA-256 for the manifest's `timing_sha256`.
 
     Raises:

@@ -12,7 +12,7 @@ Every chunk reads the manifest first: its rows carry the manifest's run id, and
 a worker refuses to render for a run that now holds another job, or from
 keyframes or a walk table (`timing.npy`) whose SHA-256 is not the manifest's.
 
-A perceptually paced job's first pass (`raywalk.pacing.first_pass_job`) is
+A perceptually paced job's first pass (`raywalk.core.pacing.first_pass_job`) is
 rendered by the same actors, with a second renderer built for its smaller
 size and fewer steps the first time one is asked for.
 """
@@ -34,16 +34,16 @@ import ray
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from raywalk.core.frameinfo import TEXT_KEY, frame_text
+from raywalk.core.pacing import first_pass_job, first_pass_trajectory
+from raywalk.core.spec import Job, job_from_dict
+from raywalk.core.stack import BACKEND_PACKAGES, PACKAGES, Stack, describe_difference
+from raywalk.core.timing import needs_table
+from raywalk.core.trajectory import Encodings, Trajectory, select
 from raywalk.errors import RunError, RunLocationError, StackChangeError
-from raywalk.frameinfo import TEXT_KEY, frame_text
-from raywalk.manifest import Manifest
-from raywalk.pacing import first_pass_job, first_pass_trajectory
-from raywalk.renderer import Renderer, load_renderer
-from raywalk.spec import Job, job_from_dict
-from raywalk.stack import BACKEND_PACKAGES, PACKAGES, Stack, describe_difference
-from raywalk.store import KEYFRAMES, TIMING, RunStore
-from raywalk.timing import needs_table
-from raywalk.trajectory import Encodings, Trajectory, select
+from raywalk.renderers.contract import Renderer, load_renderer
+from raywalk.run.manifest import Manifest
+from raywalk.run.store import KEYFRAMES, TIMING, RunStore
 
 MODEL_STACK = ("raywalk", "ray", "numpy", "keras", "keras-cv", "tensorflow", "tensorflow-cpu", "pyarrow", "pillow")
 
@@ -95,7 +95,7 @@ def device_kind(gpu_ids: list[Any]) -> str:
 
 
 def worker_stack(renderer: Any, job: Job, gpu_ids: list[Any]) -> Stack:
-    """The model stack of this worker (`raywalk.stack.Stack`): raywalk, Keras, KerasCV/KerasHub and the
+    """The model stack of this worker (`raywalk.core.stack.Stack`): raywalk, Keras, KerasCV/KerasHub and the
     library of the Keras backend in use (TensorFlow too where KerasCV is installed: it needs it), the
     renderer's precision (its dtype policy, else the job's) and the device kind."""
     backend = keras_backend_in_use()
@@ -216,7 +216,7 @@ class RenderWorker:
         }
 
     def render_first_pass(self, samples: list[int]) -> int:
-        """Render first-pass images `samples` (`raywalk.pacing.first_pass_job`) into pacing/; returns how many.
+        """Render first-pass images `samples` (`raywalk.core.pacing.first_pass_job`) into pacing/; returns how many.
 
         Raises:
             RunError: the run now holds another job, or its keyframes are missing or not the manifest's.

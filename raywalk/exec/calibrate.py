@@ -11,10 +11,10 @@ from typing import Any
 
 import ray
 
-from raywalk.cluster import WorkerSpec, connect, worker_resources
-from raywalk.renderer import load_renderer
-from raywalk.spec import Job, job_from_dict
-from raywalk.trajectory import Trajectory
+from raywalk.core.spec import Job, job_from_dict
+from raywalk.core.trajectory import Trajectory
+from raywalk.exec.cluster import WorkerSpec, connect, worker_resources
+from raywalk.renderers.contract import load_renderer
 
 
 def calibrate(job: Job, address: str | None = None) -> float:

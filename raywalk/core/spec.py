@@ -110,7 +110,7 @@ class Walk:
     direction_seed: int = 0
     mode: str = "seamless"
     keyframes: tuple[Keyframe, ...] = ()  # interpolate: one per prompt, at increasing frames, the last the last frame
-    pacing: str = "uniform"  # interpolate: uniform | perceptual (see `raywalk.pacing`)
+    pacing: str = "uniform"  # interpolate: uniform | perceptual (see `raywalk.core.pacing`)
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ class Workers:
 
 @dataclass(frozen=True)
 class Outputs:
-    """Assembled outputs: kind -> options (see `raywalk.assemble`)."""
+    """Assembled outputs: kind -> options (see `raywalk.outputs.assemble`)."""
 
     files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     preview_every: int = 0  # rebuild a partial preview every N finished chunks
@@ -724,7 +724,7 @@ class _Validator:
         if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
             self.fail("timing.sha256", f"must be 64 lowercase hexadecimal digits, got {_short(sha256)}")
         if duration is None or sha256 is None:  # a run manifest records both; a job file is checked against the file
-            from raywalk.audio import probe  # librosa and soundfile only for jobs with a soundtrack
+            from raywalk.outputs.audio import probe  # librosa and soundfile only for jobs with a soundtrack
 
             try:
                 info = probe(Path(self.source).parent / audio)
@@ -958,7 +958,7 @@ def first_pass_height(model: Model, size: int) -> int:
 
     It fits when f = model.width / size is a whole number that divides
     model.height into a multiple of 64: the first pass then sees the job's
-    own noise averaged down in f x f blocks (`raywalk.pacing.first_pass_trajectory`).
+    own noise averaged down in f x f blocks (`raywalk.core.pacing.first_pass_trajectory`).
     """
     if size < 64 or model.width % size:
         return 0

@@ -10,10 +10,10 @@ t = u - floor(u). `walk_table` computes u for every frame, in three stages:
    w_j of each frame j (all 1 without a soundtrack):
    ``u_i = u_a + (u_b - u_a) · (w_a+1 + ... + w_i) / (w_a+1 + ... + w_b)``.
 2. **easing**: per segment, x = u - floor(u) becomes t = ease(x).
-3. **warp** (optional): t = warp(segment, t), e.g. `raywalk.pacing.PerceptualWarp`.
+3. **warp** (optional): t = warp(segment, t), e.g. `raywalk.core.pacing.PerceptualWarp`.
 
 With a soundtrack the weights come from its percussive onset envelope
-(`raywalk.audio.envelope`): `frame_energy` averages it over each video frame,
+(`raywalk.outputs.audio.envelope`): `frame_energy` averages it over each video frame,
 `release` smooths it, `step_weights` adds the floor. Each is a function of
 arrays, so it can be tested without audio.
 
@@ -29,9 +29,9 @@ from typing import Protocol
 
 import numpy as np
 
-from raywalk.pacing import PerceptualWarp
-from raywalk.spec import Job, Timing
-from raywalk.trajectory import eased
+from raywalk.core.pacing import PerceptualWarp
+from raywalk.core.spec import Job, Timing
+from raywalk.core.trajectory import eased
 
 
 class Warp(Protocol):
@@ -167,9 +167,9 @@ def job_table(
     """The walk table of a job that `needs_table`, from what was measured before rendering.
 
     Args:
-        envelope: `raywalk.audio.envelope(job's soundtrack)`, (values, rate), when the job has timing.audio.
-        first_pass_distances: `raywalk.pacing.distances(images)` of the first pass's frames in order
-            (`raywalk.pacing.first_pass_job`), when the job has walk.pacing: perceptual.
+        envelope: `raywalk.outputs.audio.envelope(job's soundtrack)`, (values, rate), when the job has timing.audio.
+        first_pass_distances: `raywalk.core.pacing.distances(images)` of the first pass's frames in order
+            (`raywalk.core.pacing.first_pass_job`), when the job has walk.pacing: perceptual.
 
     Raises:
         ValueError: a measurement the job needs is missing, or one it does not use is given.
