@@ -37,7 +37,7 @@ from raywalk.report.page import (
     worker_stats,
     write_report,
 )
-from raywalk.report.page import page as report_module
+from raywalk.report import page as report_module
 from raywalk.run.lock import RunLock
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import RunStore
