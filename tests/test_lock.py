@@ -14,11 +14,12 @@ import time
 import pytest
 
 from raywalk.errors import RunBusyError, RunError, StoreError
+from raywalk.run.fs import RunFS
 from raywalk.run.lock import LOCK, RunLock, read_lock
 from raywalk.run.store import RunStore
 
 
-def lock_of(store: RunStore, command: str = "render", **kwargs) -> RunLock:
+def lock_of(store: RunStore | RunFS, command: str = "render", **kwargs) -> RunLock:
     warnings: list[str] = []
     lock = RunLock(store, {"command": command}, settle=0.05, warn=warnings.append, **kwargs)
     lock.warnings = warnings  # type: ignore[attr-defined]
@@ -107,8 +108,8 @@ def test_beat_writes_only_when_due(tmp_path):
     assert store.read_lock()["heartbeat"] > before
 
 
-class FlakyStore(RunStore):
-    """A store whose reads and writes fail while `down` is set."""
+class FlakyStore(RunFS):
+    """A run's files whose reads and writes fail while `down` is set."""
 
     down = False
 
@@ -129,7 +130,8 @@ class FlakyStore(RunStore):
 
 
 def test_a_transient_heartbeat_failure_is_tolerated_for_half_the_stale_window(tmp_path):
-    store = FlakyStore(tmp_path / "run", create=True)
+    store = FlakyStore(tmp_path / "run")
+    store.create_root()
     lock = lock_of(store, stale_after=1.0)
     lock.acquire()
     store.down = True
@@ -141,7 +143,8 @@ def test_a_transient_heartbeat_failure_is_tolerated_for_half_the_stale_window(tm
 
 
 def test_a_failing_release_never_hides_the_error_that_ended_the_run(tmp_path):
-    store = FlakyStore(tmp_path / "run", create=True)
+    store = FlakyStore(tmp_path / "run")
+    store.create_root()
     lock = lock_of(store)
     with pytest.raises(RunError, match="every renderer died"), lock.held():
         store.down = True
@@ -150,7 +153,8 @@ def test_a_failing_release_never_hides_the_error_that_ended_the_run(tmp_path):
 
 
 def test_a_failing_release_after_success_is_an_error(tmp_path):
-    store = FlakyStore(tmp_path / "run", create=True)
+    store = FlakyStore(tmp_path / "run")
+    store.create_root()
     with pytest.raises(StoreError, match="503"), lock_of(store).held():
         store.down = True
 

@@ -6,7 +6,8 @@ and a heartbeat time. Taking it:
 - on a local or NFS path, the record is written to a temporary file and
   hard-linked to ``lock.json``: ``link`` fails if the name exists, so of two
   drivers starting at once exactly one gets it, and nobody ever reads a
-  half-written record (an ``O_CREAT|O_EXCL`` file is visible before its content);
+  half-written record (an ``O_CREAT|O_EXCL`` file is visible before its content):
+  `raywalk.run.fs.RunFS.create_exclusive`;
 - on an object store (pyarrow.fs has no create-if-absent; S3's ``If-None-Match``
   is not exposed), and over a stale lock anywhere, the record is written (an
   atomic replace locally), and after a short settle time read back: only the
@@ -19,12 +20,13 @@ reads the record first, and a driver that finds another token has been
 displaced, stops, and raises `RunBusyError`. A heartbeat that cannot reach
 storage is tolerated until half the stale window has passed since the last good
 one, then it fails: past that point another driver may rightly take the run.
+
+Every read and write goes through the run's files (`raywalk.run.fs`), retried.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -32,9 +34,10 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from raywalk.errors import RunBusyError, StoreError
+from raywalk.run.fs import RunFS
 
 LOCK = "lock.json"
 STALE_AFTER = 60.0
@@ -44,18 +47,32 @@ SETTLE_SECONDS = 1.0  # how long a write-then-read-back acquisition waits for a 
 log = logging.getLogger(__name__)
 
 
+class HasFiles(Protocol):
+    """What holds a run's files (a `raywalk.run.store.RunStore`)."""
+
+    @property
+    def files(self) -> RunFS: ...
+
+
+def files_of(run: RunFS | HasFiles) -> RunFS:
+    """The files of `run`: itself, or what it holds."""
+    return run if isinstance(run, RunFS) else run.files
+
+
 def _warn_log(message: str) -> None:
     log.warning(message)
 
 
-def read_lock(store: Any, warn: Callable[[str], None] = _warn_log) -> dict[str, Any] | None:
-    """The run's lock record, or None if there is none or it is not a lock record (a warning says so).
+def read_lock(run: RunFS | HasFiles, warn: Callable[[str], None] = _warn_log) -> dict[str, Any] | None:
+    """The lock record of `run` (its files, or a store), or None if there is none or it is not a lock record
+    (a warning says so).
 
     Raises:
         StoreError: the lock cannot be read.
     """
+    files = files_of(run)
     try:
-        raw = store.read_bytes(LOCK)
+        raw = files.read_bytes(LOCK)
     except FileNotFoundError:
         return None
     try:
@@ -64,7 +81,7 @@ def read_lock(store: Any, warn: Callable[[str], None] = _warn_log) -> dict[str, 
         if not isinstance(record["token"], str):
             raise TypeError("token")
     except (ValueError, TypeError, KeyError) as exc:
-        warn(f"{store.url(LOCK)} is not a lock record ({type(exc).__name__}: {exc}); treating the run as unlocked")
+        warn(f"{files.url(LOCK)} is not a lock record ({type(exc).__name__}: {exc}); treating the run as unlocked")
         return None
     return record
 
@@ -93,7 +110,7 @@ class RunLock:
 
     def __init__(
         self,
-        store: Any,
+        run: RunFS | HasFiles,
         owner: Mapping[str, Any],
         *,
         stale_after: float = STALE_AFTER,
@@ -101,7 +118,7 @@ class RunLock:
         settle: float = SETTLE_SECONDS,
         warn: Callable[[str], None] = _warn_log,
     ) -> None:
-        self.store, self.owner = store, dict(owner)
+        self.files, self.owner = files_of(run), dict(owner)
         self.stale_after, self.heartbeat_every, self.settle = stale_after, heartbeat_every, settle
         self.warn = warn
         self.record: dict[str, Any] | None = None
@@ -128,44 +145,28 @@ class RunLock:
             "acquired": now,
             "heartbeat": now,
         }
-        if self.store.local and self._create_exclusive():
+        if self.files.create_exclusive(LOCK, self._encoded()):
             self._last_good = time.monotonic()
             return
-        current = read_lock(self.store, self.warn)
+        current = read_lock(self.files, self.warn)
         if current is not None and not is_stale(current, self.stale_after):
             self.record = None
             raise self._busy(current)
         self._write()
         time.sleep(self.settle)
-        current = read_lock(self.store, self.warn)
+        current = read_lock(self.files, self.warn)
         if current is None or current.get("token") != self.token:
             self.record = None
             if current is None:
-                raise RunBusyError(f"{self.store.uri}: another driver took the run at the same moment; try again")
+                raise RunBusyError(f"{self.files.uri}: another driver took the run at the same moment; try again")
             raise self._busy(current)
         self._last_good = time.monotonic()
 
-    def _create_exclusive(self) -> bool:
-        """Link a complete record to lock.json if no lock exists; False if one does."""
-        path = os.path.join(self.store.root, LOCK)
-        tmp = os.path.join(self.store.root, f".tmp-{self.token}-{LOCK}")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.record, f)
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-                return False  # no hard links here (some FUSE mounts): write, then read back
-            raise StoreError(f"{self.store.uri}: cannot write the lock: {' '.join(str(exc).split())}") from None
-        finally:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
+    def _encoded(self) -> bytes:
+        return json.dumps(self.record, indent=2).encode()
 
     def _write(self) -> None:
-        self.store.write_bytes(LOCK, json.dumps(self.record, indent=2).encode())
+        self.files.write_bytes(LOCK, self._encoded())
 
     def beat(self) -> None:
         """`heartbeat` if the last one is `heartbeat_every` seconds old; call it on every wait.
@@ -185,9 +186,9 @@ class RunLock:
             StoreError: storage has been unreachable for half the stale window.
         """
         if self.record is None:
-            raise StoreError(f"{self.store.uri}: heartbeat without holding the lock")
+            raise StoreError(f"{self.files.uri}: heartbeat without holding the lock")
         try:
-            current = read_lock(self.store, self.warn)
+            current = read_lock(self.files, self.warn)
             if current is not None and current.get("token") != self.token:
                 self.record = None
                 raise self._busy(current, displaced=True)
@@ -196,7 +197,7 @@ class RunLock:
         except StoreError as exc:
             if time.monotonic() - self._last_good > self.stale_after / 2:
                 raise StoreError(
-                    f"{self.store.uri}: the run's lock could not be refreshed for {self.stale_after / 2:.0f} s: {exc}"
+                    f"{self.files.uri}: the run's lock could not be refreshed for {self.stale_after / 2:.0f} s: {exc}"
                 ) from None
             self.warn(f"heartbeat failed, retrying: {exc}")
             return
@@ -211,9 +212,9 @@ class RunLock:
         if self.record is None:
             return
         token, self.record = self.token, None
-        current = read_lock(self.store, self.warn)
+        current = read_lock(self.files, self.warn)
         if current is not None and current.get("token") == token:
-            self.store.delete(LOCK)
+            self.files.delete(LOCK)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[RunLock]:
@@ -238,7 +239,7 @@ class RunLock:
         owner = "".join(f"{k} {v}, " for k, v in holder.get("owner", {}).items() if k not in ("host", "pid"))
         what = "was taken over" if displaced else "is in use"
         return RunBusyError(
-            f"{self.store.uri} {what} by host {holder.get('host')} pid {holder.get('pid')} "
+            f"{self.files.uri} {what} by host {holder.get('host')} pid {holder.get('pid')} "
             f"({owner}heartbeat {age:.0f} s ago); wait for it to finish or stop it",
             holder,
         )
