@@ -66,7 +66,8 @@ def main() -> None:
     import keras_cv
     import tensorflow as tf
 
-    from raywalk.renderers.kerascv import KerasCVRenderer, build_models
+    from raywalk.renderers.kerascv.models import build_models
+    from raywalk.renderers.kerascv.renderer import KerasCVRenderer
 
     keras.config.disable_interactive_logging()  # generate_image's per-step progress bar, not timed
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"

@@ -126,7 +126,8 @@ def render_cases(renderer: Any) -> tuple[dict[str, list[dict[str, Any]]], dict[s
 
 
 if __name__ == "__main__":
-    from raywalk.renderers.kerascv import KerasCVRenderer, build_models
+    from raywalk.renderers.kerascv.models import build_models
+    from raywalk.renderers.kerascv.renderer import KerasCVRenderer
 
     models = build_models("v1.4", 128, 128, "random")
     renderer = KerasCVRenderer.from_models(models, **MODEL, xla=False, joint_guidance=True)

@@ -43,7 +43,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def tokenizer(clip_vocab):
-    from raywalk.renderers import kerascv_api
+    from raywalk.renderers.kerascv import api as kerascv_api
 
     return kerascv_api.tokenizer(clip_vocab)
 

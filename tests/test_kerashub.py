@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from raywalk.core.spec import Model
-from raywalk.renderers import sd3 as kerashub
 from raywalk.renderers.contract import RendererError, check_renderer, load_renderer
-from raywalk.renderers.sd3 import MANIFEST, StableDiffusion3Renderer, stage_preset, verify_preset
+from raywalk.renderers.sd3 import renderer as sd3_renderer
+from raywalk.renderers.sd3.presets import MANIFEST, stage_preset, verify_preset
+from raywalk.renderers.sd3.renderer import StableDiffusion3Renderer
+from raywalk.renderers.sd3.tiny import tiny_backbone, tiny_preprocessor
 
 SIZE, STEPS, SEED = 64, 3, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
@@ -39,7 +41,7 @@ def model(weights="random", **options):
 @pytest.fixture(scope="module")
 def tiny():
     """One tiny backbone and preprocessor for the module (built in seconds)."""
-    return types.SimpleNamespace(backbone=kerashub.tiny_backbone(SIZE, SIZE), preprocessor=kerashub.tiny_preprocessor())
+    return types.SimpleNamespace(backbone=tiny_backbone(SIZE, SIZE), preprocessor=tiny_preprocessor())
 
 
 def renderer(tiny, **kwargs) -> StableDiffusion3Renderer:
@@ -74,8 +76,8 @@ def reference(tiny):
 
 
 def test_check_prompts_refuses_an_over_long_prompt_naming_it_without_building(monkeypatch):
-    monkeypatch.setattr(kerashub, "tiny_backbone", None)  # a model build would fail loudly
-    monkeypatch.setattr(kerashub, "build_models", None)
+    monkeypatch.setattr(sd3_renderer, "tiny_backbone", None)  # a model build would fail loudly
+    monkeypatch.setattr(sd3_renderer, "build_models", None)
     check_renderer(model(), PROMPTS)
     with pytest.raises(RendererError) as info:
         check_renderer(model(), [PROMPTS[0], LONG_PROMPT])
@@ -163,7 +165,7 @@ def test_weights_stage_preset_from_the_command_line(tmp_path):
 
 
 def test_an_unfinished_or_unknown_preset_directory_is_refused_before_loading(tmp_path, monkeypatch):
-    monkeypatch.setattr(kerashub, "tiny_backbone", None)
+    monkeypatch.setattr(sd3_renderer, "tiny_backbone", None)
     unfinished = fake_preset(tmp_path / "unfinished")
     with pytest.raises(RendererError, match=f"has no {MANIFEST} \\(staging never finished\\)"):
         StableDiffusion3Renderer(width=SIZE, height=SIZE, weights=str(unfinished))

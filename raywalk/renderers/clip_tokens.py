@@ -21,6 +21,8 @@ from pathlib import Path
 
 import regex  # a keras-cv dependency; its \p{L} and \p{N} classes are what CLIP splits words by
 
+from raywalk.errors import RendererError
+
 MAX_TOKENS = 77  # CLIP's context, start and end tokens included
 _MERGES = 49152 - 256 - 2  # the vocabulary's merge rules that CLIP uses (the rest of the file is unused)
 _SPECIAL = ("<|startoftext|>", "<|endoftext|>")
@@ -86,3 +88,19 @@ class ClipTokenCounter:
 def counter(vocab: Path) -> ClipTokenCounter:
     """A counter for the vocabulary file `vocab`, read once per process."""
     return ClipTokenCounter(vocab)
+
+
+def check_length(prompt: str, count: int, model: str) -> int:
+    """`count`, the CLIP tokens of `prompt` (start and end included), once known to fit `model`'s context.
+
+    Raises:
+        RendererError: more than 77 tokens (KerasCV and KerasHub would cut the prompt silently), naming the
+            prompt and its length.
+    """
+    if count > MAX_TOKENS:
+        short = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+        raise RendererError(
+            f"prompt {short!r} is {count} CLIP tokens long; {model} takes at most {MAX_TOKENS}"
+            " (start and end tokens included)"
+        )
+    return count

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -45,6 +46,12 @@ class Renderer(Protocol):
       resources (weights, vocabularies, hosts) it cannot use, and returns one-line
       notes of what it cannot check on this machine (a directory not mounted
       here, a host not reachable from here).
+
+    It may state, as class attributes, what planning needs to know without
+    building it (`Traits`, read by `renderer_traits`; the defaults where absent):
+    ``denoiser`` (the denoising network's name, "UNet"), ``latent_channels`` (4)
+    and ``guidance_optional`` (False: True if guidance at a scale of 1 or less
+    runs one denoiser pass per step instead of two).
     """
 
     latent_shape: tuple[int, int, int]
@@ -62,6 +69,38 @@ class Renderer(Protocol):
         Any B: the renderer splits and pads batches itself.
         """
         ...
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What planning knows of a renderer class without building it: its class attributes of these names."""
+
+    denoiser: str = "UNet"
+    """The denoising network a step evaluates ("UNet" for SD 1.x/2.x, "MMDiT" for SD3)."""
+    latent_channels: int = 4
+    """The channels of one frame's noise (`Renderer.latent_shape`'s last)."""
+    guidance_optional: bool = False
+    """Whether guidance at a scale of 1 or less runs one denoiser pass per step instead of two."""
+
+
+def renderer_traits(path: str) -> Traits:
+    """The `Traits` the renderer class named ``package.module:Class`` states (the defaults where it states none).
+
+    Imports the class; builds no model.
+
+    Raises:
+        RendererError: the class cannot be imported or lacks the contract, or states a trait of the wrong type.
+    """
+    cls = renderer_class(path)
+    defaults, values = Traits(), {}
+    for field in fields(Traits):
+        default = getattr(defaults, field.name)
+        value, kind = getattr(cls, field.name, default), type(default)
+        if type(value) is not kind or (kind is int and value < 1):
+            wanted = {str: "a string", int: "an int of at least 1", bool: "True or False"}[kind]
+            raise RendererError(f"renderer {path!r}: {field.name} must be {wanted}, got {value!r}")
+        values[field.name] = value
+    return Traits(**values)
 
 
 def renderer_kwargs(model: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ imports TensorFlow or KerasCV: the driver and `raywalk plan` use it.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from raywalk.errors import RendererError
+from raywalk.hashing import BLOCK, sha256_blocks, sha256_file
 
 DOWNLOAD_TIMEOUT_S = 30  # per socket operation: a stalled download fails instead of hanging
 PROBE_TIMEOUT_S = 5.0  # how long a renderer's `check_resources` waits for a download host
@@ -79,19 +79,11 @@ WEIGHT_FILES: dict[str, tuple[WeightFile, ...]] = {
 }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def problem(path: Path, file: WeightFile) -> str | None:
     """Why `path` is not `file` (missing or wrong SHA-256), or None if it is."""
     if not path.is_file():
         return f"{file.name} is missing"
-    if _sha256(path) != file.sha256:
+    if sha256_file(path) != file.sha256:
         return f"{file.name} has the wrong SHA-256 (corrupt or partial copy)"
     return None
 
@@ -178,24 +170,28 @@ def download(file: WeightFile, target: Path, progress: bool = True) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.part")  # concurrent stagers never share one
-    digest = hashlib.sha256()
     try:
         with (
             _open_source(file, target) as (source, total),
             partial.open("wb") as out,
             tqdm(total=total, unit="B", unit_scale=True, desc=file.name, disable=not progress) as bar,
         ):
-            while block := source.read(1 << 22):
-                out.write(block)
-                digest.update(block)
-                bar.update(len(block))
+
+            def written() -> Iterator[bytes]:
+                """The source's blocks, each written to `partial` as it is hashed: the file is read once."""
+                while block := source.read(BLOCK):
+                    out.write(block)
+                    bar.update(len(block))
+                    yield block
+
+            digest, _ = sha256_blocks(written())
     except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as e:
         partial.unlink(missing_ok=True)  # a connection that dropped mid-download
         raise RendererError(_cannot_download(file, target, e)) from e
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    if digest.hexdigest() != file.sha256:
+    if digest != file.sha256:
         partial.unlink()
         raise RendererError(f"{file.name} from {file.url} has the wrong SHA-256; nothing staged for it")
     os.replace(partial, target)

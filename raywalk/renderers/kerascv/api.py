@@ -21,7 +21,7 @@ re-reading each use above against the new release.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import keras_cv
 import numpy as np
@@ -34,10 +34,20 @@ from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoder, TextE
 
 from raywalk.errors import RendererError
 
-if TYPE_CHECKING:
-    from raywalk.renderers.kerascv import SubModels
-
 KERAS_CV_VERSION = "0.9.0"
+
+
+class Parts(Protocol):
+    """The sub-models `reference_model` wraps (`raywalk.renderers.kerascv.models.SubModels` has them)."""
+
+    @property
+    def text_encoder(self) -> Any: ...
+    @property
+    def diffusion_model(self) -> Any: ...
+    @property
+    def decoder(self) -> Any: ...
+    @property
+    def tokenizer(self) -> Any: ...
 
 
 def check_version(installed: str) -> None:
@@ -69,7 +79,7 @@ def tokenizer(vocab: Path) -> Any:
     return SimpleTokenizer(bpe_path=str(vocab))
 
 
-def reference_model(version: str, height: int, width: int, models: SubModels, licence: bool) -> Any:
+def reference_model(version: str, height: int, width: int, models: Parts, licence: bool) -> Any:
     """KerasCV's `StableDiffusion` (or `StableDiffusionV2`) object around `models`; it builds nothing.
 
     Its constructor prints the weights' licence (CreativeML Open RAIL-M or

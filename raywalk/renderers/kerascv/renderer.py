@@ -1,4 +1,4 @@
-"""KerasCV Stable Diffusion (v1.4 and v2.1) as a raywalk renderer.
+"""`KerasCVRenderer`: KerasCV Stable Diffusion (v1.4 and v2.1) as a raywalk renderer.
 
 The sampler is KerasCV's own (`StableDiffusionBase.generate_image`: DDIM
 schedule, classifier-free guidance, same timestep embedding and decoder
@@ -8,7 +8,7 @@ UNet passes can share one call, and every batch has the same shape so the
 compiled step is traced once per worker.
 
 TensorFlow and KerasCV are imported inside functions, through
-`raywalk.renderers.kerascv_api` (the one module that touches KerasCV's private API): the
+`raywalk.renderers.kerascv.api` (the one module that touches KerasCV's private API): the
 driver and `raywalk plan` import this module to check a job (`check_renderer`)
 and must stay light. Weight files live in `raywalk.renderers.weights`; prompts are
 measured by `raywalk.renderers.clip_tokens`.
@@ -17,149 +17,23 @@ measured by `raywalk.renderers.clip_tokens`.
 from __future__ import annotations
 
 import inspect
-import logging
 import math
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from raywalk.core.trajectory import Encodings
 from raywalk.errors import RendererError
-from raywalk.renderers.clip_tokens import MAX_TOKENS, counter
+from raywalk.renderers.batches import pad_rows
+from raywalk.renderers.clip_tokens import check_length, counter
+from raywalk.renderers.kerascv.models import SubModels, build_models, enable_memory_growth
+from raywalk.renderers.kerascv.settings import AUTO, Settings
 from raywalk.renderers.weights import WEIGHT_FILES, keras_cache, unreachable, verify_weights, vocabulary
 
-log = logging.getLogger(__name__)
-
-AUTO = "auto"
 CONTEXT = "context"  # the one encoding part of SD 1.x/2.x: (77, D) per prompt
-PRECISIONS = (AUTO, "float32", "mixed_float16")
-TRISTATE = (AUTO, True, False)
-
-
-# ----------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The constructor's arguments, validated (shared by the constructor, `check_prompts` and `check_resources`)."""
-
-    width: int
-    height: int
-    steps: int
-    guidance_scale: float
-    weights: str
-    precision: str
-    batch_size: int
-    version: str
-    xla: str | bool
-    negative_prompt: str
-    joint_guidance: str | bool
-
-    def __post_init__(self) -> None:
-        for side in ("width", "height"):
-            value = getattr(self, side)
-            if not isinstance(value, int) or value <= 0 or value % 64:
-                raise RendererError(f"KerasCV renderer: {side} must be a positive multiple of 64, got {value!r}")
-        for name in ("steps", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise RendererError(f"KerasCV renderer: {name} must be a positive integer, got {getattr(self, name)!r}")
-        choices = {"version": tuple(WEIGHT_FILES), "precision": PRECISIONS, "xla": TRISTATE, "joint_guidance": TRISTATE}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if not any(value is a or (isinstance(a, str) and value == a) for a in allowed):
-                raise RendererError(
-                    f"KerasCV renderer: option {name} must be one of {', '.join(map(str, allowed))}, got {value!r}"
-                )
-        if not isinstance(self.weights, str) or not self.weights:
-            raise RendererError(
-                f"KerasCV renderer: weights must be 'download', 'random' or a directory, got {self.weights!r}"
-            )
-        if not isinstance(self.negative_prompt, str):
-            raise RendererError(f"KerasCV renderer: negative_prompt must be a string, got {self.negative_prompt!r}")
-
-    @classmethod
-    def of(cls, **kwargs: Any) -> Settings:
-        """Settings from constructor kwargs, with the constructor's defaults."""
-        try:
-            bound = inspect.signature(KerasCVRenderer).bind(**kwargs)
-        except TypeError as e:
-            raise RendererError(f"KerasCV renderer: {e}") from e
-        bound.apply_defaults()
-        return cls(**bound.arguments)
-
-    @property
-    def weights_dir(self) -> Path | None:
-        return _weights_dir(self.weights)
-
-
-def _weights_dir(weights: str) -> Path | None:
-    """The directory named by a `weights` setting, or None for 'download' and 'random'."""
-    return None if weights in ("download", "random") else Path(weights).expanduser()
-
-
-# ----------------------------------------------------------------------------- models
-
-
-@dataclass(frozen=True)
-class SubModels:
-    """KerasCV's Stable Diffusion parts: what `StableDiffusion` builds lazily."""
-
-    text_encoder: Any
-    diffusion_model: Any
-    decoder: Any
-    tokenizer: Any
-
-
-def build_models(version: str, width: int, height: int, weights: str) -> SubModels:
-    """Build the sub-models at `width` x `height` with `weights`: 'download', 'random' or a directory.
-
-    Random weights are seeded, so every worker of a smoke-test run renders the same
-    images. Set the precision policy before calling this.
-
-    Raises:
-        RendererError: a weights directory with files missing or wrong, no CLIP vocabulary, or another keras-cv.
-    """
-    import keras
-
-    from raywalk.renderers import kerascv_api
-
-    directory = _weights_dir(weights)
-    files = verify_weights(directory, version) if directory else {}
-    text_cls, unet_cls, decoder_cls = kerascv_api.sub_model_classes(version)
-    if weights == "random":
-        log.warning("KerasCV Stable Diffusion %s with RANDOM weights: the images are noise (smoke tests only)", version)
-        keras.utils.set_random_seed(0)
-    download = weights == "download"
-    models = SubModels(
-        text_encoder=text_cls(MAX_TOKENS, download_weights=download),
-        diffusion_model=unet_cls(height, width, MAX_TOKENS, download_weights=download),
-        decoder=decoder_cls(height, width, download_weights=download),
-        tokenizer=kerascv_api.tokenizer(vocabulary(directory)),
-    )
-    if directory:
-        for model, file in zip((models.text_encoder, models.diffusion_model, models.decoder), WEIGHT_FILES[version]):
-            model.load_weights(str(files[file.name]))
-    return models
-
-
-def _enable_memory_growth() -> list[Any]:
-    """Let TensorFlow allocate GPU memory as needed (so two workers can share a GPU); the GPUs found."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # this process already initialised its GPUs: growth is fixed by then
-            log.info("GPU memory growth not changed: TensorFlow already initialised %s", gpu.name)
-    return gpus
-
-
-# ----------------------------------------------------------------------------- renderer
+MODEL = "Stable Diffusion"
 
 
 class KerasCVRenderer:
@@ -177,6 +51,10 @@ class KerasCVRenderer:
     precision, xla, joint_guidance as resolved on this machine).
     """
 
+    denoiser: ClassVar[str] = "UNet"
+    latent_channels: ClassVar[int] = 4
+    guidance_optional: ClassVar[bool] = False  # generate_image runs both passes at any guidance scale
+
     def __init__(
         self,
         width: int = 512,
@@ -191,32 +69,38 @@ class KerasCVRenderer:
         negative_prompt: str = "",
         joint_guidance: str | bool = AUTO,
     ) -> None:
+        """Build the sub-models the settings name (in a worker: this loads the model).
+
+        Raises:
+            RendererError: invalid settings, a weights directory with files missing or wrong, or no CLIP
+                vocabulary.
+        """
         settings = Settings(
-            width,
-            height,
-            steps,
-            guidance_scale,
-            weights,
-            precision,
-            batch_size,
-            version,
-            xla,
-            negative_prompt,
+            width, height, steps, guidance_scale, weights, precision, batch_size, version, xla, negative_prompt,
             joint_guidance,
-        )
+        )  # fmt: skip
         import keras
 
-        on_gpu = bool(_enable_memory_growth())
+        on_gpu = bool(enable_memory_growth())
         policy = ("mixed_float16" if on_gpu else "float32") if precision == AUTO else precision
         keras.mixed_precision.set_global_policy(policy)
         self._start(settings, build_models(version, width, height, weights), on_gpu)
+
+    @classmethod
+    def settings_of(cls, **kwargs: Any) -> Settings:
+        """The validated settings of constructor `kwargs`, with the constructor's defaults.
+
+        Raises:
+            RendererError: an unknown or invalid argument.
+        """
+        return Settings.bind(inspect.signature(cls), kwargs)
 
     @classmethod
     def from_models(cls, models: SubModels, **kwargs: Any) -> KerasCVRenderer:
         """A renderer around already built sub-models (tests and benchmarks share one set); kwargs as for the
         constructor, whose `weights` and `precision` then only label the models."""
         renderer = cls.__new__(cls)
-        renderer._start(Settings.of(**kwargs), models, bool(_enable_memory_growth()))
+        renderer._start(cls.settings_of(**kwargs), models, bool(enable_memory_growth()))
         return renderer
 
     @classmethod
@@ -236,11 +120,11 @@ class KerasCVRenderer:
             RendererError: an over-long prompt, an option the renderer does not take, or no CLIP vocabulary
                 on this machine (the message says where to copy it).
         """
-        settings = Settings.of(**kwargs)
+        settings = cls.settings_of(**kwargs)
         directory = settings.weights_dir
         tokens = counter(vocabulary(directory if directory and directory.is_dir() else None))
         for prompt in [*prompts, settings.negative_prompt]:
-            _check_length(prompt, tokens.count(prompt))
+            check_length(prompt, tokens.count(prompt), MODEL)
 
     @classmethod
     def check_resources(cls, **kwargs: Any) -> list[str]:
@@ -255,7 +139,7 @@ class KerasCVRenderer:
             RendererError: a weights directory with files missing or wrong (named, with the
                 `raywalk weights stage` fix), or an option the renderer does not take.
         """
-        settings = Settings.of(**kwargs)
+        settings = cls.settings_of(**kwargs)
         directory = settings.weights_dir
         if directory is not None:
             if not directory.is_dir():
@@ -278,10 +162,10 @@ class KerasCVRenderer:
         import keras
         import tensorflow as tf
 
-        from raywalk.renderers import kerascv_api
+        from raywalk.renderers.kerascv import api
 
         self.settings = settings
-        self.latent_shape = (settings.height // 8, settings.width // 8, 4)
+        self.latent_shape = (settings.height // 8, settings.width // 8, self.latent_channels)
         self.random_weights = settings.weights == "random"
         xla = on_gpu if settings.xla == AUTO else settings.xla
         joint = True if settings.joint_guidance == AUTO else settings.joint_guidance
@@ -295,7 +179,7 @@ class KerasCVRenderer:
             "joint_guidance": joint,
         }
         # KerasCV's model object around our sub-models: its encode_text and schedule helpers are the reference.
-        sd = kerascv_api.reference_model(
+        sd = api.reference_model(
             settings.version, settings.height, settings.width, models, licence=not self.random_weights
         )
         self._sd = sd
@@ -304,15 +188,15 @@ class KerasCVRenderer:
         if settings.negative_prompt:
             uncond = self.encode_text([settings.negative_prompt])[CONTEXT]
         else:
-            uncond = kerascv_api.unconditional_context(sd)
+            uncond = api.unconditional_context(sd)
         self._uncond = tf.constant(np.repeat(uncond, b, axis=0))
         # KerasCV's DDIM schedule (generate_image), walked from the last timestep to the first.
         ratio = (1000 - 1) / (settings.steps - 1) if settings.steps > 1 else 1000
         timesteps = (np.arange(0, settings.steps) * ratio).round().astype(np.int64)
-        alphas, alphas_prev = kerascv_api.initial_alphas(sd, timesteps)
+        alphas, alphas_prev = api.initial_alphas(sd, timesteps)
         self._schedule = [
             (
-                kerascv_api.timestep_embedding(sd, t, 2 * b if joint else b),
+                api.timestep_embedding(sd, t, 2 * b if joint else b),
                 # generate_image's Python-float coefficients, as the float32 they become in TF
                 tf.constant(
                     [math.sqrt(1 - a_t), math.sqrt(a_t), math.sqrt(1.0 - a_prev), math.sqrt(a_prev)], tf.float32
@@ -353,7 +237,7 @@ class KerasCVRenderer:
     def encode_text(self, prompts: list[str]) -> dict[str, np.ndarray]:
         """{"context": (K, 77, D)} float32: KerasCV's `encode_text` of each prompt, squeezed and stacked in order."""
         for prompt in prompts:
-            _check_length(prompt, len(self._sd.tokenizer.encode(prompt)))
+            check_length(prompt, len(self._sd.tokenizer.encode(prompt)), MODEL)
         rows = [np.asarray(self._sd.encode_text(p), np.float32)[0] for p in prompts]
         return {CONTEXT: np.stack(rows) if rows else np.zeros((0, *self._uncond.shape[1:]), np.float32)}
 
@@ -369,7 +253,7 @@ class KerasCVRenderer:
             )
         b = self.settings.batch_size
         images = [
-            self._render_batch(_pad(encodings[i : i + b], b), _pad(noise[i : i + b], b))
+            self._render_batch(pad_rows(encodings[i : i + b], b), pad_rows(noise[i : i + b], b))
             for i in range(0, len(encodings), b)
         ]
         return (
@@ -392,22 +276,3 @@ class KerasCVRenderer:
         decoded = self._decode(latent).numpy()
         decoded = ((decoded + 1) / 2) * 255  # generate_image's post-processing, in numpy as there
         return np.clip(decoded, 0, 255).astype("uint8")
-
-
-def _pad(rows: np.ndarray, size: int) -> np.ndarray:
-    """`rows` padded to `size` rows by repeating the last (its images are dropped)."""
-    return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)]) if len(rows) < size else rows
-
-
-def _check_length(prompt: str, count: int) -> None:
-    """Refuse `prompt` if its `count` CLIP tokens (start and end included) are over 77.
-
-    Raises:
-        RendererError: naming the prompt and its length.
-    """
-    if count > MAX_TOKENS:
-        short = prompt if len(prompt) <= 60 else prompt[:57] + "..."
-        raise RendererError(
-            f"prompt {short!r} is {count} CLIP tokens long; Stable Diffusion takes at most {MAX_TOKENS}"
-            " (start and end tokens included)"
-        )
