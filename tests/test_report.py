@@ -25,6 +25,7 @@ from PIL import Image
 from raywalk.cli import main
 from raywalk.core.spec import job_from_dict
 from raywalk.exec.driver import run_manifest
+from raywalk.report import page as report_module
 from raywalk.report.page import (
     build_report,
     completion_times,
@@ -37,7 +38,6 @@ from raywalk.report.page import (
     worker_stats,
     write_report,
 )
-from raywalk.report import page as report_module
 from raywalk.run.lock import RunLock
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import RunStore
