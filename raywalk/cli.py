@@ -11,11 +11,13 @@ from pathlib import Path
 
 import click
 
+from raywalk.core.job import Job
+from raywalk.core.limits import MAX_WORKERS
 from raywalk.core.pacing import first_pass_job
 from raywalk.core.plan import denoiser, estimate, first_pass_plan, make_plan
-from raywalk.core.spec import MAX_WORKERS, Job, load_job
 from raywalk.core.timing import needs_table
 from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
+from raywalk.jobfile import load_job
 from raywalk.run.store import frame_name, frame_ranges, soundtrack_name
 
 
