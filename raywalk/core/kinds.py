@@ -11,6 +11,7 @@ from enum import StrEnum
 
 __all__ = [
     "ARTICLES",
+    "PRECISIONS",
     "WALK_KEYS",
     "CircleMode",
     "Direction",
@@ -105,3 +106,4 @@ WALK_KEYS: dict[WalkKind, tuple[str, ...]] = {  # the fields of `Walk` that each
     WalkKind.NOISE_CIRCLE: ("kind", "frames", "mode"),
 }
 ARTICLES: dict[WalkKind, str] = {kind: ("an" if kind[0] in "aeiou" else "a") for kind in WalkKind}
+PRECISIONS: tuple[str, ...] = tuple(member.value for member in Precision)  # for renderers that accept each
