@@ -11,11 +11,13 @@ from pathlib import Path
 
 import click
 
+from raywalk.core.job import Job
+from raywalk.core.limits import MAX_WORKERS
 from raywalk.core.pacing import first_pass_job
-from raywalk.core.plan import denoiser, estimate, first_pass_plan, make_plan
-from raywalk.core.spec import MAX_WORKERS, Job, load_job
+from raywalk.core.plan import Denoiser, estimate, first_pass_plan, make_plan
 from raywalk.core.timing import needs_table
 from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
+from raywalk.jobfile import load_job
 from raywalk.run.store import frame_name, frame_ranges, soundtrack_name
 
 
@@ -98,8 +100,11 @@ def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, worker
 
 def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) -> str:
     """The plan of a job as the lines `raywalk plan` prints."""
-    p = make_plan(job)
-    net = denoiser(job)[0]
+    from raywalk.renderers.contract import renderer_class
+
+    denoiser = Denoiser.of(renderer_class(job.model.renderer))  # its class attributes: denoiser, guidance_optional
+    p = make_plan(job, denoiser)
+    net = denoiser.name
     m, w, n = job.model, job.walk, job.noise
     walk = {
         "interpolate": f"{w.method}, {w.easing} easing{', loops back' if w.loop else ''}",
@@ -129,7 +134,7 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
     ]
     if job.outputs.files:
         lines.append("outputs           " + ", ".join(job.output_files().values()))
-    first = first_pass_plan(job)
+    first = first_pass_plan(job, denoiser)
     if first is not None:
         small = first_pass_job(job).model
         lines.append(

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
+from raywalk.core.kinds import WalkKind
 
 # How a run's PNGs are encoded: 1, pixels only (manifests without `frame_format`); 2, with the text chunks
 # below. A run keeps its format for every resume.
@@ -37,11 +38,11 @@ def prompt_weights(job: Job, params: Mapping[str, Any]) -> list[float]:
     """
     weights = [0.0] * len(job.prompts)
     kind = job.walk.kind
-    if kind == "interpolate":
+    if kind == WalkKind.INTERPOLATE:
         segment, t = int(params["segment"]), float(params["t"])
         weights[segment] += 1.0 - t
         weights[(segment + 1) % len(weights)] += t
-    elif kind == "grid":
+    elif kind == WalkKind.GRID:
         r, c = float(params["t_row"]), float(params["t_col"])
         weights = [(1 - r) * (1 - c), (1 - r) * c, r * (1 - c), r * c]
     else:

@@ -42,7 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from raywalk.core.spec import MAX_NAME, Job, Outputs, Walk, first_pass_height
+from raywalk.core.job import DEFAULT_LATENT_CHANNELS, Job, Outputs, Walk, first_pass_height
+from raywalk.core.kinds import WalkKind
+from raywalk.core.limits import MAX_NAME
 from raywalk.core.trajectory import Encodings, Trajectory
 
 SCALES = (64, 32, 16)  # long side, in pixels, of each level the distance compares
@@ -173,7 +175,7 @@ def first_pass_job(job: Job) -> Job:
     return dataclasses.replace(
         job,
         name=job.name[: MAX_NAME - len(suffix)] + suffix,
-        walk=Walk(kind="interpolate", frames=job.segments * (p.samples - 1) + 1, method=job.walk.method),
+        walk=Walk(kind=WalkKind.INTERPOLATE, frames=job.segments * (p.samples - 1) + 1, method=job.walk.method),
         model=dataclasses.replace(job.model, width=p.size, height=first_pass_height(job.model, p.size), steps=p.steps),
         outputs=Outputs(),
         timing=None,
@@ -181,10 +183,8 @@ def first_pass_job(job: Job) -> Job:
     )
 
 
-def first_pass_trajectory(job: Job, keyframes: Encodings, channels: int = 4) -> Trajectory:
+def first_pass_trajectory(job: Job, keyframes: Encodings, channels: int = DEFAULT_LATENT_CHANNELS) -> Trajectory:
     """The inputs of the first pass's frames: its walk, with the noise of the full-size job averaged down;
     `channels`: the renderer's latent channels (4 for SD 1.x, 16 for SD3)."""
     small = first_pass_job(job)
-    return Trajectory(
-        small, keyframes, latent_shape=(*small.latent_shape[:2], channels), noise_from=(*job.latent_shape[:2], channels)
-    )
+    return Trajectory(small, keyframes, latent_shape=small.latent(channels), noise_from=job.latent(channels))

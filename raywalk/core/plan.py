@@ -8,23 +8,37 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from raywalk.core.job import Job
 from raywalk.core.pacing import first_pass_job
-from raywalk.core.spec import Job
 
 GUIDANCE_PASSES = 2  # classifier-free guidance: a conditional and an unconditional pass
-# The denoising network of each shipped renderer, and whether it skips guidance at a scale of 1 or less
-# (KerasHub's SD3 sampler does, as SD3.5 Large Turbo's 4 steps at guidance 0 use; KerasCV's never does).
-DENOISERS: dict[str, tuple[str, bool]] = {
-    "raywalk.kerascv:KerasCVRenderer": ("UNet", False),
-    "raywalk.kerashub:StableDiffusion3Renderer": ("MMDiT", True),
-}
 
 
-def denoiser(job: Job) -> tuple[str, int]:
-    """(the name of the job's denoising network, its passes per step): "UNet" for renderers raywalk does not
-    know, 2 guidance passes unless the renderer skips guidance at this scale."""
-    name, skips = DENOISERS.get(job.model.renderer, ("UNet", False))
-    return name, 1 if skips and job.model.guidance_scale <= 1 else GUIDANCE_PASSES
+@dataclass(frozen=True)
+class Denoiser:
+    """A renderer's denoising network as a plan counts it; the caller fills it from the renderer class.
+
+    `guidance_optional`: the renderer runs one pass per step at a guidance scale of 1 or less (KerasHub's
+    SD3 sampler does, as SD3.5 Large Turbo's 4 steps at guidance 0 use; KerasCV's never does).
+    """
+
+    name: str = "UNet"
+    guidance_optional: bool = False
+
+    @classmethod
+    def of(cls, renderer: object) -> Denoiser:
+        """From a renderer class's (or traits') `denoiser` and `guidance_optional`; defaults where absent."""
+        return cls(
+            name=str(getattr(renderer, "denoiser", cls.name)),
+            guidance_optional=bool(getattr(renderer, "guidance_optional", cls.guidance_optional)),
+        )
+
+    def passes(self, job: Job) -> int:
+        """Denoiser evaluations per frame and step: 2 guidance passes unless guidance is off at this scale."""
+        return 1 if self.guidance_optional and job.model.guidance_scale <= 1 else GUIDANCE_PASSES
+
+
+UNET = Denoiser()  # a renderer that says nothing of its denoiser: KerasCV's Stable Diffusion UNet
 
 
 @dataclass(frozen=True)
@@ -59,8 +73,8 @@ class Estimate:
     gpu_hours: float
 
 
-def make_plan(job: Job) -> Plan:
-    """Count the work of a job as the driver will split it."""
+def make_plan(job: Job, denoiser: Denoiser = UNET) -> Plan:
+    """Count the work of a job as the driver will split it, for a renderer of `denoiser`."""
     batch = job.model.batch_size
     return Plan(
         frames=job.num_frames,
@@ -69,18 +83,18 @@ def make_plan(job: Job) -> Plan:
         batch_size=batch,
         chunk_batches=tuple(math.ceil(len(job.chunk_frames(c)) / batch) for c in range(job.num_chunks)),
         steps=job.model.steps,
-        passes=denoiser(job)[1],
+        passes=denoiser.passes(job),
     )
 
 
-def first_pass_plan(job: Job) -> Plan | None:
+def first_pass_plan(job: Job, denoiser: Denoiser = UNET) -> Plan | None:
     """The work of a perceptually paced job's first pass (`raywalk.core.pacing.first_pass_job`), or None without one.
 
     Its frames are `segments x (samples - 1) + 1` images of `pacing.size` pixels wide at `pacing.steps`
     steps, batched and chunked like the job's own; each UNet evaluation costs about
     (pacing.size / model.width)² of a full-size one.
     """
-    return make_plan(first_pass_job(job)) if job.pacing is not None else None
+    return make_plan(first_pass_job(job), denoiser) if job.pacing is not None else None
 
 
 def estimate(job: Job, plan: Plan, seconds_per_step: float, workers: int) -> Estimate:

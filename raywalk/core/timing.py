@@ -29,8 +29,9 @@ from typing import Protocol
 
 import numpy as np
 
+from raywalk.core.job import Job, Timing
+from raywalk.core.kinds import WalkKind
 from raywalk.core.pacing import PerceptualWarp
-from raywalk.core.spec import Job, Timing
 from raywalk.core.trajectory import eased
 
 
@@ -145,7 +146,7 @@ def walk_table(job: Job, weights: np.ndarray | None = None, warp: Warp | None = 
         ValueError: not an interpolate walk of 2 or more frames ending on its last prompt, or weights that
             do not fit it.
     """
-    if job.walk.kind != "interpolate" or job.walk.loop or job.num_frames < 2:
+    if job.walk.kind != WalkKind.INTERPOLATE or job.walk.loop or job.num_frames < 2:
         raise ValueError("walk_table times an interpolate walk of at least 2 frames that does not loop")
     u = progress(job, weights)
     segment = np.minimum(np.floor(u), job.segments - 1)

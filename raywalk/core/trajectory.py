@@ -27,7 +27,8 @@ from typing import TypeAlias
 
 import numpy as np
 
-from raywalk.core.spec import Job, Walk
+from raywalk.core.job import Job, Walk
+from raywalk.core.kinds import CircleMode, Direction, Easing, Method, NoiseKind, WalkKind
 
 Encodings: TypeAlias = np.ndarray | dict[str, np.ndarray]
 """One array per prompt/frame (the contract's original form), or named parts, each with one leading row each."""
@@ -44,9 +45,9 @@ def select(encodings: Encodings, rows: np.ndarray | slice) -> Encodings:
 FIXED_NOISE, FRAME_NOISE, KEYFRAME_NOISE, CIRCLE_NOISE, WALK_DIRECTION = range(5)
 
 EASINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "linear": lambda t: t,
-    "ease_in_out": lambda t: t * t * (3.0 - 2.0 * t),  # smoothstep: still at both ends
-    "cosine": lambda t: (1.0 - np.cos(np.pi * t)) / 2.0,
+    Easing.LINEAR: lambda t: t,
+    Easing.EASE_IN_OUT: lambda t: t * t * (3.0 - 2.0 * t),  # smoothstep: still at both ends
+    Easing.COSINE: lambda t: (1.0 - np.cos(np.pi * t)) / 2.0,
 }
 
 
@@ -176,14 +177,14 @@ class Trajectory:
                     f"{label} must be (K, ...) with K = {len(job.prompts)} prompts and at least one "
                     f"value per prompt, got {part.shape}"
                 )
-        if timing is not None and (job.walk.kind != "interpolate" or job.walk.loop):
+        if timing is not None and (job.walk.kind != WalkKind.INTERPOLATE or job.walk.loop):
             raise ValueError("a timing table times an interpolate walk that does not loop")
         self.job = job
         self.num_frames = job.num_frames
         self.latent_shape = latent_shape or job.latent_shape
         self._parts = {name: np.asarray(part).astype(np.float64) for name, part in parts.items()}
         self._table = None if timing is None else check_table(timing, job.num_frames, job.segments)
-        self._mix = lerp if job.walk.method == "lerp" else slerp
+        self._mix = lerp if job.walk.method == Method.LERP else slerp
         self._ease = EASINGS[job.walk.easing]
         noise, shape = job.noise, noise_from or self.latent_shape
         self._noise_factor = shape[0] // self.latent_shape[0]
@@ -193,16 +194,16 @@ class Trajectory:
         ):
             raise ValueError(f"noise_from {shape} is not a whole multiple of the latent shape {self.latent_shape}")
         self._noise_shape = shape
-        if noise.kind == "fixed":
+        if noise.kind == NoiseKind.FIXED:
             self._fixed_noise = normal(shape, noise.seed, FIXED_NOISE)
-        elif noise.kind == "slerp":
+        elif noise.kind == NoiseKind.SLERP:
             self._key_noise = np.stack([normal(shape, s, KEYFRAME_NOISE) for s in noise.seeds])
-        elif noise.kind == "circle":
+        elif noise.kind == NoiseKind.CIRCLE:
             self._circle = normal(shape, noise.seed, CIRCLE_NOISE, 0), normal(shape, noise.seed, CIRCLE_NOISE, 1)
-        if job.walk.kind == "text_walk":  # one direction per part, the i-th part's keyed by index i
+        if job.walk.kind == WalkKind.TEXT_WALK:  # one direction per part, the i-th part's keyed by index i
             self._direction = {
                 name: np.ones_like(part[0])
-                if job.walk.direction == "ones"
+                if job.walk.direction == Direction.ONES
                 else normal(part[0].shape, job.walk.direction_seed, WALK_DIRECTION, i)
                 for i, (name, part) in enumerate(self._parts.items())
             }
@@ -230,14 +231,14 @@ class Trajectory:
 
     def _walk_params(self, index: np.ndarray) -> dict[str, np.ndarray]:
         walk, n = self.job.walk, self.num_frames
-        if walk.kind == "interpolate" and self._table is not None:
+        if walk.kind == WalkKind.INTERPOLATE and self._table is not None:
             u = self._table[index]
             segment = np.minimum(np.floor(u), self.job.segments - 1)
             return {"segment": segment.astype(np.int32), "t": u - segment}
-        if walk.kind == "interpolate" and walk.keyframes:
+        if walk.kind == WalkKind.INTERPOLATE and walk.keyframes:
             segment, x = keyframe_segments(walk, index)
             return {"segment": segment.astype(np.int32), "t": eased(walk, segment, x)}
-        if walk.kind == "interpolate":
+        if walk.kind == WalkKind.INTERPOLATE:
             # Global parameter u runs over the segments between consecutive prompts;
             # a path that ends on its last prompt includes it, a loop stops one step short
             # of its first, so joints and the loop's seam are never repeated.
@@ -246,7 +247,7 @@ class Trajectory:
             segment = np.minimum(index * segments // span, segments - 1)
             t = index * segments / span - segment
             return {"segment": segment.astype(np.int32), "t": self._ease(t)}
-        if walk.kind == "grid":
+        if walk.kind == WalkKind.GRID:
             side = walk.size
             row, col = index // side, index % side
             span = max(side - 1, 1)
@@ -256,9 +257,9 @@ class Trajectory:
                 "t_row": self._ease(row / span),
                 "t_col": self._ease(col / span),
             }
-        if walk.kind == "text_walk":
+        if walk.kind == WalkKind.TEXT_WALK:
             return {"offset": index * walk.step_size}
-        if walk.mode == "tutorial":  # noise_circle: pi * linspace(0, 2, N), first frame = last
+        if walk.mode == CircleMode.TUTORIAL:  # noise_circle: pi * linspace(0, 2, N), first frame = last
             theta = np.pi * 2.0 * index / max(n - 1, 1)
         else:
             theta = 2.0 * np.pi * index / n
@@ -266,12 +267,12 @@ class Trajectory:
 
     def _encodings(self, part: str, index: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
         keys, kind = self._parts[part], self.job.walk.kind
-        if kind == "interpolate":
+        if kind == WalkKind.INTERPOLATE:
             seg = p["segment"]
             return self._mix(keys[seg], keys[(seg + 1) % len(keys)], p["t"])
-        if kind == "grid":
+        if kind == WalkKind.GRID:
             return _grid(keys, p, self._mix)
-        if kind == "text_walk":
+        if kind == WalkKind.TEXT_WALK:
             return np.asarray(keys[0] + _per_row(p["offset"], keys[:1]) * self._direction[part])
         return np.repeat(keys[:1], len(index), axis=0)
 
@@ -279,14 +280,14 @@ class Trajectory:
 
     def _noise(self, index: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
         noise, shape = self.job.noise, self._noise_shape
-        if noise.kind == "fixed":
+        if noise.kind == NoiseKind.FIXED:
             return np.repeat(self._fixed_noise[None], len(index), axis=0)
-        if noise.kind == "per_frame":
+        if noise.kind == NoiseKind.PER_FRAME:
             draws = [normal(shape, noise.seed, FRAME_NOISE, int(i)) for i in index]
             return np.array(draws, dtype=np.float64).reshape((len(index),) + shape)
-        if noise.kind == "slerp":  # along the same path as the encodings, always spherically
+        if noise.kind == NoiseKind.SLERP:  # along the same path as the encodings, always spherically
             keys = self._key_noise
-            if self.job.walk.kind == "grid":
+            if self.job.walk.kind == WalkKind.GRID:
                 return _grid(keys, p, slerp)
             seg = p["segment"]
             return slerp(keys[seg], keys[(seg + 1) % len(keys)], p["t"])
