@@ -9,6 +9,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raywalk import job_from_dict
 from raywalk.core.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, Trajectory, normal
@@ -403,37 +405,15 @@ def check_any_range_is_per_frame(walk: dict, prompts: int, noise: str, seed: int
         assert np.array_equal(again_enc, one_enc) and np.array_equal(again_noise, one_noise)
 
 
-def test_a_frames_inputs_do_not_depend_on_the_range_it_is_asked_in():
-    rng = np.random.default_rng(19)
-    for walk, prompts, noises in PROMISE_WALKS:
-        for noise in noises:
-            for _ in range(3):
-                start, stop = (int(x) for x in rng.integers(0, 20, size=2))
-                check_any_range_is_per_frame(walk, prompts, noise, int(rng.integers(0, 2**31)), start, stop)
+@st.composite
+def _promise_case(draw):
+    walk, prompts, noises = draw(st.sampled_from(PROMISE_WALKS))
+    return walk, prompts, draw(st.sampled_from(noises))
 
 
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-except ImportError:  # hypothesis is not in the test extra: the seeded test above checks the same promise
-
-    def test_a_frames_inputs_do_not_depend_on_the_range_property():
-        pytest.skip("hypothesis is not installed")
-
-else:
-
-    @st.composite
-    def _promise_case(draw):
-        walk, prompts, noises = draw(st.sampled_from(PROMISE_WALKS))
-        return walk, prompts, draw(st.sampled_from(noises))
-
-    @settings(max_examples=60, deadline=None)
-    @given(
-        case=_promise_case(),
-        seed=st.integers(0, 2**63 - 1),
-        start=st.integers(0, 100),
-        stop=st.integers(0, 100),
-    )
-    def test_a_frames_inputs_do_not_depend_on_the_range_property(case, seed, start, stop):
-        walk, prompts, noise = case
-        check_any_range_is_per_frame(walk, prompts, noise, seed, start, stop)
+@settings(max_examples=60, deadline=None)
+@given(case=_promise_case(), seed=st.integers(0, 2**63 - 1), start=st.integers(0, 100), stop=st.integers(0, 100))
+def test_a_frames_inputs_do_not_depend_on_the_range_it_is_asked_in(case, seed, start, stop):
+    """Hypothesis property: any walk, noise, seed and range gives each frame the inputs it has alone."""
+    walk, prompts, noise = case
+    check_any_range_is_per_frame(walk, prompts, noise, seed, start, stop)
