@@ -8,7 +8,6 @@ and SHA-256 once, and only for jobs that have one.
 
 from __future__ import annotations
 
-import importlib
 import os
 import stat
 from pathlib import Path
@@ -20,6 +19,7 @@ from raywalk.core.spec import job_from_dict as _validate
 from raywalk.core.spec import job_from_text
 from raywalk.core.validate import SoundInfo
 from raywalk.errors import JobError
+from raywalk.outputs.audio import probe
 
 __all__ = ["job_from_dict", "load_job"]
 
@@ -44,18 +44,12 @@ def job_from_dict(data: Any, source: str = "<dict>", default_name: str = "walk")
 
 
 def _probe(path: Path) -> SoundInfo:
-    """The soundtrack's duration and hash.
-
-    The audio module (librosa, soundfile) is imported by name, at the first job with a soundtrack: the root
-    package re-exports `load_job`, and every layer imports the root for `__version__`, so a static import
-    here would make each of them depend on `raywalk.outputs`.
+    """The soundtrack's duration and hash (librosa and soundfile load only when a job has one).
 
     Raises:
         AudioError: the soundtrack cannot be read.
     """
-    audio = importlib.import_module("raywalk.outputs.audio")
-    info: SoundInfo = audio.probe(path)
-    return info
+    return probe(path)
 
 
 def _read_text(path: Path, source: str) -> str:

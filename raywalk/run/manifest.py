@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from raywalk import __version__
+from raywalk._version import __version__
 from raywalk.core.frameinfo import FRAME_FORMAT, FRAME_FORMATS
 from raywalk.core.spec import Job, job_from_dict
 from raywalk.core.stack import Stack, StackDataError, StackRecord, describe_difference
