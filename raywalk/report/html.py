@@ -37,10 +37,11 @@ def short(name: str) -> str:
 
 
 class Html(str):
-    """Text that is already HTML (a table cell `_table` must not escape)."""
+    """Text that is already HTML (a table cell `html_table` must not escape)."""
 
 
 def escape(value: Any) -> str:
+    """`value` as HTML text: escaped, unless it is `Html` already."""
     return value if isinstance(value, Html) else html.escape(str(value))
 
 
@@ -50,6 +51,7 @@ def short_id(name: str) -> Html:
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
+    """A table with `header` and `rows`, the columns in `numeric` right-aligned in tabular figures."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>"
@@ -63,8 +65,10 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Se
 
 
 def secs(x: float) -> str:
+    """Seconds to 3 significant digits, or whole and grouped from 100 up."""
     return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
 
 
 def img(alt: str, src: str, cls: str = "plot") -> str:
+    """An <img> of `src` (a data: URI) with text `alt`."""
     return f'<img class="{cls}" alt="{escape(alt)}" src="{src}">'
