@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image
 
 from raywalk.core.spec import job_from_dict
-from raywalk.outputs.assemble import write_gif, write_mp4
+from raywalk.outputs.gif import write_gif
+from raywalk.outputs.mp4 import write_mp4
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import RunStore, frame_name
 

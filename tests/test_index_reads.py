@@ -16,7 +16,8 @@ import pytest
 import ray
 
 from raywalk.exec.driver import resume
-from raywalk.outputs.assemble import assemble, publish_frames_table
+from raywalk.outputs.assemble import assemble
+from raywalk.outputs.frames_table import publish_frames_table
 from raywalk.report.status import run_status
 from raywalk.run.store import RunStore
 

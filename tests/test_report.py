@@ -26,17 +26,15 @@ from raywalk.cli import main
 from raywalk.core.spec import job_from_dict
 from raywalk.exec.driver import run_manifest
 from raywalk.report import page as report_module
-from raywalk.report.page import (
-    build_report,
+from raywalk.report.page import build_report, shell_commands, write_report
+from raywalk.report.stats import (
     completion_times,
     node_stats,
     retried_chunks,
-    shell_commands,
     throughput,
     walk_parameters,
     worker_restarts,
     worker_stats,
-    write_report,
 )
 from raywalk.run.lock import RunLock
 from raywalk.run.manifest import new_manifest
