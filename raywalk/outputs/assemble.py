@@ -46,6 +46,7 @@ from raywalk.core.pacing import distances
 from raywalk.core.spec import OUTPUT_SUFFIXES, Job
 from raywalk.errors import AssembleError
 from raywalk.outputs.soundtrack import mux
+from raywalk.run.state import IndexRead
 from raywalk.run.store import (
     FRAMES,
     FRAMES_TABLE,
@@ -79,10 +80,12 @@ def ping_pong(frames: list[int]) -> list[int]:
     return frames + frames[-2:0:-1]
 
 
-def available_frames(store: RunStore, num_frames: int, run_id: str, partial: bool = False) -> list[int]:
-    """Done frames of run `run_id` among 0..num_frames-1 in order; MissingFramesError if any lack, unless
-    `partial`."""
-    return _available(store, store.done_frames(num_frames, run_id), partial)
+def available_frames(
+    store: RunStore, num_frames: int, run_id: str, partial: bool = False, done: np.ndarray | None = None
+) -> list[int]:
+    """Done frames of run `run_id` among 0..num_frames-1 in order (`done`: the caller's read of them);
+    MissingFramesError if any lack, unless `partial`."""
+    return _available(store, store.done_frames(num_frames, run_id) if done is None else done, partial)
 
 
 def _available(store: RunStore, done: np.ndarray, partial: bool) -> list[int]:
@@ -111,6 +114,7 @@ def _target(
     note: str = "",
     run_id: str | None = None,
     frames_table: bool = False,
+    index: IndexRead | None = None,
 ) -> tuple[list[int], str, str | None, str]:
     """(frames, where to write, run id to record or None, note) for output `name`.
 
@@ -118,15 +122,15 @@ def _target(
     the output goes under its final name, recorded for the run (and, with
     `frames_table`, frames.parquet is published from the same read of the
     index: `publish_frames_table`); with it, the output is a preview under
-    preview/, unrecorded, whose note says PARTIAL.
+    preview/, unrecorded, whose note says PARTIAL. `index`: the caller's read of the index, if current.
     """
     run_id = store.require_manifest().run_id if run_id is None else run_id
     if frames_table and not partial:
-        done, rows = store.frame_rows(num_frames, run_id)
+        done, rows = store.frame_rows(num_frames, run_id) if index is None else (index.done, index.newest_rows())
         frames = _available(store, done, partial)
         _publish_rows(store, rows, run_id)
     else:
-        frames = _available(store, store.done_frames(num_frames, run_id), partial)
+        frames = _available(store, store.done_frames(num_frames, run_id) if index is None else index.done, partial)
     if not partial:
         return frames, name, run_id, note
     marker = f"PARTIAL: {len(frames)} of {num_frames} frames"
@@ -414,6 +418,7 @@ def assemble(
     note: str = "",
     run_id: str | None = None,
     soundtrack: str | None = None,
+    index: IndexRead | None = None,
 ) -> list[str]:
     """Build the outputs a job asks for (kind -> options) as `{job_name}.gif` etc.; returns where.
 
@@ -425,7 +430,8 @@ def assemble(
     Final outputs are recorded for the run (`RunStore.output_ok`), and
     frames.parquet is published with them (`publish_frames_table`). With
     `soundtrack` (the run's copy), the MP4 carries it, over the leading
-    consecutive frames only (a preview without frame 0 has no MP4).
+    consecutive frames only (a preview without frame 0 has no MP4). `index`: the caller's read of the index of
+    run `run_id`, if current (else it is read here).
     """
     unknown = set(outputs) - set(_KINDS)
     if unknown:
@@ -435,7 +441,7 @@ def assemble(
     options = {kind: _options(kind, opts) for kind, opts in outputs.items()}
     if "grid" in options:
         options["grid"]["n"] = grid_size
-    frames, prefix, run_id, note = _target(store, num_frames, "", partial, note, run_id, frames_table=True)
+    frames, prefix, run_id, note = _target(store, num_frames, "", partial, note, run_id, frames_table=True, index=index)
     leading = frames[: next((i for i, f in enumerate(frames) if f != i), len(frames))]
     if soundtrack is not None and "mp4" in options:
         if leading:
@@ -451,8 +457,9 @@ def assemble(
     return built
 
 
-def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
-    """The outputs a validated job asks for (what `render` runs at the end), each saying how it was made."""
+def assemble_job(store: RunStore, job: Job, partial: bool = False, index: IndexRead | None = None) -> list[str]:
+    """The outputs a validated job asks for (what `render` runs at the end), each saying how it was made
+    (`index`: the caller's current read of the run's index, if it holds one)."""
     grid_size = job.walk.size if job.walk.kind == "grid" else None
     manifest = store.require_manifest()
     note = f"raywalk {manifest.raywalk}: job {job.name}, fingerprint {job.fingerprint()[:12]}"
@@ -468,6 +475,7 @@ def assemble_job(store: RunStore, job: Job, partial: bool = False) -> list[str]:
         note,
         manifest.run_id,
         soundtrack=soundtrack_name(job),
+        index=index,
     )
 
 
@@ -481,21 +489,23 @@ def _publish_rows(store: RunStore, rows: pa.Table, run_id: str) -> str:
     return store.write_frames_table(rows, run_id)
 
 
-def publish_frames_table(store: RunStore, num_frames: int, run_id: str) -> str | None:
+def publish_frames_table(store: RunStore, num_frames: int, run_id: str, index: IndexRead | None = None) -> str | None:
     """Publish frames.parquet, one row per frame (its newest index row), if run `run_id` is complete, after
-    moving the index files found damaged to damaged/; returns where, or None (frames missing: nothing done)."""
-    done, rows = store.frame_rows(num_frames, run_id)
+    moving the index files found damaged to damaged/; returns where, or None (frames missing: nothing done).
+    `index`: the caller's current read of the run's index (else it is read here)."""
+    done, rows = store.frame_rows(num_frames, run_id) if index is None else (index.done, index.newest_rows())
     return _publish_rows(store, rows, run_id) if done.all() else None
 
 
-def write_smoothness(store: RunStore, num_frames: int, run_id: str) -> str:
+def write_smoothness(store: RunStore, num_frames: int, run_id: str, done: np.ndarray | None = None) -> str:
     """Publish smoothness.parquet for complete run `run_id`: (frame, distance_to_next) for frames 0..N-2, the
-    `raywalk.core.pacing.distances` of the frames in order, decoded a few at a time; returns where.
+    `raywalk.core.pacing.distances` of the frames in order, decoded a few at a time; returns where. `done`: the
+    caller's read of the done frames (else the index is read here).
 
     Raises:
         MissingFramesError: the run lacks frames.
     """
-    frames = available_frames(store, num_frames, run_id)
+    frames = available_frames(store, num_frames, run_id, done=done)
     d = distances(np.asarray(im) for im in _ordered(lambda f: _load(store, f), frames))
     table = pa.table({"frame": pa.array(frames[:-1], pa.int64()), "distance_to_next": pa.array(d, pa.float64())})
     sink = pa.BufferOutputStream()

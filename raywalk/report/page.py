@@ -34,6 +34,7 @@ from raywalk.core.spec import OUTPUT_SUFFIXES, Job
 from raywalk.errors import StoreError, one_line
 from raywalk.report.status import frames_per_stack, latest_done_rows, stack_lines
 from raywalk.run.manifest import Manifest
+from raywalk.run.state import IndexRead
 from raywalk.run.store import INDEX_SCHEMA, RunStore, frame_ranges, preview_name
 
 if TYPE_CHECKING:
@@ -614,10 +615,11 @@ def _job_section(job: Job, manifest: Mapping[str, Any]) -> str:
     )
 
 
-def build_report(store: RunStore, releasing: str | None = None) -> str:
+def build_report(store: RunStore, releasing: str | None = None, index_read: IndexRead | None = None) -> str:
     """The report of the run in `store` as one HTML page (nothing is written). A lock whose token is
     `releasing` is left out: its driver writes this report last and then releases the run, so the page
-    would state a lock that no longer exists.
+    would state a lock that no longer exists. `index_read`: the caller's current read of the run's index (else it
+    is read here).
 
     Raises:
         RunLocationError: the location holds no run.
@@ -627,8 +629,11 @@ def build_report(store: RunStore, releasing: str | None = None) -> str:
     manifest = record.to_json()
     job = record.job
     total = record.num_frames
-    table = store.read_index(run_id=record.run_id)  # rows of earlier runs (--force) are not this run's
-    done_mask = store.done_frames(total, record.run_id)
+    if index_read is None or index_read.run_id != record.run_id:
+        table = store.read_index(run_id=record.run_id)  # rows of earlier runs (--force) are not this run's
+        done_mask = store.done_frames(total, record.run_id)
+    else:
+        table, done_mask = index_read.rows, index_read.done
     done = set(np.flatnonzero(done_mask).tolist())
     missing = np.flatnonzero(~done_mask).tolist()
     failures = store.read_failures()
@@ -671,13 +676,13 @@ def build_report(store: RunStore, releasing: str | None = None) -> str:
     )
 
 
-def write_report(store: RunStore, releasing: str | None = None) -> str:
+def write_report(store: RunStore, releasing: str | None = None, index_read: IndexRead | None = None) -> str:
     """Build the run's report and write it whole as `report.html` in the run (without the lock of token
-    `releasing`, see `build_report`); returns its URL.
+    `releasing`, see `build_report`; `index_read`: the caller's current read of the run's index); returns its URL.
 
     Raises:
         RunLocationError: the location holds no run.
         StoreError: the run cannot be read or the report cannot be written.
     """
-    store.write_bytes(REPORT, build_report(store, releasing).encode("utf-8"))
+    store.write_bytes(REPORT, build_report(store, releasing, index_read).encode("utf-8"))
     return store.url(REPORT)
