@@ -189,10 +189,11 @@ class RenderRun:
 
 def finish(session: Session, store: RunStore, state: RunState, assemble: bool, frames_table: bool) -> list[str]:
     """The job's outputs (with `assemble`), frames.parquet (with either) and the run report, built in a Ray task
-    (in-process when Ray was never needed, from the state's index read if it still holds); returns where the
+    (in-process when Ray was never needed), from the state's index read if it still holds; returns where the
     outputs are. The report is the last thing written under this driver's lock, which it releases next: the
     report does not mention it."""
     releasing = None if session.lock is None else session.lock.token
+    args = (session.job, False, assemble, frames_table, releasing, state.index)
     if not ray.is_initialized():
-        return assemble_outputs(store, session.job, False, assemble, frames_table, releasing, index=state.index)
-    return list(session.get(assemble_task().remote(store.uri, session.job, False, assemble, frames_table, releasing)))
+        return assemble_outputs(store, *args)
+    return list(session.get(assemble_task().remote(store.uri, *args)))
