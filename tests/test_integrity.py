@@ -63,7 +63,7 @@ class _Context:
 def worker(monkeypatch):
     """Build a RenderWorker for (job, uri) in this process."""
     monkeypatch.setattr(ray, "get_runtime_context", _Context)
-    return lambda job, uri: RenderWorker(job.to_dict(), uri)
+    return lambda job, uri: RenderWorker(job, job.fingerprint(), uri)
 
 
 @pytest.fixture(params=["local", "s3"])

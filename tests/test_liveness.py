@@ -100,7 +100,7 @@ def test_bad_outputs_are_refused_before_ray_starts(tmp_path, monkeypatch):
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray started for an output that cannot be used")
 
-    monkeypatch.setattr("raywalk.exec.driver.connect", no_ray)
+    monkeypatch.setattr("raywalk.exec.session.connect", no_ray)
     job = write_job(tmp_path)
     (tmp_path / "a-file").write_text("not a run")
     cases = {

@@ -25,6 +25,12 @@ import ray
 from raywalk.core.spec import MAX_WORKERS, Job
 from raywalk.errors import BadInputError
 
+# What a worker that reserved no GPU starts with: it must not use a GPU (another worker's), nor probe CUDA and log
+# the failure (TensorFlow's `E0000 ... failed call to cuInit` on a machine without a GPU driver) at every start.
+# TF_CPP_MIN_LOG_LEVEL 3 keeps only TensorFlow's fatal C++ lines (2 still lets that cuInit error through);
+# Python exceptions are unaffected. A variable set in the driver's environment is left as it is (a person who
+# wants TensorFlow's lines sets TF_CPP_MIN_LOG_LEVEL=0 there; on a local Ray the workers inherit it).
+CPU_WORKER_ENV = {"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
 _started_here = False  # whether this process started its own local Ray (rather than joining a cluster)
 
 
@@ -136,6 +142,13 @@ def worker_resources(job: Job, spec: WorkerSpec) -> Request:
             f"no node can host a worker: {request} asked for, this machine's Ray has {describe_cluster()}"
         )
     return request
+
+
+def worker_env(request: Request) -> dict[str, str]:
+    """The environment variables a worker process (an actor, or the renderer check) of `request` starts with:
+    `CPU_WORKER_ENV` for a worker without a GPU, less what the driver's own environment sets."""
+    env = CPU_WORKER_ENV if request.gpus == 0 else {}
+    return {name: value for name, value in env.items() if name not in os.environ}
 
 
 def ensure_cwd_importable() -> None:

@@ -36,7 +36,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from raywalk.core.frameinfo import TEXT_KEY, frame_text
 from raywalk.core.pacing import first_pass_job, first_pass_trajectory
-from raywalk.core.spec import Job, job_from_dict
+from raywalk.core.spec import Job
 from raywalk.core.stack import BACKEND_PACKAGES, PACKAGES, Stack, describe_difference
 from raywalk.core.timing import needs_table
 from raywalk.core.trajectory import Encodings, Trajectory, select
@@ -134,8 +134,14 @@ def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> byte
 class RenderWorker:
     """Hosts one renderer; `render_chunk` turns frame numbers into stored PNGs and index rows."""
 
-    def __init__(self, job_data: dict[str, Any], uri: str):
-        self.job = job_from_dict(job_data, source="run manifest")
+    def __init__(self, job: Job, fingerprint: str, uri: str):
+        """Build the renderer of `job` (validated by the driver, which computed its `fingerprint` once: a
+        worker neither validates nor fingerprints it again) for the run at `uri`.
+
+        Raises:
+            RunLocationError: no run at `uri`, seen from this node.
+        """
+        self.job, self.fingerprint = job, fingerprint
         self.store = RunStore(uri)
         if not self.store.root_exists():
             raise RunLocationError(
@@ -245,7 +251,7 @@ class RenderWorker:
             RunError: the run now holds another job (this worker's driver was displaced).
         """
         manifest = self.store.require_manifest()
-        if manifest.fingerprint != self.job.fingerprint():
+        if manifest.fingerprint != self.fingerprint:
             raise RunError(
                 f"{self.store.uri} now holds another job ({manifest.job.name!r}); this worker's "
                 "driver was displaced, so it renders nothing more"
@@ -322,6 +328,6 @@ class RenderWorker:
             chunk,
             {k: [r[k] for r in new] for k in new[0]},
             run_id=run_id,
-            fingerprint=self.job.fingerprint(),
+            fingerprint=self.fingerprint,
             stack=self.stack.id,
         )
