@@ -27,7 +27,7 @@ from raywalk.outputs.assemble import (
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import RunStore, StoreError
 
-from test_store import write_chunk
+from builders import write_chunk
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

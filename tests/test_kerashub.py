@@ -17,21 +17,21 @@ from raywalk.renderers import sd3 as kerashub
 from raywalk.renderers.contract import RendererError, check_renderer, load_renderer
 from raywalk.renderers.sd3 import MANIFEST, StableDiffusion3Renderer, stage_preset, verify_preset
 
+import builders
+
 SIZE, STEPS, SEED = 64, 3, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
 LONG_PROMPT = "a very long prompt " * 5 + "ok"  # 77 letters: 79 tokens of the tiny, character-level vocabulary
 
 
-def model(weights="random", **options):
-    return Model(
-        renderer="raywalk.kerashub:StableDiffusion3Renderer",
+def model(weights="random", **options) -> Model:
+    return builders.model(
+        "raywalk.kerashub:StableDiffusion3Renderer",
+        weights,
         width=SIZE,
         height=SIZE,
         steps=STEPS,
         guidance_scale=7.0,
-        weights=str(weights),
-        precision="auto",
-        batch_size=2,
         options={"config": "tiny"} | options,
     )
 

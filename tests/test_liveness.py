@@ -23,8 +23,8 @@ from raywalk.exec.driver import WorkerSpec, render
 from raywalk.exec.progress import Progress
 from raywalk.run.store import RunStore
 
+from builders import CPU_WORKER, cpu_worker_args, frame_bytes, write_job
 from conftest import REPO, start_ray_head, stop_ray_head
-from test_render import CPU_WORKER, cpu_worker_args, frame_bytes, write_job
 
 
 def events_of(log: str) -> list[dict]:

@@ -15,8 +15,8 @@ from raywalk.exec.driver import WorkerSpec, render
 from raywalk.exec.progress import Progress
 from raywalk.run.store import RunStore
 
+from builders import frame_bytes, write_job
 from conftest import _free_port
-from test_render import frame_bytes, write_job
 
 
 def test_node_removed_mid_run(ray_head, tmp_path):

@@ -10,100 +10,24 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
-import yaml
 from PIL import Image
 
 from raywalk import Trajectory, job_from_dict, load_job
 from raywalk.core.frameinfo import frame_text
 from raywalk.errors import RunBusyError, RunLocationError
 from raywalk.exec.driver import WorkerSpec, render, resume
-from raywalk.exec.progress import Progress
 from raywalk.exec.worker import encode_png
 from raywalk.run.lock import RunLock
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import RunStore
 
-CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
-# How, not what, a frame was made (the fingerprint and the frame's text too: jobs that differ only in test
-# renderer options make the same pixels; the stack too: fake-GPU workers have device kind "gpu", the test
-# renderer's frames do not depend on it).
-VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written", "parameters", "stack")
+from builders import CPU_WORKER, cpu_worker_args, frame_bytes, frame_pixels, index_rows, quiet, run, write_job
+
 PNG_BYTES = ("sha256", "bytes")  # of PNGs whose text names their job: jobs that differ only in options differ here
-
-
-def write_job(
-    tmp_path: Path,
-    name: str = "walk",
-    frames: int = 12,
-    chunk_size: int = 4,
-    batch_size: int = 2,
-    renderer: str = "doubles:FakeRenderer",
-    options: dict | None = None,
-    walk: dict | None = None,
-    outputs: dict | None = None,
-) -> Path:
-    data = {
-        "name": name,
-        "prompts": ["a red fox", "a blue whale"],
-        "walk": walk or {"kind": "interpolate", "frames": frames, "method": "slerp"},
-        "noise": {"kind": "per_frame", "seed": 7},
-        "model": {
-            "renderer": renderer,
-            "width": 64,
-            "height": 64,
-            "steps": 2,
-            "batch_size": batch_size,
-            "options": options or {},
-        },
-        "chunking": {"chunk_size": chunk_size, "max_attempts": 3},
-        "workers": {"cpus": 0.5, "gpus": 0},
-        "outputs": {"gif": {"fps": 5}} if outputs is None else outputs,
-    }
-    if walk and walk["kind"] == "text_walk":
-        data["prompts"] = ["a red fox"]
-    path = tmp_path / f"{name}-{chunk_size}-{frames}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def cpu_worker_args(address: str) -> list[str]:
-    """The CLI options of one CPU worker on the test cluster at `address`."""
-    return ["--address", address, "--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"]
-
-
-def quiet() -> Progress:
-    return Progress(0, 0, stream=io.StringIO(), bar=False)
-
-
-def run(job_path: Path, out: Path, workers: WorkerSpec = CPU_WORKER, **kwargs):
-    job = load_job(job_path)
-    progress = Progress(job.num_frames, 0, stream=io.StringIO(), bar=False)
-    outcome = render(job, str(out), workers=workers, progress=progress, **kwargs)
-    return outcome, progress.stream.getvalue()
-
-
-def frame_bytes(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
-
-
-def frame_pixels(out: Path) -> dict[str, bytes]:
-    """Each frame's decoded pixels: what jobs that differ only in test renderer options share (their PNGs'
-    text names their own job)."""
-    return {p.name: Image.open(p).tobytes() for p in sorted((out / "frames").glob("*.png"))}
-
-
-def index_rows(out: Path, skip: tuple[str, ...] = ()) -> list[dict]:
-    """The index's rows without how they were made (nor the columns `skip`), each once (the index is
-    append-only: a frame rendered again adds a row)."""
-    table = RunStore(str(out)).read_index()
-    drop = VOLATILE + skip
-    rows = {json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in table.to_pylist()}
-    return sorted((json.loads(r) for r in rows), key=lambda r: (r["frame"], r["chunk"]))
 
 
 @pytest.fixture(scope="module")

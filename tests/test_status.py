@@ -10,7 +10,7 @@ import time
 from raywalk.report.status import run_status
 from raywalk.run.lock import RunLock
 
-from test_report import synthetic_run
+from builders import synthetic_run
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:
