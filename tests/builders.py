@@ -378,12 +378,13 @@ class _Context:
 
 @pytest.fixture
 def worker(monkeypatch):
-    """Build a RenderWorker for (job, uri) in this process."""
+    """Build a RenderWorker for (job, uri) in this process, Ray's runtime stubbed (no Ray started)."""
     import ray
 
     from raywalk.exec.worker import RenderWorker
 
     monkeypatch.setattr(ray, "get_runtime_context", _Context)
+    monkeypatch.setattr(ray, "get_gpu_ids", list)  # what a CPU worker sees; asking Ray itself would start one
     return lambda job, uri: RenderWorker(job.to_dict(), uri)
 
 
