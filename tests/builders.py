@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from PIL import Image
 
 from raywalk.core.spec import Job, Model, job_from_dict
@@ -445,8 +446,11 @@ def frame_pixels(out: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------- the CLI in this process
 
 
-def cli(*args: str, **kwargs: Any) -> Result:
-    """`raywalk ARGS` through click's CliRunner, in this process (stdout and stderr apart)."""
+def cli(*args: object, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`raywalk ARGS` through click's CliRunner, in this process: what `subprocess.run([..., "-m", "raywalk.cli",
+    *ARGS], capture_output=True, text=True)` gives, without a new interpreter's imports (seconds each).
+    Commands whose output goes through `logging` or process-wide state need a real process instead."""
     from raywalk.cli import main
 
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+    return subprocess.CompletedProcess(["raywalk", *map(str, args)], result.exit_code, result.stdout, result.stderr)

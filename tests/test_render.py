@@ -25,7 +25,7 @@ from raywalk.run.lock import RunLock
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import RunStore
 
-from builders import CPU_WORKER, cpu_worker_args, frame_bytes, frame_pixels, index_rows, quiet, run, write_job
+from builders import CPU_WORKER, cli, cpu_worker_args, frame_bytes, frame_pixels, index_rows, quiet, run, write_job
 
 PNG_BYTES = ("sha256", "bytes")  # of PNGs whose text names their job: jobs that differ only in options differ here
 
@@ -167,18 +167,14 @@ def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_co
     assert "renderer exploded on frames [5]" in outcome.failed_chunks[1]
     failures = RunStore(str(out)).read_failures()
     assert failures[1]["attempts"] == 3
-    cli = subprocess.run([sys.executable, "-m", "raywalk.cli", "status", str(out)], capture_output=True, text=True)
-    assert "8 of 12 done, 4 missing (4-7)" in cli.stdout
-    assert "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in cli.stdout
+    status = cli("status", out)
+    assert "8 of 12 done, 4 missing (4-7)" in status.stdout
+    assert "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in status.stdout
     # Its outputs are not assembled silently; a partial preview is there for the asking.
-    assembled = subprocess.run(
-        [sys.executable, "-m", "raywalk.cli", "assemble", str(out)], capture_output=True, text=True
-    )
+    assembled = cli("assemble", out)
     assert assembled.returncode == 1 and "4-7" in assembled.stderr and "raywalk resume" in assembled.stderr
     assert not (out / "walk.gif").exists()
-    preview = subprocess.run(
-        [sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"], capture_output=True, text=True
-    )
+    preview = cli("assemble", out, "--partial")
     assert preview.returncode == 0 and "4-7" in preview.stdout
     assert Image.open(out / "preview" / "walk.gif").n_frames == 8 and not (out / "walk.gif").exists()
 

@@ -37,7 +37,7 @@ from raywalk.report.page import (
 from raywalk.report.page import page as report_module
 from raywalk.run.lock import RunLock
 
-from builders import synthetic_run, timing_rows
+from builders import cli, run, synthetic_run, timing_rows, write_job
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -155,9 +155,7 @@ def test_a_run_without_any_frame(tmp_path):
 
 
 def test_a_location_without_a_run_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "raywalk.cli", "report", str(tmp_path)], capture_output=True, text=True
-    )
+    result = cli("report", tmp_path)
     assert result.returncode == 2
     assert result.stderr == f"raywalk: error: {tmp_path}: holds no raywalk run (no manifest.json)\n"
     assert not (tmp_path / "report.html").exists()
@@ -260,7 +258,6 @@ def load(browser: WebDriver, path: Path) -> dict[str, Any]:
 def failed_run(tmp_path_factory: pytest.TempPathFactory, ray_connected: dict[str, str]) -> Path:
     """A real render (FakeRenderer's failing sibling), 12 frames, chunk 1 (frames 4-7) failed, then a
     partial assembly of its GIF and contact sheet, as a user would preview it."""
-    from test_render import run, write_job
 
     tmp = tmp_path_factory.mktemp("report")
     out = tmp / "out"
@@ -273,9 +270,7 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory, ray_connected: dict[str
     )
     outcome, _ = run(job, out)
     assert outcome.missing == [4, 5, 6, 7]
-    preview = subprocess.run(
-        [sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"], capture_output=True, text=True
-    )
+    preview = cli("assemble", out, "--partial")
     assert preview.returncode == 0, preview.stderr
     return out
 
