@@ -36,23 +36,31 @@ CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)  # one worker of half a CPU o
 # ---------------------------------------------------------------------------- waiting
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 60, interval: float = 0.02, what: str = "") -> T:
-    """Poll `condition` until it returns something true and return that; fail the test after `timeout` s."""
+def wait_for(condition: Callable[[], T], timeout: float = 60, interval: float = 0.02) -> T | None:
+    """Poll `condition` until it returns something true and return that; None after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what or getattr(condition, '__name__', 'a condition')}")
+            return None
         time.sleep(interval)
 
 
-def wait_past(seconds: float) -> None:
-    """Return once the monotonic and wall clocks have both moved at least `seconds` on (what an age test needs),
-    checked rather than assumed."""
-    start, wall = time.monotonic(), time.time()
-    wait_until(lambda: time.monotonic() - start >= seconds and time.time() - wall >= seconds, timeout=seconds + 30)
+def wait_until(condition: Callable[[], T], timeout: float = 60, interval: float = 0.02, what: str = "") -> T:
+    """Poll `condition` until it returns something true and return that; fail the test after `timeout` s."""
+    value = wait_for(condition, timeout, interval)
+    if not value:
+        pytest.fail(f"waited {timeout} s for {what or getattr(condition, '__name__', 'a condition')}")
+    return value
+
+
+def alive_workers() -> list:
+    """The render workers (Ray actors) alive on the connected cluster."""
+    from ray.util.state import list_actors
+
+    return list_actors(filters=[("class_name", "=", "RenderWorker"), ("state", "=", "ALIVE")])
 
 
 # ---------------------------------------------------------------------------- jobs

@@ -23,7 +23,7 @@ from raywalk.exec.driver import WorkerSpec, render
 from raywalk.exec.progress import Progress
 from raywalk.run.store import RunStore
 
-from builders import CPU_WORKER, cpu_worker_args, frame_bytes, write_job
+from builders import CPU_WORKER, alive_workers, cpu_worker_args, frame_bytes, wait_until, write_job
 from conftest import REPO, start_ray_head, stop_ray_head
 
 
@@ -208,10 +208,12 @@ def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_
 
     thread = threading.Thread(target=drive)
     thread.start()
-    deadline = time.monotonic() + 120
-    while len(list((out / "index").glob("*.parquet"))) < 2:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.1)
+
+    def two_chunks_written() -> bool:
+        assert thread.is_alive()
+        return len(list((out / "index").glob("*.parquet"))) >= 2
+
+    wait_until(two_chunks_written, timeout=120)
     # Another driver takes the run over (as after a network partition made this one look stale).
     (out / "lock.json").write_text(
         json.dumps(
@@ -229,7 +231,7 @@ def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_
     assert "busy" in result and "taken over by host other-host pid 4242" in str(result["busy"])
     assert result["busy"].exit_code == 3
     written = len(list((out / "index").glob("*.parquet")))
-    time.sleep(2.0)
+    wait_until(lambda: not alive_workers(), timeout=60, what="its workers to stop")
     assert len(list((out / "index").glob("*.parquet"))) == written < 12  # its workers were stopped
     assert json.loads((out / "lock.json").read_text())["token"] == "theirs"  # not released: not its lock
 
@@ -246,11 +248,12 @@ def test_driver_killed_while_the_renderer_loads_leaves_a_run_that_resume_finishe
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not (out / "manifest.json").exists():
+
+    def started() -> bool:
         assert driver.poll() is None, driver.stdout.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+        return (out / "manifest.json").exists()
+
+    wait_until(started, timeout=120, interval=0.01)
     driver.send_signal(signal.SIGKILL)  # the renderer is still loading: nothing rendered yet
     driver.wait()
     assert not (out / "frames").exists()

@@ -9,7 +9,6 @@ import platform
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -25,7 +24,18 @@ from raywalk.run.lock import RunLock
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import RunStore
 
-from builders import CPU_WORKER, cli, cpu_worker_args, frame_bytes, frame_pixels, index_rows, quiet, run, write_job
+from builders import (
+    CPU_WORKER,
+    cli,
+    cpu_worker_args,
+    frame_bytes,
+    frame_pixels,
+    index_rows,
+    quiet,
+    run,
+    wait_until,
+    write_job,
+)
 
 PNG_BYTES = ("sha256", "bytes")  # of PNGs whose text names their job: jobs that differ only in options differ here
 
@@ -203,11 +213,12 @@ def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_p
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while len(list((out / "index").glob("*.parquet"))) < 2:
+
+    def two_chunks_written() -> bool:
         assert driver.poll() is None, driver.stdout.read()
-        assert time.monotonic() < deadline, "the driver rendered nothing in time"
-        time.sleep(0.2)
+        return len(list((out / "index").glob("*.parquet"))) >= 2
+
+    wait_until(two_chunks_written, timeout=120, what="the driver to render two chunks")
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert len(list((out / "index").glob("*.parquet"))) < 6  # it really stopped mid-run

@@ -26,7 +26,7 @@ from raywalk.report.status import run_status
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import SMOOTHNESS, RunStore
 
-from builders import CPU_WORKER, SMALL, frame_bytes, index_rows, quiet, small_job
+from builders import CPU_WORKER, SMALL, frame_bytes, index_rows, quiet, small_job, wait_until
 
 CLI_WORKER = ["--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"]
 
@@ -68,11 +68,12 @@ def test_a_shipped_timing_job_renders_and_resumes_byte_identically_after_a_sigki
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 180
-    while not list((killed / "index").glob("*.parquet")):
+
+    def a_chunk_written() -> bool:
         assert driver.poll() is None, driver.stdout.read() if driver.stdout else ""
-        assert time.monotonic() < deadline, "the driver rendered nothing in time"
-        time.sleep(0.1)
+        return bool(list((killed / "index").glob("*.parquet")))
+
+    wait_until(a_chunk_written, timeout=180, what="the driver to render a chunk")
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert len(list((killed / "index").glob("*.parquet"))) < job.num_chunks  # it really stopped mid-run
