@@ -23,6 +23,7 @@ from raywalk.exec.driver import WorkerSpec, render
 from raywalk.exec.progress import Progress
 from raywalk.run.store import RunStore
 
+import builders
 from builders import CPU_WORKER, alive_workers, cpu_worker_args, frame_bytes, wait_until, write_job
 from conftest import REPO, start_ray_head, stop_ray_head
 
@@ -133,7 +134,7 @@ def test_workers_over_the_maximum_are_refused(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(JobError, match="workers.count: must be <= 1024"):
         load_job(path)
-    result = cli("render", str(write_job(tmp_path)), "--out", str(tmp_path / "out"), "--workers", "5000")
+    result = builders.cli("render", write_job(tmp_path), "--out", tmp_path / "out", "--workers", "5000")  # no Ray
     assert result.returncode == 2 and "5000" in result.stderr and not (tmp_path / "out").exists()
 
 
