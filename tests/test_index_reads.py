@@ -19,7 +19,7 @@ from raywalk.outputs.assemble import assemble, publish_frames_table
 from raywalk.report.status import run_status
 from raywalk.run.store import RunStore
 
-from builders import CPU_WORKER, RUN, quiet, run, write_chunk, write_job
+from builders import CPU_WORKER, RUN, copy_run, quiet, run, write_chunk, write_job
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,7 @@ def finished(tmp_path_factory, ray_connected) -> Path:
 
 
 def copy_of(run_dir: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "out"
-    subprocess.run(["cp", "-r", str(run_dir), str(out)], check=True)
-    return out
+    return copy_run(run_dir, tmp_path / "out")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

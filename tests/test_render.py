@@ -27,6 +27,7 @@ from raywalk.run.store import RunStore
 from builders import (
     CPU_WORKER,
     cli,
+    copy_run,
     cpu_worker_args,
     frame_bytes,
     frame_pixels,
@@ -126,7 +127,7 @@ def test_a_worker_killed_while_it_encodes_the_prompts_is_asked_again(clean_run, 
 
 def test_resume_renders_only_deleted_and_truncated_frames(clean_run, tmp_path):
     out = tmp_path / "out"
-    subprocess.run(["cp", "-r", str(clean_run[0]), str(out)], check=True)
+    copy_run(clean_run[0], out)
     (out / "frames" / "000003.png").unlink()
     truncated = out / "frames" / "000008.png"
     truncated.write_bytes(truncated.read_bytes()[:50])
@@ -142,7 +143,7 @@ def test_resume_renders_only_deleted_and_truncated_frames(clean_run, tmp_path):
 
 def test_verify_finds_a_corrupted_frame_of_the_right_size(clean_run, tmp_path):
     out = tmp_path / "out"
-    subprocess.run(["cp", "-r", str(clean_run[0]), str(out)], check=True)
+    copy_run(clean_run[0], out)
     corrupted = out / "frames" / "000005.png"
     data = bytearray(corrupted.read_bytes())
     data[-20] ^= 0xFF

@@ -4,7 +4,6 @@ it renders, the manifest records every stack used, index rows carry theirs, stat
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +19,7 @@ from raywalk.report.status import run_status
 from raywalk.run.manifest import Manifest, ManifestError, admit_stack, new_manifest
 from raywalk.run.store import RunStore
 
-from builders import cpu_worker_args, run, start, write_job
+from builders import copy_run, cpu_worker_args, run, start, write_job
 from builders import fake_job as make_job
 
 RUN_STACK = Stack(
@@ -123,7 +122,7 @@ def stacked_run(tmp_path_factory, ray_connected):
 
 
 def copy_with_frames_missing(run_dir: Path, to: Path, frames: range) -> Path:
-    subprocess.run(["cp", "-r", str(run_dir), str(to)], check=True)
+    copy_run(run_dir, to)
     for frame in frames:
         (to / "frames" / f"{frame:06d}.png").unlink()
     return to
