@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from raywalk.cli import main
+from raywalk.report import page as report_module
 from raywalk.report.page import (
     build_report,
     completion_times,
@@ -34,7 +35,6 @@ from raywalk.report.page import (
     worker_stats,
     write_report,
 )
-from raywalk.report.page import page as report_module
 from raywalk.run.lock import RunLock
 
 from builders import cli, run, synthetic_run, timing_rows, write_job
