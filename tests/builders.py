@@ -56,11 +56,11 @@ def wait_until(condition: Callable[[], T], timeout: float = 60, interval: float 
     return value
 
 
-def alive_workers() -> list:
-    """The render workers (Ray actors) alive on the connected cluster."""
+def alive_workers(head: dict[str, str]) -> list:
+    """The render workers (Ray actors) alive on the test cluster `head` (other Ray clusters may run here)."""
     from ray.util.state import list_actors
 
-    return list_actors(filters=[("class_name", "=", "RenderWorker"), ("state", "=", "ALIVE")])
+    return list_actors(head["dashboard"], filters=[("class_name", "=", "RenderWorker"), ("state", "=", "ALIVE")])
 
 
 # ---------------------------------------------------------------------------- jobs

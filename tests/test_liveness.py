@@ -232,7 +232,7 @@ def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_
     assert "busy" in result and "taken over by host other-host pid 4242" in str(result["busy"])
     assert result["busy"].exit_code == 3
     written = len(list((out / "index").glob("*.parquet")))
-    wait_until(lambda: not alive_workers(), timeout=60, what="its workers to stop")
+    wait_until(lambda: not alive_workers(ray_connected), timeout=60, what="its workers to stop")
     assert len(list((out / "index").glob("*.parquet"))) == written < 12  # its workers were stopped
     assert json.loads((out / "lock.json").read_text())["token"] == "theirs"  # not released: not its lock
 
