@@ -27,7 +27,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from raywalk.core.spec import job_from_dict
+from raywalk import job_from_dict
 from raywalk.outputs.gif import write_gif
 from raywalk.outputs.mp4 import write_mp4
 from raywalk.run.manifest import new_manifest

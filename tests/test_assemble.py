@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raywalk.core.spec import job_from_dict, load_job
+from raywalk import job_from_dict, load_job
 from raywalk.errors import AssembleError
 from raywalk.outputs.assemble import assemble, assemble_job, assemble_run
 from raywalk.outputs.frames import ping_pong
@@ -22,7 +22,7 @@ from raywalk.outputs.target import MissingFramesError
 from raywalk.run.manifest import new_manifest
 from raywalk.run.store import RunStore, StoreError
 
-from test_store import write_chunk
+from builders import write_chunk
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

@@ -19,67 +19,17 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-import ray
 
 import raywalk.run.publish as publish_module
 import raywalk.run.retry as retry_module
-from raywalk.core.spec import Job, job_from_dict
+from raywalk.core.job import Job
 from raywalk.errors import RunError, RunLocationError, StoreError
-from raywalk.exec.worker import RenderWorker
 from raywalk.run.fs import RunFS
-from raywalk.run.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
+from raywalk.run.manifest import LEGACY_RUN_ID, ManifestError, new_manifest
 from raywalk.run.store import KEYFRAMES, RunStore
 
-from test_store import FINGERPRINT, RUN, png, write_chunk
-
-
-def make_job(
-    frames: int = 24, chunk_size: int = 5, prompts: tuple[str, str] = ("a red fox", "a blue whale"), name: str = "walk"
-) -> Job:
-    return job_from_dict(
-        {
-            "name": name,
-            "prompts": list(prompts),
-            "walk": {"kind": "interpolate", "frames": frames},
-            "noise": {"kind": "per_frame", "seed": 7},
-            "model": {"renderer": "doubles:FakeRenderer", "width": 64, "height": 64, "steps": 1, "batch_size": 2},
-            "chunking": {"chunk_size": chunk_size},
-            "outputs": {"gif": {"fps": 5}},
-        }
-    )
-
-
-class _Context:
-    """What RenderWorker asks of Ray's runtime context."""
-
-    def get_node_id(self) -> str:
-        return "node-test"
-
-    def get_actor_id(self) -> str:
-        return "worker-test"
-
-
-@pytest.fixture
-def worker(monkeypatch):
-    """Build a RenderWorker for (job, uri) in this process."""
-    monkeypatch.setattr(ray, "get_runtime_context", _Context)
-    return lambda job, uri: RenderWorker(job, job.fingerprint(), uri)
-
-
-@pytest.fixture(params=["local", "s3"])
-def uri(request, tmp_path) -> str:
-    if request.param == "local":
-        return str(tmp_path / "run")
-    return request.getfixturevalue("s3_endpoint").uri(f"integrity/{request.node.originalname}-{time.time_ns()}")
-
-
-def start(store: RunStore, job: Job, worker) -> Manifest:
-    """What the driver does for a fresh run: fence, encode the prompts, record their hash."""
-    manifest = new_manifest(job)
-    store.start_fresh(manifest)
-    manifest = manifest.replace(keyframes_sha256=worker(job, store.uri).encode_keyframes())
-    store.write_manifest(manifest)
-    return manifest
+from builders import FINGERPRINT, RUN, png, start, write_chunk
+from builders import fake_job as make_job
 
 
 def render_missing(store: RunStore, job: Job, worker, chunks: set[int] | None = None) -> list[int]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raywalk.core.spec import Model
+from raywalk.core.job import Model
 from raywalk.exec.worker import encode_png
 from raywalk.renderers import weights
 from raywalk.renderers.contract import RendererError, check_renderer, renderer_kwargs
@@ -23,22 +23,16 @@ from raywalk.renderers.kerascv.models import SubModels
 from raywalk.renderers.kerascv.renderer import KerasCVRenderer
 from raywalk.renderers.weights import VOCAB, WEIGHT_FILES, stage_weights, verify_weights
 
+import builders
+
 SIZE, STEPS = 128, 3
 PROMPTS = ["a photograph of a dog", "a bowl of fruit on a table"]
 LONG_PROMPT = "a very " * 40 + "long prompt"  # 84 CLIP tokens with start and end
 
 
 def model(weights="random", **options) -> Model:
-    return Model(
-        renderer="raywalk.kerascv:KerasCVRenderer",
-        width=SIZE,
-        height=SIZE,
-        steps=STEPS,
-        guidance_scale=7.5,
-        weights=str(weights),
-        precision="auto",
-        batch_size=2,
-        options=options,
+    return builders.model(
+        "raywalk.kerascv:KerasCVRenderer", weights, width=SIZE, height=SIZE, steps=STEPS, options=options
     )
 
 

@@ -12,28 +12,28 @@ import types
 import numpy as np
 import pytest
 
-from raywalk.core.spec import Model
+from raywalk.core.job import Model
 from raywalk.renderers.contract import RendererError, check_renderer, load_renderer
 from raywalk.renderers.sd3 import renderer as sd3_renderer
 from raywalk.renderers.sd3.presets import MANIFEST, stage_preset, verify_preset
 from raywalk.renderers.sd3.renderer import StableDiffusion3Renderer
 from raywalk.renderers.sd3.tiny import tiny_backbone, tiny_preprocessor
 
+import builders
+
 SIZE, STEPS, SEED = 64, 3, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
 LONG_PROMPT = "a very long prompt " * 5 + "ok"  # 77 letters: 79 tokens of the tiny, character-level vocabulary
 
 
-def model(weights="random", **options):
-    return Model(
-        renderer="raywalk.kerashub:StableDiffusion3Renderer",
+def model(weights="random", **options) -> Model:
+    return builders.model(
+        "raywalk.kerashub:StableDiffusion3Renderer",
+        weights,
         width=SIZE,
         height=SIZE,
         steps=STEPS,
         guidance_scale=7.0,
-        weights=str(weights),
-        precision="auto",
-        batch_size=2,
         options={"config": "tiny"} | options,
     )
 
@@ -304,7 +304,7 @@ def test_a_tiny_sd3_walk_renders_through_ray(ray_connected, tmp_path):
     import yaml
     from PIL import Image
 
-    from raywalk.core.spec import load_job
+    from raywalk import load_job
     from raywalk.exec.driver import WorkerSpec, render
     from raywalk.exec.progress import Progress
     from raywalk.run.store import RunStore

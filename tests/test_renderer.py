@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from raywalk.core.spec import Model
+from raywalk.core.job import Model
 from raywalk.errors import BadInputError
 from raywalk.renderers.contract import (
     Renderer,
@@ -22,20 +22,12 @@ from raywalk.renderers.contract import (
     renderer_traits,
 )
 
+import builders
+
 
 def model(renderer: str = "doubles:FakeRenderer", **options) -> Model:
     """A job's model section."""
-    return Model(
-        renderer=renderer,
-        width=64,
-        height=128,
-        steps=2,
-        guidance_scale=7.5,
-        weights="random",
-        precision="auto",
-        batch_size=2,
-        options=options,
-    )
+    return builders.model(renderer, options=options)
 
 
 @pytest.fixture

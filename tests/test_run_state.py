@@ -13,7 +13,6 @@ from raywalk.exec.driver import resume
 from raywalk.exec.tasks import assemble_outputs
 from raywalk.run.state import RunState, read_index
 from raywalk.run.store import RunStore
-
 from test_render import quiet, run, write_job
 from test_store import RUN, write_chunk
 

@@ -24,18 +24,9 @@ from raywalk.core.timing import (
 )
 from raywalk.outputs.audio import envelope, probe
 
+from builders import make_job
+
 D, SIZE = 16, 64
-
-
-def make_job(walk: dict, prompts: int = 3, **sections):
-    return job_from_dict(
-        {
-            "prompts": [f"prompt {k}" for k in range(prompts)],
-            "walk": walk,
-            "model": {"width": SIZE, "height": SIZE},
-            **sections,
-        }
-    )
 
 
 def keys(k: int) -> np.ndarray:

@@ -15,19 +15,10 @@ from hypothesis import strategies as st
 from raywalk import job_from_dict
 from raywalk.core.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, Trajectory, normal
 
+from builders import make_job
+
 D = 16  # a small encoding width keeps these tests in milliseconds
 SIZE = 64  # 64x64 images: (8, 8, 4) latents
-
-
-def make_job(walk: dict, prompts: int, noise: dict | None = None):
-    return job_from_dict(
-        {
-            "prompts": [f"prompt {k}" for k in range(prompts)],
-            "walk": walk,
-            "noise": noise or {},
-            "model": {"width": SIZE, "height": SIZE},
-        }
-    )
 
 
 def keyframes(k: int, seed: int = 0) -> np.ndarray:

@@ -18,23 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from raywalk.core.job import Job, Model
-from raywalk.core.kinds import PRECISIONS
-from raywalk.core.limits import MAX_WORKERS
-from raywalk.core.output_table import OUTPUT_SUFFIXES
+from raywalk.core.job import Job
 from raywalk.core.validate import Probe, SoundInfo, Validator
 from raywalk.core.yaml_load import parse_yaml
 from raywalk.errors import JobError
 
 __all__ = [
-    # Kept importable from here for the modules outside core that import them so (raywalk.core.job,
-    # raywalk.core.kinds, raywalk.core.limits and raywalk.core.output_table are their homes).
-    "MAX_WORKERS",
-    "OUTPUT_SUFFIXES",
-    "PRECISIONS",
-    "Job",
     "JobError",
-    "Model",
     "Probe",
     "SoundInfo",
     "job_from_dict",

@@ -11,7 +11,8 @@ from typing import Any
 
 import ray
 
-from raywalk.core.spec import Job, job_from_dict
+from raywalk.core.job import Job
+from raywalk.core.spec import job_from_dict
 from raywalk.core.trajectory import Trajectory
 from raywalk.exec.cluster import WorkerSpec, connect, worker_resources
 from raywalk.renderers.contract import load_renderer

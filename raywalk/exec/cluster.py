@@ -22,7 +22,8 @@ from typing import Any
 
 import ray
 
-from raywalk.core.spec import MAX_WORKERS, Job
+from raywalk.core.job import Job
+from raywalk.core.limits import MAX_WORKERS
 from raywalk.errors import BadInputError
 
 # What a worker that reserved no GPU starts with: it must not use a GPU (another worker's), nor probe CUDA and log

@@ -10,7 +10,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 from raywalk.errors import RunError
 from raywalk.exec.pool import Restarts, WorkerPool
 from raywalk.exec.progress import Progress

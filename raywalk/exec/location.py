@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable
 
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 from raywalk.errors import AudioError, RunLocationError, StoreError
 from raywalk.hashing import sha256_file
 from raywalk.run.manifest import Manifest, ManifestError

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
+from raywalk.core.job import Job
 from raywalk.core.pacing import distances, first_pass_job
-from raywalk.core.spec import Job
 from raywalk.core.timing import job_table
 from raywalk.errors import RunError
 from raywalk.outputs.audio import envelope

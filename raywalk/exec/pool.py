@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 from raywalk.exec.cluster import Request, worker_env
 from raywalk.exec.session import POLL
 

@@ -39,7 +39,7 @@ import signal
 from typing import Any
 
 from raywalk.core.commands import resume_command
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 from raywalk.errors import Interrupted, StoreError
 from raywalk.exec.cluster import WorkerSpec
 from raywalk.exec.interrupts import Interrupts

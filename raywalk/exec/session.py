@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError, RuntimeEnvSetupError
 
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 from raywalk.errors import RendererError, RunError
 from raywalk.exec.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_env, worker_resources
 from raywalk.exec.interrupts import Interrupts

@@ -10,7 +10,7 @@ from typing import Any
 
 import ray
 
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 from raywalk.run.state import IndexRead, read_index
 from raywalk.run.store import SMOOTHNESS, RunStore
 

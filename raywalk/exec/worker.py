@@ -35,8 +35,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from raywalk.core.frameinfo import TEXT_KEY, frame_text
+from raywalk.core.job import Job
 from raywalk.core.pacing import first_pass_job, first_pass_trajectory
-from raywalk.core.spec import Job
 from raywalk.core.stack import BACKEND_PACKAGES, PACKAGES, Stack, describe_difference
 from raywalk.core.timing import needs_table
 from raywalk.core.trajectory import Encodings, Trajectory, select

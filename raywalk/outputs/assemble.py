@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 
 from raywalk.core.commands import resume_command
-from raywalk.core.spec import OUTPUT_SUFFIXES, Job
+from raywalk.core.job import Job
+from raywalk.core.output_table import OUTPUT_SUFFIXES
 from raywalk.outputs.defaults import output_options
 from raywalk.outputs.frames_table import publish_frames_table
 from raywalk.outputs.gif import build_gif

@@ -23,8 +23,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from raywalk.core.commands import assemble_command, report_command, resume_command, status_command
+from raywalk.core.job import Job
+from raywalk.core.output_table import OUTPUT_SUFFIXES
 from raywalk.core.pacing import max_jump, smoothness
-from raywalk.core.spec import OUTPUT_SUFFIXES, Job
 from raywalk.errors import StoreError, one_line
 from raywalk.report.html import CSS, Html, data_uri, escape, html_table, img, secs, short_id
 from raywalk.report.plots import distances_plot, seconds_plot, throughput_plot, timing_plot, walk_plot

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import PurePath
 
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 
 MANIFEST = "manifest.json"
 KEYFRAMES = "keyframes.npz"

@@ -12,7 +12,7 @@ import json
 
 from raywalk.concurrency import bounded_map
 from raywalk.core.frameinfo import FRAME_FORMAT
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 from raywalk.errors import RunLocationError
 from raywalk.run.fs import RunFS
 from raywalk.run.index import RunIndex

@@ -16,7 +16,8 @@ from typing import Any
 
 from raywalk._version import __version__
 from raywalk.core.frameinfo import FRAME_FORMAT, FRAME_FORMATS
-from raywalk.core.spec import Job, job_from_dict
+from raywalk.core.job import Job
+from raywalk.core.spec import job_from_dict
 from raywalk.core.stack import Stack, StackDataError, StackRecord, describe_difference
 from raywalk.errors import JobError, RunLocationError, StackChangeError
 

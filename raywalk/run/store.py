@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raywalk.core.spec import Job
+from raywalk.core.job import Job
 from raywalk.errors import StoreError
 from raywalk.run import artifacts, index, lifecycle, publish, records
 from raywalk.run.fs import Bytes, RunFS

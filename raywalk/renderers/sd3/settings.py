@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raywalk.core.spec import PRECISIONS
+from raywalk.core.kinds import PRECISIONS
 from raywalk.errors import RendererError
 from raywalk.renderers.sd3.presets import PRESETS
 
