@@ -27,10 +27,11 @@ import time
 import numpy as np
 from PIL import Image
 
-from raywalk.assemble import write_gif, write_mp4
-from raywalk.manifest import new_manifest
-from raywalk.spec import job_from_dict
-from raywalk.store import RunStore, frame_name
+from raywalk import job_from_dict
+from raywalk.outputs.gif import write_gif
+from raywalk.outputs.mp4 import write_mp4
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import RunStore, frame_name
 
 CHUNK = 50
 

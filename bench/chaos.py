@@ -151,7 +151,7 @@ def driver(command: list[str], address: str, log: Path) -> subprocess.Popen:
 
 def snapshot(out: Path) -> tuple[dict[str, bytes], list[dict]]:
     """Every frame's bytes and every index row without its volatile columns, in frame order."""
-    from raywalk.store import RunStore
+    from raywalk.run.store import RunStore
 
     frames = {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
     rows = [{k: v for k, v in r.items() if k not in VOLATILE} for r in RunStore(str(out)).read_index().to_pylist()]
@@ -205,7 +205,7 @@ def chaos_run(
     driver_kills: int,
     num_chunks: int,
 ) -> dict:
-    from raywalk.store import RunStore
+    from raywalk.run.store import RunStore
 
     out = tmp / f"run-{index}"
     log = tmp / f"run-{index}.log"

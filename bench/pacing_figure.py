@@ -2,7 +2,7 @@
 
 The path is synthetic (no model): two images blended along a steep sigmoid in segment 1 (the picture
 holds, then changes all at once, as interpolations between prompts often do) and linearly in segment 2.
-A first pass of 9 images per segment is measured with raywalk.pacing's distance and inverted.
+A first pass of 9 images per segment is measured with raywalk.core.pacing's distance and inverted.
 
     python bench/pacing_figure.py [OUT]
     python bench/pacing_figure.py --smoke   # into a temp dir
@@ -21,8 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from raywalk import job_from_dict
-from raywalk.pacing import PerceptualWarp, distances, max_jump, sample_points, smoothness
-from raywalk.timing import walk_table
+from raywalk.core.pacing import PerceptualWarp, distances, max_jump, sample_points, smoothness
+from raywalk.core.timing import walk_table
 
 RNG = np.random.default_rng(0)
 A = (RNG.random((48, 64, 3)) * 255).astype(np.uint8)

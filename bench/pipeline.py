@@ -59,8 +59,8 @@ def job_file(directory: Path, frames: int, size: int, seconds_per_frame: float, 
 
 def throughput(workers: int, seconds_per_frame: float, frames_per_worker: int, tmp: Path) -> dict:
     from raywalk import load_job
-    from raywalk.driver import WorkerSpec, render
-    from raywalk.progress import Progress
+    from raywalk.exec.driver import WorkerSpec, render
+    from raywalk.exec.progress import Progress
 
     frames = workers * frames_per_worker
     job = load_job(job_file(tmp, frames, 512, seconds_per_frame, chunk=8, batch=2))
@@ -128,10 +128,10 @@ def resume_finished(frames: int, tmp: Path) -> dict:
     import numpy as np
 
     from raywalk import load_job
-    from raywalk.driver import run_manifest
-    from raywalk.manifest import new_manifest
-    from raywalk.store import RunStore
-    from raywalk.worker import encode_png, versions
+    from raywalk.exec.driver import run_manifest
+    from raywalk.exec.worker import encode_png, versions
+    from raywalk.run.manifest import new_manifest
+    from raywalk.run.store import RunStore
 
     job = load_job(job_file(tmp, frames, 64, 0.0, chunk=16, batch=4))
     store = RunStore(str(tmp / "finished"))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from raywalk.weights import VOCAB, keras_cache
+from raywalk.renderers.weights import VOCAB, keras_cache
 
 CLIP_VOCAB = (
     Path(os.environ.get("RAYWALK_CLIP_DIR", Path(__file__).resolve().parents[2] / "shared" / "clip")) / VOCAB.name
@@ -66,7 +66,8 @@ def main() -> None:
     import keras_cv
     import tensorflow as tf
 
-    from raywalk.kerascv import KerasCVRenderer, build_models
+    from raywalk.renderers.kerascv.models import build_models
+    from raywalk.renderers.kerascv.renderer import KerasCVRenderer
 
     keras.config.disable_interactive_logging()  # generate_image's per-step progress bar, not timed
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"

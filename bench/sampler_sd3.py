@@ -62,7 +62,7 @@ def medium_backbone(size: int, dtype: str | None) -> Any:
     import keras
     import keras_hub
 
-    from raywalk.kerashub import _vae_backbone
+    from raywalk.renderers.sd3.kerashub_api import vae_backbone
 
     keras.utils.set_random_seed(0)
     return keras_hub.models.StableDiffusion3Backbone(
@@ -73,7 +73,7 @@ def medium_backbone(size: int, dtype: str | None) -> Any:
         mmdit_position_size=192,
         mmdit_qk_norm=None,
         mmdit_dual_attention_indices=None,
-        vae=_vae_backbone(
+        vae=vae_backbone(
             encoder_num_filters=[128, 256, 512, 512],
             encoder_num_blocks=[2, 2, 2, 2],
             decoder_num_filters=[512, 512, 256, 128],
@@ -126,18 +126,19 @@ def main() -> None:
     import keras_hub
     import numpy as np
 
-    from raywalk import kerashub
-    from raywalk.kerashub import StableDiffusion3Renderer
+    from raywalk.renderers.sd3 import backends
+    from raywalk.renderers.sd3.renderer import StableDiffusion3Renderer
+    from raywalk.renderers.sd3.tiny import tiny_backbone, tiny_preprocessor
 
     keras.config.disable_interactive_logging()
-    on_gpu = kerashub._on_gpu()
-    dtype = kerashub._dtype(args.precision, on_gpu)
+    on_gpu = backends.on_gpu()
+    dtype = backends.dtype_policy(args.precision, on_gpu)
     t0 = time.perf_counter()
     if args.config == "tiny":
-        backbone = kerashub.tiny_backbone(args.size, args.size, dtype)
+        backbone = tiny_backbone(args.size, args.size, dtype)
     else:
         backbone = medium_backbone(args.size, dtype)
-    preprocessor = kerashub.tiny_preprocessor()  # token ids only: the vocabulary does not change the timing
+    preprocessor = tiny_preprocessor()  # token ids only: the vocabulary does not change the timing
     t2i = keras_hub.models.StableDiffusion3TextToImage(backbone=backbone, preprocessor=preprocessor)
     print(
         f"{'GPU' if on_gpu else 'CPU'}, Keras {keras.__version__} ({keras.config.backend()}), "

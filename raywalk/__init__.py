@@ -8,8 +8,10 @@ The public API for notebooks and scripts::
     enc, noise = traj.frames(start, stop)
 """
 
-from raywalk.spec import Job, JobError, job_from_dict, load_job
-from raywalk.trajectory import Trajectory
+from raywalk._version import __version__
+from raywalk.core.job import Job
+from raywalk.core.trajectory import Trajectory
+from raywalk.errors import JobError
+from raywalk.jobfile import job_from_dict, load_job
 
-__version__ = "0.1.0"
 __all__ = ["Job", "JobError", "Trajectory", "__version__", "job_from_dict", "load_job"]

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import click
 
+from raywalk.core.job import Job
+from raywalk.core.limits import MAX_WORKERS
+from raywalk.core.pacing import first_pass_job
+from raywalk.core.plan import Denoiser, estimate, first_pass_plan, make_plan
+from raywalk.core.timing import needs_table
 from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
-from raywalk.pacing import first_pass_job
-from raywalk.plan import denoiser, estimate, first_pass_plan, make_plan
-from raywalk.spec import MAX_WORKERS, Job, load_job
-from raywalk.store import frame_name, frame_ranges, soundtrack_name
-from raywalk.timing import needs_table
+from raywalk.jobfile import load_job
+from raywalk.run.store import frame_name, frame_ranges, soundtrack_name
 
 
 def _log_traceback() -> str:
@@ -82,13 +84,13 @@ def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, worker
     model on one worker) it also prints the expected wall time and GPU-hours.
     """
     job = load_job(job_file)
-    from raywalk.cluster import ensure_cwd_importable
-    from raywalk.renderer import check_renderer
+    from raywalk.exec.cluster import ensure_cwd_importable
+    from raywalk.renderers.contract import check_renderer
 
     ensure_cwd_importable()  # find a renderer module beside the job as the workers will (render ships it)
     notes = check_renderer(job.model, list(job.prompts), strict=False)
     if calibrate:
-        from raywalk.calibrate import calibrate as measure
+        from raywalk.exec.calibrate import calibrate as measure
 
         seconds_per_step = measure(job, address)
     click.echo(describe(job, seconds_per_step, workers))
@@ -98,8 +100,11 @@ def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, worker
 
 def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) -> str:
     """The plan of a job as the lines `raywalk plan` prints."""
-    p = make_plan(job)
-    net = denoiser(job)[0]
+    from raywalk.renderers.contract import renderer_class
+
+    denoiser = Denoiser.of(renderer_class(job.model.renderer))  # its class attributes: denoiser, guidance_optional
+    p = make_plan(job, denoiser)
+    net = denoiser.name
     m, w, n = job.model, job.walk, job.noise
     walk = {
         "interpolate": f"{w.method}, {w.easing} easing{', loops back' if w.loop else ''}",
@@ -129,7 +134,7 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
     ]
     if job.outputs.files:
         lines.append("outputs           " + ", ".join(job.output_files().values()))
-    first = first_pass_plan(job)
+    first = first_pass_plan(job, denoiser)
     if first is not None:
         small = first_pass_job(job).model
         lines.append(
@@ -201,7 +206,7 @@ def render(job_file: Path, uri: str, force: bool, **options) -> None:
     S3-compatible stores take their endpoint in the URI, e.g.
     s3://bucket/run?endpoint_override=host:9000&scheme=http.
     """
-    from raywalk import driver
+    from raywalk.exec import driver
 
     job = load_job(job_file)
     _finish(driver.render(job, uri, force=force, **_driver_options(**options)))
@@ -212,7 +217,7 @@ def render(job_file: Path, uri: str, force: bool, **options) -> None:
 @render_options
 def resume(uri: str, **options) -> None:
     """Finish the run at URI: render only the frames it lacks, then assemble its outputs."""
-    from raywalk import driver
+    from raywalk.exec import driver
 
     _finish(driver.resume(uri, **_driver_options(**options)))
 
@@ -221,7 +226,7 @@ def _driver_options(
     address, workers, gpus_per_worker, cpus_per_worker, verify, start_timeout, watchdog, allow_stack_change
 ) -> dict:
     """The driver's keyword arguments from the shared render options."""
-    from raywalk.driver import WorkerSpec
+    from raywalk.exec.driver import WorkerSpec
 
     spec = WorkerSpec(count=workers, gpus=gpus_per_worker, cpus=cpus_per_worker)
     return {
@@ -254,7 +259,7 @@ def _finish(outcome) -> None:
 @click.option("--verify", is_flag=True, help="Rehash every stored frame instead of trusting file sizes.")
 def status(uri: str, verify: bool) -> None:
     """Frames done, missing and failed in the run at URI, and seconds per frame per worker."""
-    from raywalk.status import run_status
+    from raywalk.report.status import run_status
 
     click.echo(run_status(uri, verify=verify))
 
@@ -264,7 +269,7 @@ def status(uri: str, verify: bool) -> None:
 @click.option("--partial", is_flag=True, help="Build the outputs from the frames done so far.")
 def assemble(uri: str, partial: bool) -> None:
     """Build the job's outputs (GIF, MP4, grid, contact sheet) from the run at URI, in frame order."""
-    from raywalk.assemble import assemble_run
+    from raywalk.outputs.assemble import assemble_run
 
     for line in assemble_run(uri, partial=partial):
         click.echo(line)
@@ -294,12 +299,12 @@ def stage(directory: Path, version: str, preset: str | None) -> None:
     """Download and verify model weights into DIRECTORY (then set weights: DIRECTORY): the KerasCV weights and
     CLIP vocabulary, or with --preset a KerasHub preset, checked by SHA-256 on every load."""
     if preset:
-        from raywalk.kerashub import stage_preset
+        from raywalk.renderers.sd3 import stage_preset
 
         stage_preset(directory, preset)
         click.echo(f"raywalk: preset {preset} staged in {directory}")
         return
-    from raywalk.weights import stage_weights
+    from raywalk.renderers.weights import stage_weights
 
     stage_weights(directory, version)
     click.echo(f"raywalk: {version} weights staged in {directory}")
@@ -316,8 +321,8 @@ def report(uri: str, open_page: bool) -> None:
     """
     import webbrowser
 
-    from raywalk.report import write_report
-    from raywalk.store import RunStore
+    from raywalk.report.page import write_report
+    from raywalk.run.store import RunStore
 
     store = RunStore(uri, create=False)
     url = write_report(store)

@@ -92,7 +92,7 @@ class AudioError(BadInputError):
 
 
 class StackChangeError(BadInputError):
-    """Workers whose model stack (`raywalk.stack`) differs from the run's, or from each other's: they render
+    """Workers whose model stack (`raywalk.core.stack`) differs from the run's, or from each other's: they render
     nothing unless the change is allowed; the message names the first entry that differs, with both values."""
 
 

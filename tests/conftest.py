@@ -64,6 +64,7 @@ def clip_vocab() -> Path:
 # import them by path too, so they go on PYTHONPATH before Ray starts.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "tests"), os.environ.get("PYTHONPATH")) if p)
 
+from builders import store, uri, worker  # noqa: E402,F401  (fixtures: run locations, local and S3; an in-process worker)
 from s3server import s3_endpoint, s3_faults  # noqa: E402,F401  (session fixtures)
 
 
@@ -184,6 +185,6 @@ def ray_connected(ray_head):
 @pytest.fixture(scope="session")
 def sd_models():
     """KerasCV Stable Diffusion v1.4 sub-models at 128x128 with random weights, built once (~1 min, 3.5 GB)."""
-    from raywalk.kerascv import build_models
+    from raywalk.renderers.kerascv import build_models
 
     return build_models("v1.4", 128, 128, "random")

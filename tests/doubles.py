@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from raywalk.renderer import RendererError
+from raywalk.renderers.contract import RendererError
 
 
 class FakeRenderer:

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from raywalk import Trajectory, job_from_dict
-from raywalk.frameinfo import frame_text
-from raywalk.worker import encode_png
+from raywalk.core.frameinfo import frame_text
+from raywalk.exec.worker import encode_png
 
 MODEL = {"width": 128, "height": 128, "steps": 2, "weights": "random", "precision": "float32", "batch_size": 1}
 CASES: dict[str, tuple[dict[str, Any], list[int]]] = {
@@ -142,7 +142,8 @@ def render_cases(renderer: Any) -> tuple[dict[str, list[dict[str, Any]]], dict[s
 
 
 if __name__ == "__main__":
-    from raywalk.kerascv import KerasCVRenderer, build_models
+    from raywalk.renderers.kerascv.models import build_models
+    from raywalk.renderers.kerascv.renderer import KerasCVRenderer
 
     models = build_models("v1.4", 128, 128, "random")
     renderer = KerasCVRenderer.from_models(models, **MODEL, xla=False, joint_guidance=True)

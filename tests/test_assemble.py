@@ -11,23 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raywalk.assemble import (
-    AssembleError,
-    MissingFramesError,
-    assemble,
-    assemble_job,
-    assemble_run,
-    ping_pong,
-    write_contact_sheet,
-    write_gif,
-    write_grid,
-    write_mp4,
-)
-from raywalk.manifest import new_manifest
-from raywalk.spec import job_from_dict, load_job
-from raywalk.store import RunStore, StoreError
+from raywalk import job_from_dict, load_job
+from raywalk.errors import AssembleError
+from raywalk.outputs.assemble import assemble, assemble_job, assemble_run
+from raywalk.outputs.frames import ping_pong
+from raywalk.outputs.gif import write_gif
+from raywalk.outputs.mp4 import write_mp4
+from raywalk.outputs.sheets import write_contact_sheet, write_grid
+from raywalk.outputs.target import MissingFramesError
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import RunStore, StoreError
 
-from test_store import write_chunk
+from builders import write_chunk
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

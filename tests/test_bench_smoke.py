@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -35,18 +37,41 @@ def test_every_bench_script_is_known():
     assert sorted(PRINTS) == SCRIPTS, "a bench script needs --smoke and a line in PRINTS"
 
 
-@pytest.mark.parametrize("script", [pytest.param(s, marks=[pytest.mark.large] if s in LARGE else []) for s in SCRIPTS])
-def test_bench_runs_with_smoke(script):
+# The longest first: they start first in the pool below.
+ORDER = ("sampler.py", "pipeline.py", "chaos.py", "sampler_sd3.py", "sd3_gpu.sh", "assemble.py", "pacing_figure.py")
+AT_ONCE = 3  # scripts running together: most of a smoke run is waiting (Ray starting, drivers importing, sleeps)
+
+
+def smoke(script: str) -> subprocess.CompletedProcess[str]:
+    """`bench/SCRIPT --smoke`, for real, in a process of its own."""
     command = ["bash"] if script.endswith(".sh") else [sys.executable]
     # sd3_gpu.sh runs without TensorFlow, on its own default backend (JAX), not the session's TensorFlow
     env = {k: v for k, v in os.environ.items() if not (script == "sd3_gpu.sh" and k == "KERAS_BACKEND")}
-    result = subprocess.run(
+    return subprocess.run(
         [*command, str(BENCH / script), "--smoke"],
         capture_output=True,
         text=True,
         timeout=600,
         env=env | {"PYTHONUNBUFFERED": "1"},
     )
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(request) -> Iterator[dict[str, Future]]:
+    """Every selected bench script's smoke run, started at once (AT_ONCE at a time): each test waits for its own."""
+    selected = [
+        item.callspec.params["script"]
+        for item in request.session.items
+        if item.module is request.module and item.originalname == "test_bench_runs_with_smoke"
+    ]
+    selected.sort(key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER))
+    with ThreadPoolExecutor(AT_ONCE, thread_name_prefix="bench") as pool:
+        yield {script: pool.submit(smoke, script) for script in selected}
+
+
+@pytest.mark.parametrize("script", [pytest.param(s, marks=[pytest.mark.large] if s in LARGE else []) for s in SCRIPTS])
+def test_bench_runs_with_smoke(script, smoke_runs):
+    result = smoke_runs[script].result()
     assert result.returncode == 0, f"{script} --smoke exited {result.returncode}: {result.stderr[-3000:]}"
     for pattern in PRINTS[script]:
         assert re.search(pattern, result.stdout, re.M), (

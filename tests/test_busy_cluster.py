@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from test_timed_runs import small_job
-
+from builders import small_job, write_job
 from conftest import start_ray_head, stop_ray_head
-from test_render import write_job
 
 HANG = 150  # seconds: these renders take well under a minute; a helper task waiting for a CPU never ends
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raywalk.clip_tokens import ClipTokenCounter, counter
+from raywalk.renderers.clip_tokens import ClipTokenCounter, counter
 
 PROMPTS = [
     "",
@@ -43,7 +43,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def tokenizer(clip_vocab):
-    from raywalk import kerascv_api
+    from raywalk.renderers.kerascv import api as kerascv_api
 
     return kerascv_api.tokenizer(clip_vocab)
 

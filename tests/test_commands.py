@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from raywalk.commands import assemble_command, resume_command, status_command
+from raywalk.core.commands import assemble_command, resume_command, status_command
 
 URIS = ["/runs/plain", "s3://b/r?endpoint_override=h:9000&scheme=http", "/runs/with space/and'quote", "gs://b/r;x"]
 

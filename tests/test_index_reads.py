@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -15,13 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from raywalk.assemble import assemble, publish_frames_table
-from raywalk.driver import resume
-from raywalk.status import run_status
-from raywalk.store import RunStore
+from raywalk.exec.driver import resume
+from raywalk.outputs.assemble import assemble
+from raywalk.outputs.frames_table import publish_frames_table
+from raywalk.report.status import run_status
+from raywalk.run.store import RunStore
 
-from test_render import CPU_WORKER, quiet, run, write_job
-from test_store import RUN, write_chunk
+from builders import CPU_WORKER, RUN, copy_run, quiet, run, write_chunk, write_job
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +33,7 @@ def finished(tmp_path_factory, ray_connected) -> Path:
 
 
 def copy_of(run_dir: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "out"
-    subprocess.run(["cp", "-r", str(run_dir), str(out)], check=True)
-    return out
+    return copy_run(run_dir, tmp_path / "out")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -139,13 +136,6 @@ def test_a_partial_assembly_writes_no_frames_table(tmp_path):
     write_chunk(store, 1, [4])
     assemble(store, 6, {"gif": {}}, "walk", run_id=RUN)
     assert pq.read_table(tmp_path / "run" / "frames.parquet")["frame"].to_pylist() == list(range(6))
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path) -> RunStore:
-    if request.param == "local":
-        return RunStore(tmp_path / "run")
-    return RunStore(request.getfixturevalue("s3_endpoint").uri(f"index-reads/{time.time_ns()}"))
 
 
 def test_a_damaged_file_moves_out_only_when_every_frame_is_done_again(store):

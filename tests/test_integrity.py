@@ -1,6 +1,6 @@
 """A run directory that never lies (issue #10): what resume may trust, tested against real storage.
 
-Each test names the invariant of `raywalk.store` it checks. Renders here run
+Each test names the invariant of `raywalk.run` it checks. Renders here run
 the real `RenderWorker` in this process (a stub for Ray's runtime context, the
 test renderer), so the index is written exactly as on a cluster.
 """
@@ -19,65 +19,17 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-import ray
 
-import raywalk.store as store_module
+import raywalk.run.publish as publish_module
+import raywalk.run.retry as retry_module
+from raywalk.core.job import Job
 from raywalk.errors import RunError, RunLocationError, StoreError
-from raywalk.manifest import LEGACY_RUN_ID, Manifest, ManifestError, new_manifest
-from raywalk.spec import Job, job_from_dict
-from raywalk.store import KEYFRAMES, RunStore
-from raywalk.worker import RenderWorker
+from raywalk.run.fs import RunFS
+from raywalk.run.manifest import LEGACY_RUN_ID, ManifestError, new_manifest
+from raywalk.run.store import KEYFRAMES, RunStore
 
-from test_store import FINGERPRINT, RUN, png, write_chunk
-
-
-def make_job(
-    frames: int = 24, chunk_size: int = 5, prompts: tuple[str, str] = ("a red fox", "a blue whale"), name: str = "walk"
-) -> Job:
-    return job_from_dict(
-        {
-            "name": name,
-            "prompts": list(prompts),
-            "walk": {"kind": "interpolate", "frames": frames},
-            "noise": {"kind": "per_frame", "seed": 7},
-            "model": {"renderer": "doubles:FakeRenderer", "width": 64, "height": 64, "steps": 1, "batch_size": 2},
-            "chunking": {"chunk_size": chunk_size},
-            "outputs": {"gif": {"fps": 5}},
-        }
-    )
-
-
-class _Context:
-    """What RenderWorker asks of Ray's runtime context."""
-
-    def get_node_id(self) -> str:
-        return "node-test"
-
-    def get_actor_id(self) -> str:
-        return "worker-test"
-
-
-@pytest.fixture
-def worker(monkeypatch):
-    """Build a RenderWorker for (job, uri) in this process."""
-    monkeypatch.setattr(ray, "get_runtime_context", _Context)
-    return lambda job, uri: RenderWorker(job.to_dict(), uri)
-
-
-@pytest.fixture(params=["local", "s3"])
-def uri(request, tmp_path) -> str:
-    if request.param == "local":
-        return str(tmp_path / "run")
-    return request.getfixturevalue("s3_endpoint").uri(f"integrity/{request.node.originalname}-{time.time_ns()}")
-
-
-def start(store: RunStore, job: Job, worker) -> Manifest:
-    """What the driver does for a fresh run: fence, encode the prompts, record their hash."""
-    manifest = new_manifest(job)
-    store.start_fresh(manifest)
-    manifest = manifest.replace(keyframes_sha256=worker(job, store.uri).encode_keyframes())
-    store.write_manifest(manifest)
-    return manifest
+from builders import FINGERPRINT, RUN, png, start, write_chunk
+from builders import fake_job as make_job
 
 
 def render_missing(store: RunStore, job: Job, worker, chunks: set[int] | None = None) -> list[int]:
@@ -166,7 +118,7 @@ def test_rechunked_rerender_keeps_every_good_row(uri, worker):
     assert store.missing_frames(24, manifest.run_id) == []
     assert store.missing_frames(24, manifest.run_id, verify=True) == []
     assert {f: store.read_frame(f) for f in range(24)} == before
-    names = sorted(i.base_name for i in store._list("index"))
+    names = sorted(i.base_name for i in store.files.list("index"))
     assert len(names) == 5 + 3 and all(n.startswith("chunk-") and n.endswith(".parquet") for n in names)
 
 
@@ -195,11 +147,11 @@ def test_force_fences_the_old_run_off_before_deleting_anything(uri, worker, monk
 
     new = new_manifest(make_job(frames=4, name="walk"))
 
-    def storage_dies(self: RunStore, subdir: str) -> None:
+    def storage_dies(self: RunFS, subdir: str) -> None:
         raise StoreError("storage died")
 
     with monkeypatch.context() as m:
-        m.setattr(RunStore, "_delete_dir", storage_dies)
+        m.setattr(RunFS, "delete_dir", storage_dies)
         with pytest.raises(StoreError, match="storage died"):
             store.start_fresh(new)
     # Interrupted right after the manifest: the old run's rows and outputs no longer count.
@@ -244,11 +196,11 @@ def test_pyarrow_still_completes_an_interrupted_s3_upload(s3_endpoint):
     """Why outputs go through a temporary key (apache/arrow#40502): if pyarrow ever stops publishing
     the partial object, this fails and the workaround can be reconsidered."""
     store = RunStore(s3_endpoint.uri(f"integrity/naive-{time.time_ns()}"))
-    with pytest.raises(KeyboardInterrupt), store.fs.open_output_stream(store._path("walk.mp4")) as out:
+    with pytest.raises(KeyboardInterrupt), store.fs.open_output_stream(store.files.path("walk.mp4")) as out:
         for _ in range(3):
             out.write(b"x" * (8 << 20))
         raise KeyboardInterrupt
-    assert store.fs.get_file_info(store._path("walk.mp4")).size == 3 * (8 << 20)
+    assert store.fs.get_file_info(store.files.path("walk.mp4")).size == 3 * (8 << 20)
 
 
 def test_an_interrupted_output_upload_publishes_nothing(s3_endpoint, monkeypatch):
@@ -256,12 +208,12 @@ def test_an_interrupted_output_upload_publishes_nothing(s3_endpoint, monkeypatch
     store.write_output("walk.mp4", b"an older, whole output", RUN)
     assert store.output_ok("walk.mp4", RUN)
 
-    def three_blocks_then_ctrl_c(path: str):
+    def three_blocks_then_ctrl_c(path: str, block: int = 0):
         for _ in range(3):
             yield b"x" * (8 << 20)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_module, "_file_blocks", three_blocks_then_ctrl_c)
+    monkeypatch.setattr(publish_module, "file_blocks", three_blocks_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt), store.local_output("walk.mp4", RUN) as path, open(path, "wb") as out:
         out.write(b"x" * (30 << 20))
     assert store.read_bytes("walk.mp4") == b"an older, whole output"  # never the truncated upload
@@ -292,7 +244,7 @@ def test_output_ok_checks_the_size_and_the_run(tmp_path):
 @pytest.fixture
 def faults(s3_faults, monkeypatch):
     """The fault-injecting S3 front with no faults planned (and none left for the next test), quick retries."""
-    monkeypatch.setattr(store_module, "RETRY_BACKOFF", 0.01)
+    monkeypatch.setattr(retry_module, "RETRY_BACKOFF", 0.01)
     s3_faults.fail()
     yield s3_faults
     s3_faults.fail()
@@ -321,7 +273,7 @@ def test_transient_errors_are_retried_through_real_503s(faults):
 
 def test_the_retry_budget_is_bounded(faults, monkeypatch):
     store = RunStore(faults.uri(f"integrity/budget-{time.time_ns()}"))
-    monkeypatch.setattr(store_module, "RETRY_ATTEMPTS", 3)
+    monkeypatch.setattr(retry_module, "RETRY_ATTEMPTS", 3)
     faults.fail(first=10)
     with pytest.raises(StoreError, match=r"SLOW_DOWN.*\(tried 3 times\)") as err:
         store.write_bytes("a.bin", b"payload")
@@ -350,10 +302,10 @@ def test_a_damaged_index_file_counts_as_missing_rows_and_is_named(uri, worker, c
     job = make_job(frames=15, chunk_size=5)
     start(store, job, worker)
     render_missing(store, job, worker)
-    chunk1 = next(i.base_name for i in store._list("index") if i.base_name.startswith("chunk-000001-"))
+    chunk1 = next(i.base_name for i in store.files.list("index") if i.base_name.startswith("chunk-000001-"))
     raw = store.read_bytes(f"index/{chunk1}")
     store.write_bytes(f"index/{chunk1}", raw[: len(raw) // 2])  # truncated
-    with caplog.at_level(logging.WARNING, logger="raywalk.store"):
+    with caplog.at_level(logging.WARNING, logger="raywalk.run"):
         assert store.missing_frames(15) == [5, 6, 7, 8, 9]
         assert store.damaged == [f"index/{chunk1}"]
         assert store.missing_frames(15) == [5, 6, 7, 8, 9]
@@ -369,7 +321,7 @@ def test_garbage_failure_records_are_ignored_with_a_warning(tmp_path, caplog):
     store = RunStore(tmp_path / "run", create=True)
     store.write_failure(1, {"error": "boom"})
     store.write_bytes("failures/chunk-000002.json", b"{not json")
-    with caplog.at_level(logging.WARNING, logger="raywalk.store"):
+    with caplog.at_level(logging.WARNING, logger="raywalk.run"):
         assert store.read_failures() == {1: {"error": "boom"}}
     assert "failures/chunk-000002.json is damaged" in caplog.text
 
@@ -380,7 +332,7 @@ def test_keyframes_that_do_not_match_are_refused(uri, worker, caplog):
     manifest = start(store, job, worker)
     good = store.read_bytes(KEYFRAMES)
     assert store.read_keyframes(manifest.keyframes_sha256) is not None
-    with caplog.at_level(logging.WARNING, logger="raywalk.store"):
+    with caplog.at_level(logging.WARNING, logger="raywalk.run"):
         store.write_bytes(KEYFRAMES, good[: len(good) // 2])
         assert store.read_keyframes(manifest.keyframes_sha256) is None
         assert store.read_keyframes() is None  # truncated: unreadable even without a hash to match

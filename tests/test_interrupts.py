@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from raywalk.commands import resume_command
-from raywalk.driver import resume
-from raywalk.store import RunStore
+from raywalk.core.commands import resume_command
+from raywalk.exec.driver import resume
+from raywalk.run.store import RunStore
 
-from test_render import CPU_WORKER, cpu_worker_args, frame_bytes, quiet, run, write_job
+from builders import CPU_WORKER, cpu_worker_args, frame_bytes, quiet, run, write_job
 
 
 def lines_of(proc: subprocess.Popen) -> queue.Queue:

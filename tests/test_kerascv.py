@@ -14,12 +14,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raywalk import kerascv, weights
-from raywalk.kerascv import KerasCVRenderer, SubModels
-from raywalk.renderer import RendererError, check_renderer, renderer_kwargs
-from raywalk.spec import Model
-from raywalk.weights import VOCAB, WEIGHT_FILES, stage_weights, verify_weights
-from raywalk.worker import encode_png
+from raywalk.core.job import Model
+from raywalk.exec.worker import encode_png
+from raywalk.renderers import weights
+from raywalk.renderers.contract import RendererError, check_renderer, renderer_kwargs
+from raywalk.renderers.kerascv import renderer as kerascv_renderer
+from raywalk.renderers.kerascv.models import SubModels
+from raywalk.renderers.kerascv.renderer import KerasCVRenderer
+from raywalk.renderers.weights import VOCAB, WEIGHT_FILES, stage_weights, verify_weights
+
+import builders
 
 SIZE, STEPS = 128, 3
 PROMPTS = ["a photograph of a dog", "a bowl of fruit on a table"]
@@ -27,16 +31,8 @@ LONG_PROMPT = "a very " * 40 + "long prompt"  # 84 CLIP tokens with start and en
 
 
 def model(weights="random", **options) -> Model:
-    return Model(
-        renderer="raywalk.kerascv:KerasCVRenderer",
-        width=SIZE,
-        height=SIZE,
-        steps=STEPS,
-        guidance_scale=7.5,
-        weights=str(weights),
-        precision="auto",
-        batch_size=2,
-        options=options,
+    return builders.model(
+        "raywalk.kerascv:KerasCVRenderer", weights, width=SIZE, height=SIZE, steps=STEPS, options=options
     )
 
 
@@ -49,7 +45,7 @@ def renderer(models, **kwargs) -> KerasCVRenderer:
 @pytest.fixture(scope="module")
 def reference(sd_models):
     """KerasCV's StableDiffusion on the same sub-models, its images for PROMPTS, and the inputs used."""
-    from raywalk import kerascv_api
+    from raywalk.renderers.kerascv import api as kerascv_api
 
     sd = kerascv_api.reference_model("v1.4", SIZE, SIZE, sd_models, licence=False)
     encodings = np.concatenate([np.asarray(sd.encode_text(p), np.float32) for p in PROMPTS])
@@ -70,7 +66,7 @@ def empty_keras_home(tmp_path, monkeypatch):
 
 
 def test_check_prompts_refuses_an_over_long_prompt_naming_it(monkeypatch):
-    monkeypatch.setattr(kerascv, "build_models", None)  # a model build would fail loudly
+    monkeypatch.setattr(kerascv_renderer, "build_models", None)  # a model build would fail loudly
     assert check_renderer(model(), PROMPTS) == []
     with pytest.raises(RendererError) as info:
         check_renderer(model(), [PROMPTS[0], LONG_PROMPT])
@@ -139,7 +135,7 @@ def test_a_weights_directory_here_has_every_file_checked(tmp_path, clip_vocab):
 def test_download_without_cached_weights_probes_the_host(empty_keras_home, clip_vocab, monkeypatch):
     shutil.copy(clip_vocab, empty_keras_home / clip_vocab.name)
     probed = []
-    monkeypatch.setattr(kerascv, "unreachable", lambda host: probed.append(host) or "no route to host")
+    monkeypatch.setattr(kerascv_renderer, "unreachable", lambda host: probed.append(host) or "no route to host")
     note = (
         "weights: download needs huggingface.co, which this machine cannot reach (no route to host); for a"
         " cluster without internet, run `raywalk weights stage DIR` on a machine with internet, then set"
@@ -159,7 +155,7 @@ def test_download_without_cached_weights_probes_the_host(empty_keras_home, clip_
 
 
 def test_the_probe_answers_within_its_timeout(monkeypatch):
-    from raywalk import weights
+    from raywalk.renderers import weights
 
     monkeypatch.setattr(weights, "PROBE_TIMEOUT_S", 0.5)
     assert weights.unreachable("invalid.") is not None  # a name that never resolves
@@ -180,7 +176,7 @@ def fake_weights(directory, clip_vocab, skip=(), corrupt=()):
 
 
 def test_weights_directory_with_a_missing_file_is_refused_before_building(tmp_path, clip_vocab, monkeypatch):
-    from raywalk import kerascv_api
+    from raywalk.renderers.kerascv import api as kerascv_api
 
     monkeypatch.setattr(kerascv_api, "sub_model_classes", None)  # a model build would fail loudly
     fake_weights(tmp_path, clip_vocab, skip=("kcv_decoder.h5",))
@@ -247,7 +243,7 @@ def test_the_stage_command_stages_the_vocabulary(tmp_path, monkeypatch):
 
 
 def test_another_keras_cv_version_is_refused_in_one_line():
-    from raywalk import kerascv_api
+    from raywalk.renderers.kerascv import api as kerascv_api
 
     kerascv_api.check_version("0.9.0")
     with pytest.raises(RendererError) as info:
@@ -259,7 +255,7 @@ def test_another_keras_cv_version_is_refused_in_one_line():
 
 
 def test_the_licence_is_printed_only_for_real_weights(capsys):
-    from raywalk import kerascv_api
+    from raywalk.renderers.kerascv import api as kerascv_api
 
     parts = SubModels(text_encoder="t", diffusion_model="u", decoder="d", tokenizer="k")
     sd = kerascv_api.reference_model("v1.4", SIZE, SIZE, parts, licence=False)

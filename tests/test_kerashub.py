@@ -12,26 +12,28 @@ import types
 import numpy as np
 import pytest
 
-from raywalk import kerashub
-from raywalk.kerashub import MANIFEST, StableDiffusion3Renderer, stage_preset, verify_preset
-from raywalk.renderer import RendererError, check_renderer, load_renderer
-from raywalk.spec import Model
+from raywalk.core.job import Model
+from raywalk.renderers.contract import RendererError, check_renderer, load_renderer
+from raywalk.renderers.sd3 import renderer as sd3_renderer
+from raywalk.renderers.sd3.presets import MANIFEST, stage_preset, verify_preset
+from raywalk.renderers.sd3.renderer import StableDiffusion3Renderer
+from raywalk.renderers.sd3.tiny import tiny_backbone, tiny_preprocessor
+
+import builders
 
 SIZE, STEPS, SEED = 64, 3, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
 LONG_PROMPT = "a very long prompt " * 5 + "ok"  # 77 letters: 79 tokens of the tiny, character-level vocabulary
 
 
-def model(weights="random", **options):
-    return Model(
-        renderer="raywalk.kerashub:StableDiffusion3Renderer",
+def model(weights="random", **options) -> Model:
+    return builders.model(
+        "raywalk.kerashub:StableDiffusion3Renderer",
+        weights,
         width=SIZE,
         height=SIZE,
         steps=STEPS,
         guidance_scale=7.0,
-        weights=str(weights),
-        precision="auto",
-        batch_size=2,
         options={"config": "tiny"} | options,
     )
 
@@ -39,7 +41,7 @@ def model(weights="random", **options):
 @pytest.fixture(scope="module")
 def tiny():
     """One tiny backbone and preprocessor for the module (built in seconds)."""
-    return types.SimpleNamespace(backbone=kerashub.tiny_backbone(SIZE, SIZE), preprocessor=kerashub.tiny_preprocessor())
+    return types.SimpleNamespace(backbone=tiny_backbone(SIZE, SIZE), preprocessor=tiny_preprocessor())
 
 
 def renderer(tiny, **kwargs) -> StableDiffusion3Renderer:
@@ -74,8 +76,8 @@ def reference(tiny):
 
 
 def test_check_prompts_refuses_an_over_long_prompt_naming_it_without_building(monkeypatch):
-    monkeypatch.setattr(kerashub, "tiny_backbone", None)  # a model build would fail loudly
-    monkeypatch.setattr(kerashub, "build_models", None)
+    monkeypatch.setattr(sd3_renderer, "tiny_backbone", None)  # a model build would fail loudly
+    monkeypatch.setattr(sd3_renderer, "build_models", None)
     check_renderer(model(), PROMPTS)
     with pytest.raises(RendererError) as info:
         check_renderer(model(), [PROMPTS[0], LONG_PROMPT])
@@ -105,7 +107,7 @@ def test_a_presets_prompts_are_counted_with_the_clip_vocabulary_when_it_is_here(
     with pytest.raises(RendererError, match="is 84 CLIP tokens long"):
         StableDiffusion3Renderer.check_prompts([clip_long], weights="download")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    caplog.set_level(logging.INFO, "raywalk.kerashub")
+    caplog.set_level(logging.INFO, "raywalk.renderers.sd3")
     StableDiffusion3Renderer.check_prompts([clip_long], weights="download")
     assert "prompt lengths not checked at planning" in caplog.text
 
@@ -163,7 +165,7 @@ def test_weights_stage_preset_from_the_command_line(tmp_path):
 
 
 def test_an_unfinished_or_unknown_preset_directory_is_refused_before_loading(tmp_path, monkeypatch):
-    monkeypatch.setattr(kerashub, "tiny_backbone", None)
+    monkeypatch.setattr(sd3_renderer, "tiny_backbone", None)
     unfinished = fake_preset(tmp_path / "unfinished")
     with pytest.raises(RendererError, match=f"has no {MANIFEST} \\(staging never finished\\)"):
         StableDiffusion3Renderer(width=SIZE, height=SIZE, weights=str(unfinished))
@@ -251,7 +253,7 @@ def test_render_refuses_unnamed_or_misshapen_parts(tiny, reference):
 
 
 def test_the_constructor_builds_the_same_seeded_random_model(tiny, reference, caplog):
-    caplog.set_level(logging.WARNING, "raywalk.kerashub")
+    caplog.set_level(logging.WARNING, "raywalk.renderers.sd3")
     built = load_renderer(model())
     assert "RANDOM WEIGHTS" in caplog.text
     assert built.random_weights is True and built.latent_shape == (8, 8, 16)
@@ -302,10 +304,10 @@ def test_a_tiny_sd3_walk_renders_through_ray(ray_connected, tmp_path):
     import yaml
     from PIL import Image
 
-    from raywalk.driver import WorkerSpec, render
-    from raywalk.progress import Progress
-    from raywalk.spec import load_job
-    from raywalk.store import RunStore
+    from raywalk import load_job
+    from raywalk.exec.driver import WorkerSpec, render
+    from raywalk.exec.progress import Progress
+    from raywalk.run.store import RunStore
 
     job_file = tmp_path / "sd3.yaml"
     job_file.write_text(

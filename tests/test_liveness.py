@@ -18,13 +18,14 @@ import pytest
 import yaml
 
 from raywalk import load_job
-from raywalk.driver import WorkerSpec, render
 from raywalk.errors import JobError, RendererError, RunBusyError, RunError, RunLocationError
-from raywalk.progress import Progress
-from raywalk.store import RunStore
+from raywalk.exec.driver import WorkerSpec, render
+from raywalk.exec.progress import Progress
+from raywalk.run.store import RunStore
 
+import builders
+from builders import CPU_WORKER, alive_workers, cpu_worker_args, frame_bytes, wait_until, write_job
 from conftest import REPO, start_ray_head, stop_ray_head
-from test_render import CPU_WORKER, cpu_worker_args, frame_bytes, write_job
 
 
 def events_of(log: str) -> list[dict]:
@@ -100,7 +101,7 @@ def test_bad_outputs_are_refused_before_ray_starts(tmp_path, monkeypatch):
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray started for an output that cannot be used")
 
-    monkeypatch.setattr("raywalk.driver.connect", no_ray)
+    monkeypatch.setattr("raywalk.exec.session.connect", no_ray)
     job = write_job(tmp_path)
     (tmp_path / "a-file").write_text("not a run")
     cases = {
@@ -133,7 +134,7 @@ def test_workers_over_the_maximum_are_refused(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(JobError, match="workers.count: must be <= 1024"):
         load_job(path)
-    result = cli("render", str(write_job(tmp_path)), "--out", str(tmp_path / "out"), "--workers", "5000")
+    result = builders.cli("render", write_job(tmp_path), "--out", tmp_path / "out", "--workers", "5000")  # no Ray
     assert result.returncode == 2 and "5000" in result.stderr and not (tmp_path / "out").exists()
 
 
@@ -208,10 +209,12 @@ def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_
 
     thread = threading.Thread(target=drive)
     thread.start()
-    deadline = time.monotonic() + 120
-    while len(list((out / "index").glob("*.parquet"))) < 2:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.1)
+
+    def two_chunks_written() -> bool:
+        assert thread.is_alive()
+        return len(list((out / "index").glob("*.parquet"))) >= 2
+
+    wait_until(two_chunks_written, timeout=120)
     # Another driver takes the run over (as after a network partition made this one look stale).
     (out / "lock.json").write_text(
         json.dumps(
@@ -229,7 +232,7 @@ def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_
     assert "busy" in result and "taken over by host other-host pid 4242" in str(result["busy"])
     assert result["busy"].exit_code == 3
     written = len(list((out / "index").glob("*.parquet")))
-    time.sleep(2.0)
+    wait_until(lambda: not alive_workers(ray_connected), timeout=60, what="its workers to stop")
     assert len(list((out / "index").glob("*.parquet"))) == written < 12  # its workers were stopped
     assert json.loads((out / "lock.json").read_text())["token"] == "theirs"  # not released: not its lock
 
@@ -246,11 +249,12 @@ def test_driver_killed_while_the_renderer_loads_leaves_a_run_that_resume_finishe
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not (out / "manifest.json").exists():
+
+    def started() -> bool:
         assert driver.poll() is None, driver.stdout.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+        return (out / "manifest.json").exists()
+
+    wait_until(started, timeout=120, interval=0.01)
     driver.send_signal(signal.SIGKILL)  # the renderer is still loading: nothing rendered yet
     driver.wait()
     assert not (out / "frames").exists()

@@ -14,11 +14,14 @@ import time
 import pytest
 
 from raywalk.errors import RunBusyError, RunError, StoreError
-from raywalk.lock import LOCK, RunLock, read_lock
-from raywalk.store import RunStore
+from raywalk.run.fs import RunFS
+from raywalk.run.lock import LOCK, RunLock, read_lock
+from raywalk.run.store import RunStore
+
+from builders import wait_until
 
 
-def lock_of(store: RunStore, command: str = "render", **kwargs) -> RunLock:
+def lock_of(store: RunStore | RunFS, command: str = "render", **kwargs) -> RunLock:
     warnings: list[str] = []
     lock = RunLock(store, {"command": command}, settle=0.05, warn=warnings.append, **kwargs)
     lock.warnings = warnings  # type: ignore[attr-defined]
@@ -85,7 +88,8 @@ def test_a_garbage_lock_counts_as_no_lock_and_is_named(tmp_path, garbage):
 def test_a_displaced_driver_finds_out_at_its_next_heartbeat(tmp_path):
     mine = lock_of(RunStore(tmp_path / "run", create=True), stale_after=0.0)
     mine.acquire()
-    time.sleep(0.01)
+    heartbeat = RunStore(tmp_path / "run").read_lock()["heartbeat"]
+    wait_until(lambda: time.time() > heartbeat)  # mine's heartbeat is in the past: stale at stale_after=0
     theirs = lock_of(RunStore(tmp_path / "run"), "resume", stale_after=0.0)
     theirs.acquire()  # took the run over: mine looked stale to it
     with pytest.raises(RunBusyError, match="taken over by .*resume"):
@@ -99,7 +103,7 @@ def test_beat_writes_only_when_due(tmp_path):
     lock = lock_of(store, heartbeat_every=3600)
     lock.acquire()
     before = store.read_lock()["heartbeat"]
-    time.sleep(0.01)
+    wait_until(lambda: time.time() > before)  # a beat now would write a later heartbeat
     lock.beat()
     assert store.read_lock()["heartbeat"] == before
     lock.heartbeat_every = 0
@@ -107,8 +111,8 @@ def test_beat_writes_only_when_due(tmp_path):
     assert store.read_lock()["heartbeat"] > before
 
 
-class FlakyStore(RunStore):
-    """A store whose reads and writes fail while `down` is set."""
+class FlakyStore(RunFS):
+    """A run's files whose reads and writes fail while `down` is set."""
 
     down = False
 
@@ -129,19 +133,21 @@ class FlakyStore(RunStore):
 
 
 def test_a_transient_heartbeat_failure_is_tolerated_for_half_the_stale_window(tmp_path):
-    store = FlakyStore(tmp_path / "run", create=True)
+    store = FlakyStore(tmp_path / "run")
+    store.create_root()
     lock = lock_of(store, stale_after=1.0)
     lock.acquire()
     store.down = True
     lock.heartbeat()  # within 0.5 s of the last good one: a warning, no error
     assert any("503" in w for w in lock.warnings)
-    time.sleep(0.6)
+    wait_until(lambda: time.monotonic() - lock._last_good > 0.5)  # past half the stale window since the last good one
     with pytest.raises(StoreError, match="could not be refreshed for 0 s.*503"):
         lock.heartbeat()
 
 
 def test_a_failing_release_never_hides_the_error_that_ended_the_run(tmp_path):
-    store = FlakyStore(tmp_path / "run", create=True)
+    store = FlakyStore(tmp_path / "run")
+    store.create_root()
     lock = lock_of(store)
     with pytest.raises(RunError, match="every renderer died"), lock.held():
         store.down = True
@@ -150,12 +156,13 @@ def test_a_failing_release_never_hides_the_error_that_ended_the_run(tmp_path):
 
 
 def test_a_failing_release_after_success_is_an_error(tmp_path):
-    store = FlakyStore(tmp_path / "run", create=True)
+    store = FlakyStore(tmp_path / "run")
+    store.create_root()
     with pytest.raises(StoreError, match="503"), lock_of(store).held():
         store.down = True
 
 
-def _contend(uri: str, start: float, results) -> None:
+def _contend(uri: str, start: float, results, decided) -> None:
     while time.time() < start:
         pass
     try:
@@ -163,7 +170,7 @@ def _contend(uri: str, start: float, results) -> None:
         results.put("won")
     except RunBusyError:
         results.put("busy")
-    time.sleep(1.0)  # a winner that exited at once would leave a stale lock to a slow contender
+    decided.wait(30)  # a winner that exited at once would leave a stale lock to a slow contender
 
 
 @pytest.mark.parametrize("previous", ["none", "stale"])
@@ -177,12 +184,14 @@ def test_two_drivers_acquiring_at_once_exactly_one_wins(tmp_path, previous):
     results = context.Queue()
     for _ in range(3):
         start = time.time() + 0.5
-        procs = [context.Process(target=_contend, args=(store.uri, start, results)) for _ in range(2)]
+        decided = context.Event()
+        procs = [context.Process(target=_contend, args=(store.uri, start, results, decided)) for _ in range(2)]
         for p in procs:
             p.start()
+        outcomes = sorted(results.get(timeout=35) for _ in procs)
+        decided.set()  # both have answered: the winner may exit
         for p in procs:
             p.join(30)
-        outcomes = sorted(results.get(timeout=5) for _ in procs)
         assert outcomes == ["busy", "won"]
         holder = read_lock(store)
         assert holder is not None and holder["pid"] in {p.pid for p in procs}

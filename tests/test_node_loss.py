@@ -5,18 +5,17 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 
 import ray
 from ray.cluster_utils import Cluster
 
 from raywalk import load_job
-from raywalk.driver import WorkerSpec, render
-from raywalk.progress import Progress
-from raywalk.store import RunStore
+from raywalk.exec.driver import WorkerSpec, render
+from raywalk.exec.progress import Progress
+from raywalk.run.store import RunStore
 
+from builders import frame_bytes, wait_for, write_job
 from conftest import _free_port
-from test_render import frame_bytes, write_job
 
 
 def test_node_removed_mid_run(ray_head, tmp_path):
@@ -33,9 +32,7 @@ def test_node_removed_mid_run(ray_head, tmp_path):
         removed = threading.Event()
 
         def remove_when_started():
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and len(list((out / "index").glob("*.parquet"))) < 2:
-                time.sleep(0.1)
+            wait_for(lambda: len(list((out / "index").glob("*.parquet"))) >= 2, timeout=120)
             cluster.remove_node(doomed, allow_graceful=False)
             removed.set()
 

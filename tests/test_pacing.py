@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from raywalk import Trajectory, job_from_dict
-from raywalk.pacing import (
+from raywalk.core.pacing import (
     PerceptualWarp,
     distances,
     first_pass_job,
@@ -19,9 +19,11 @@ from raywalk.pacing import (
     sample_points,
     smoothness,
 )
-from raywalk.plan import first_pass_plan
-from raywalk.timing import job_table, needs_table, walk_table
-from raywalk.trajectory import block_mean
+from raywalk.core.plan import first_pass_plan
+from raywalk.core.timing import job_table, needs_table, walk_table
+from raywalk.core.trajectory import block_mean
+
+from builders import make_job
 
 RNG = np.random.default_rng(0)
 A = (RNG.random((48, 64, 3)) * 255).astype(np.uint8)  # noise ...
@@ -40,15 +42,13 @@ def image_at(u: float) -> np.ndarray:
     return np.clip((1 - w) * A + w * B + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_job(frames: int = 61, samples: int = 9):
-    return job_from_dict(
-        {
-            "prompts": ["a", "b", "c"],
-            "walk": {"kind": "interpolate", "frames": frames, "pacing": "perceptual"},
-            "pacing": {"samples": samples, "steps": 4, "size": 128},
-            "model": {"width": 256, "height": 256, "steps": 20, "batch_size": 4},
-        }
-    )
+# A perceptually paced walk of 61 frames over three prompts, 9 first-pass samples.
+PERCEPTUAL = {
+    "walk": {"kind": "interpolate", "frames": 61, "pacing": "perceptual"},
+    "prompts": ["a", "b", "c"],
+    "pacing": {"samples": 9, "steps": 4, "size": 128},
+    "model": {"width": 256, "height": 256, "steps": 20, "batch_size": 4},
+}
 
 
 def uniform(job):
@@ -57,7 +57,7 @@ def uniform(job):
 
 
 def test_perceptual_pacing_evens_out_a_non_uniform_walk():
-    job = make_job()
+    job = make_job(**PERCEPTUAL)
     d_uniform = distances(image_at(u) for u in walk_table(uniform(job)))
 
     first = sample_points(job.segments, job.pacing.samples)  # the first pass: 17 images
@@ -116,7 +116,7 @@ def test_the_warp_needs_one_distance_per_first_pass_step():
 
 
 def test_the_first_pass_is_a_small_even_job_that_sees_the_jobs_noise():
-    job = make_job()
+    job = make_job(**PERCEPTUAL)
     first = first_pass_job(job)
     assert first.num_frames == 2 * 8 + 1 and (first.model.width, first.model.height, first.model.steps) == (128, 128, 4)
     keys = np.random.default_rng(1).standard_normal((3, 77, 8)).astype(np.float32)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from raywalk import load_job
 from raywalk.cli import main
-from raywalk.plan import estimate, make_plan
+from raywalk.core.plan import estimate, make_plan
 
 JOBS = sorted((Path(__file__).resolve().parent.parent / "jobs").glob("**/*.yaml"))
 

@@ -9,101 +9,36 @@ import platform
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
-import yaml
 from PIL import Image
 
 from raywalk import Trajectory, job_from_dict, load_job
-from raywalk.driver import WorkerSpec, render, resume
+from raywalk.core.frameinfo import frame_text
 from raywalk.errors import RunBusyError, RunLocationError
-from raywalk.frameinfo import frame_text
-from raywalk.lock import RunLock
-from raywalk.manifest import new_manifest
-from raywalk.progress import Progress
-from raywalk.store import RunStore
-from raywalk.worker import encode_png
+from raywalk.exec.driver import WorkerSpec, render, resume
+from raywalk.exec.worker import encode_png
+from raywalk.run.lock import RunLock
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import RunStore
 
-CPU_WORKER = WorkerSpec(count=1, gpus=0, cpus=0.5)
-# How, not what, a frame was made (the fingerprint and the frame's text too: jobs that differ only in test
-# renderer options make the same pixels; the stack too: fake-GPU workers have device kind "gpu", the test
-# renderer's frames do not depend on it).
-VOLATILE = ("attempt", "node", "host", "worker", "seconds", "run_id", "fingerprint", "written", "parameters", "stack")
+from builders import (
+    CPU_WORKER,
+    cli,
+    copy_run,
+    cpu_worker_args,
+    frame_bytes,
+    frame_pixels,
+    index_rows,
+    quiet,
+    run,
+    wait_until,
+    write_job,
+)
+
 PNG_BYTES = ("sha256", "bytes")  # of PNGs whose text names their job: jobs that differ only in options differ here
-
-
-def write_job(
-    tmp_path: Path,
-    name: str = "walk",
-    frames: int = 12,
-    chunk_size: int = 4,
-    batch_size: int = 2,
-    renderer: str = "doubles:FakeRenderer",
-    options: dict | None = None,
-    walk: dict | None = None,
-    outputs: dict | None = None,
-) -> Path:
-    data = {
-        "name": name,
-        "prompts": ["a red fox", "a blue whale"],
-        "walk": walk or {"kind": "interpolate", "frames": frames, "method": "slerp"},
-        "noise": {"kind": "per_frame", "seed": 7},
-        "model": {
-            "renderer": renderer,
-            "width": 64,
-            "height": 64,
-            "steps": 2,
-            "batch_size": batch_size,
-            "options": options or {},
-        },
-        "chunking": {"chunk_size": chunk_size, "max_attempts": 3},
-        "workers": {"cpus": 0.5, "gpus": 0},
-        "outputs": {"gif": {"fps": 5}} if outputs is None else outputs,
-    }
-    if walk and walk["kind"] == "text_walk":
-        data["prompts"] = ["a red fox"]
-    path = tmp_path / f"{name}-{chunk_size}-{frames}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def cpu_worker_args(address: str) -> list[str]:
-    """The CLI options of one CPU worker on the test cluster at `address`."""
-    return ["--address", address, "--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"]
-
-
-def quiet() -> Progress:
-    return Progress(0, 0, stream=io.StringIO(), bar=False)
-
-
-def run(job_path: Path, out: Path, workers: WorkerSpec = CPU_WORKER, **kwargs):
-    job = load_job(job_path)
-    progress = Progress(job.num_frames, 0, stream=io.StringIO(), bar=False)
-    outcome = render(job, str(out), workers=workers, progress=progress, **kwargs)
-    return outcome, progress.stream.getvalue()
-
-
-def frame_bytes(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
-
-
-def frame_pixels(out: Path) -> dict[str, bytes]:
-    """Each frame's decoded pixels: what jobs that differ only in test renderer options share (their PNGs'
-    text names their own job)."""
-    return {p.name: Image.open(p).tobytes() for p in sorted((out / "frames").glob("*.png"))}
-
-
-def index_rows(out: Path, skip: tuple[str, ...] = ()) -> list[dict]:
-    """The index's rows without how they were made (nor the columns `skip`), each once (the index is
-    append-only: a frame rendered again adds a row)."""
-    table = RunStore(str(out)).read_index()
-    drop = VOLATILE + skip
-    rows = {json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in table.to_pylist()}
-    return sorted((json.loads(r) for r in rows), key=lambda r: (r["frame"], r["chunk"]))
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +127,7 @@ def test_a_worker_killed_while_it_encodes_the_prompts_is_asked_again(clean_run, 
 
 def test_resume_renders_only_deleted_and_truncated_frames(clean_run, tmp_path):
     out = tmp_path / "out"
-    subprocess.run(["cp", "-r", str(clean_run[0]), str(out)], check=True)
+    copy_run(clean_run[0], out)
     (out / "frames" / "000003.png").unlink()
     truncated = out / "frames" / "000008.png"
     truncated.write_bytes(truncated.read_bytes()[:50])
@@ -208,7 +143,7 @@ def test_resume_renders_only_deleted_and_truncated_frames(clean_run, tmp_path):
 
 def test_verify_finds_a_corrupted_frame_of_the_right_size(clean_run, tmp_path):
     out = tmp_path / "out"
-    subprocess.run(["cp", "-r", str(clean_run[0]), str(out)], check=True)
+    copy_run(clean_run[0], out)
     corrupted = out / "frames" / "000005.png"
     data = bytearray(corrupted.read_bytes())
     data[-20] ^= 0xFF
@@ -243,18 +178,14 @@ def test_a_chunk_that_keeps_failing_is_marked_failed_and_the_rest_goes_on(ray_co
     assert "renderer exploded on frames [5]" in outcome.failed_chunks[1]
     failures = RunStore(str(out)).read_failures()
     assert failures[1]["attempts"] == 3
-    cli = subprocess.run([sys.executable, "-m", "raywalk.cli", "status", str(out)], capture_output=True, text=True)
-    assert "8 of 12 done, 4 missing (4-7)" in cli.stdout
-    assert "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in cli.stdout
+    status = cli("status", out)
+    assert "8 of 12 done, 4 missing (4-7)" in status.stdout
+    assert "chunk 1: renderer exploded on frames [5] (frames 4-7, 3 attempts)" in status.stdout
     # Its outputs are not assembled silently; a partial preview is there for the asking.
-    assembled = subprocess.run(
-        [sys.executable, "-m", "raywalk.cli", "assemble", str(out)], capture_output=True, text=True
-    )
+    assembled = cli("assemble", out)
     assert assembled.returncode == 1 and "4-7" in assembled.stderr and "raywalk resume" in assembled.stderr
     assert not (out / "walk.gif").exists()
-    preview = subprocess.run(
-        [sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"], capture_output=True, text=True
-    )
+    preview = cli("assemble", out, "--partial")
     assert preview.returncode == 0 and "4-7" in preview.stdout
     assert Image.open(out / "preview" / "walk.gif").n_frames == 8 and not (out / "walk.gif").exists()
 
@@ -283,11 +214,12 @@ def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_p
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while len(list((out / "index").glob("*.parquet"))) < 2:
+
+    def two_chunks_written() -> bool:
         assert driver.poll() is None, driver.stdout.read()
-        assert time.monotonic() < deadline, "the driver rendered nothing in time"
-        time.sleep(0.2)
+        return len(list((out / "index").glob("*.parquet"))) >= 2
+
+    wait_until(two_chunks_written, timeout=120, what="the driver to render two chunks")
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert len(list((out / "index").glob("*.parquet"))) < 6  # it really stopped mid-run

@@ -9,31 +9,25 @@ import types
 import numpy as np
 import pytest
 
+from raywalk.core.job import Model
 from raywalk.errors import BadInputError
-from raywalk.renderer import (
+from raywalk.renderers.contract import (
     Renderer,
     RendererError,
+    Traits,
     check_renderer,
     load_renderer,
     renderer_class,
     renderer_kwargs,
+    renderer_traits,
 )
-from raywalk.spec import Model
+
+import builders
 
 
 def model(renderer: str = "doubles:FakeRenderer", **options) -> Model:
     """A job's model section."""
-    return Model(
-        renderer=renderer,
-        width=64,
-        height=128,
-        steps=2,
-        guidance_scale=7.5,
-        weights="random",
-        precision="auto",
-        batch_size=2,
-        options=options,
-    )
+    return builders.model(renderer, options=options)
 
 
 @pytest.fixture
@@ -105,6 +99,31 @@ def test_class_lacking_the_contract(fake_module):
     fake_module.HalfRenderer = HalfRenderer
     message = one_line_error(renderer_class, "fakemod:HalfRenderer")
     assert message.startswith("renderer 'fakemod:HalfRenderer' lacks render;")
+
+
+def test_traits_are_read_from_the_class_with_defaults_for_renderers_that_state_none(fake_module):
+    assert renderer_traits("raywalk.kerascv:KerasCVRenderer") == Traits("UNet", 4, False)
+    assert renderer_traits("raywalk.kerashub:StableDiffusion3Renderer") == Traits("MMDiT", 16, True)
+    assert renderer_traits("doubles:FakeRenderer") == Traits()
+
+    class DiT(FakeRendererBase):
+        denoiser, latent_channels, guidance_optional = "DiT", 8, True
+
+    class Bad(FakeRendererBase):
+        latent_channels = "16"
+
+    fake_module.DiT, fake_module.Bad = DiT, Bad
+    assert renderer_traits("fakemod:DiT") == Traits("DiT", 8, True)
+    message = one_line_error(renderer_traits, "fakemod:Bad")
+    assert message == "renderer 'fakemod:Bad': latent_channels must be an int of at least 1, got '16'"
+
+
+class FakeRendererBase:
+    def encode_text(self, prompts):
+        return prompts
+
+    def render(self, encodings, noise):
+        return noise
 
 
 def test_rejected_option_is_named_with_the_accepted_ones():

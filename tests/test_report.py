@@ -3,7 +3,6 @@ report loaded in headless Chromium (skipped, saying why, where no browser is ins
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shlex
@@ -22,25 +21,21 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from raywalk import report as report_module
 from raywalk.cli import main
-from raywalk.driver import run_manifest
-from raywalk.lock import RunLock
-from raywalk.manifest import new_manifest
-from raywalk.report import (
-    build_report,
+from raywalk.report import page as report_module
+from raywalk.report.page import build_report, shell_commands, write_report
+from raywalk.report.stats import (
     completion_times,
     node_stats,
     retried_chunks,
-    shell_commands,
     throughput,
     walk_parameters,
     worker_restarts,
     worker_stats,
-    write_report,
 )
-from raywalk.spec import job_from_dict
-from raywalk.store import RunStore
+from raywalk.run.lock import RunLock
+
+from builders import cli, run, synthetic_run, timing_rows, write_job
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -48,34 +43,11 @@ if TYPE_CHECKING:
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
-def rows(
-    chunks: dict[int, tuple[str, str, list[float]]],
-    frames_per_chunk: int = 2,
-    written: dict[int, float] | None = None,
-    attempt: dict[int, int] | None = None,
-) -> dict[str, list]:
-    """Index columns for chunks {chunk: (worker, node, seconds of each frame)}."""
-    out: dict[str, list] = {k: [] for k in ("frame", "chunk", "attempt", "worker", "node", "seconds")}
-    if written is not None:
-        out["written"] = []
-    for chunk, (worker, node, seconds) in chunks.items():
-        for i, s in enumerate(seconds):
-            out["frame"].append(chunk * frames_per_chunk + i)
-            out["chunk"].append(chunk)
-            out["attempt"].append((attempt or {}).get(chunk, 1))
-            out["worker"].append(worker)
-            out["node"].append(node)
-            out["seconds"].append(s)
-            if written is not None:
-                out["written"].append(written[chunk])
-    return out
-
-
 # ---------------------------------------------------------------------------- pure parts
 
 
 def test_completion_times_from_written_spread_each_chunk_over_its_render_seconds():
-    index = rows(
+    index = timing_rows(
         {0: ("w1", "n1", [1.0, 2.0]), 1: ("w2", "n1", [1.0, 1.0]), 2: ("w1", "n1", [0.5, 0.5])},
         written={0: 103.0, 1: 102.0, 2: 104.0},
     )
@@ -87,19 +59,19 @@ def test_completion_times_from_written_spread_each_chunk_over_its_render_seconds
 
 
 def test_completion_times_without_written_use_each_workers_cumulative_seconds():
-    index = rows({1: ("w1", "n1", [2.0, 2.0]), 0: ("w1", "n1", [1.0, 1.0]), 2: ("w2", "n2", [3.0, 3.0])})
+    index = timing_rows({1: ("w1", "n1", [2.0, 2.0]), 0: ("w1", "n1", [1.0, 1.0]), 2: ("w2", "n2", [3.0, 3.0])})
     clock, times = completion_times(index)
     assert clock == "seconds"
     assert times["w1"].tolist() == [1.0, 2.0, 4.0, 6.0]  # chunk order, whatever the row order
     assert times["w2"].tolist() == [3.0, 6.0]
-    index = rows({0: ("w1", "n1", [1.0])}, written={0: 5.0})
+    index = timing_rows({0: ("w1", "n1", [1.0])}, written={0: 5.0})
     index["written"] = [None]  # a row from before the column existed: no wall clock
     assert completion_times(index)[0] == "seconds"
 
 
 @pytest.mark.parametrize("written", [None, {c: 10.0 + 2 * c for c in range(6)}])
 def test_throughput_counts_every_frame_once_in_equal_bins(written):
-    index = rows({c: ("w1" if c % 2 else "w2", "n1", [1.0, 1.0]) for c in range(6)}, written=written)
+    index = timing_rows({c: ("w1" if c % 2 else "w2", "n1", [1.0, 1.0]) for c in range(6)}, written=written)
     series = throughput(index, bins=3)
     assert series.clock == ("seconds" if written is None else "written")
     assert len(series.starts) == 3 and series.starts[0] == 0
@@ -114,12 +86,12 @@ def test_throughput_counts_every_frame_once_in_equal_bins(written):
 
 
 def test_throughput_of_an_empty_index():
-    series = throughput(rows({}))
+    series = throughput(timing_rows({}))
     assert series.workers == {} and len(series.total) == 0
 
 
 def test_per_worker_and_per_node_seconds():
-    index = rows({0: ("w1", "n1", [1.0, 3.0]), 1: ("w2", "n1", [2.0, 2.0]), 2: ("w1", "n2", [2.0, 2.0])})
+    index = timing_rows({0: ("w1", "n1", [1.0, 3.0]), 1: ("w2", "n1", [2.0, 2.0]), 2: ("w1", "n2", [2.0, 2.0])})
     w1, w2 = worker_stats(index)
     assert (w1.name, w1.frames, w1.mean, w1.median, w1.seconds, w1.members) == ("w1", 4, 2.0, 2.0, 8.0, ("n1", "n2"))
     assert (w2.name, w2.frames, w2.mean, w2.members) == ("w2", 2, 2.0, ("n1",))
@@ -129,7 +101,7 @@ def test_per_worker_and_per_node_seconds():
 
 
 def test_retries_and_restarts_recorded_or_inferred():
-    index = rows(
+    index = timing_rows(
         {0: ("w1", "n1", [1.0, 1.0]), 1: ("w1", "n2", [1.0, 1.0]), 2: ("w2", "n1", [1.0, 1.0])}, attempt={1: 3}
     )
     assert retried_chunks(index) == {1: (3, 2)}
@@ -167,67 +139,6 @@ def test_commands_are_shell_quoted():
 # ---------------------------------------------------------------------------- runs built in storage
 
 
-def job_data(frames: int = 12, chunk_size: int = 4, outputs: dict | None = None) -> dict:
-    return {
-        "name": "synthetic",
-        "prompts": ["a red fox", "a blue whale"],
-        "walk": {"kind": "interpolate", "frames": frames},
-        "noise": {"kind": "fixed", "seed": 1},
-        "model": {"renderer": "doubles:FakeRenderer", "width": 64, "height": 64, "steps": 2},
-        "chunking": {"chunk_size": chunk_size},
-        "outputs": {"gif": {"fps": 5}, "mp4": {}, "contact_sheet": {}} if outputs is None else outputs,
-    }
-
-
-def synthetic_run(
-    uri: str,
-    frames: int = 12,
-    done: range | list[int] = (),
-    chunk_size: int = 4,
-    written: bool = True,
-    workers: int = 2,
-    attempts: dict[int, int] | None = None,
-) -> RunStore:
-    """A run as a render leaves it, written without Ray: manifest, frames `done`, their index
-    (chunk c on attempt `attempts[c]`, else 1)."""
-    job = job_from_dict(job_data(frames, chunk_size))
-    store = RunStore(uri)
-    store.write_manifest(
-        run_manifest(
-            new_manifest(job),
-            {"random_weights": True, "renderer": {"kind": "fake"}, "versions": {"numpy": np.__version__}},
-        )
-    )
-    by_chunk: dict[int, list[int]] = {}
-    for frame in done:
-        by_chunk.setdefault(frame // chunk_size, []).append(frame)
-    png = b"\x89PNG not decoded by the report"
-    for chunk, chunk_frames in by_chunk.items():
-        for frame in chunk_frames:
-            store.write_frame(frame, png)
-        columns = {
-            "frame": chunk_frames,
-            "file": [f"frames/{f:06d}.png" for f in chunk_frames],
-            "sha256": [hashlib.sha256(png).hexdigest()] * len(chunk_frames),
-            "bytes": [len(png)] * len(chunk_frames),
-            "width": [64] * len(chunk_frames),
-            "height": [64] * len(chunk_frames),
-            "chunk": [chunk] * len(chunk_frames),
-            "attempt": [(attempts or {}).get(chunk, 1)] * len(chunk_frames),
-            "node": ["node-a"] * len(chunk_frames),
-            "worker": [f"worker-{chunk % workers}"] * len(chunk_frames),
-            "seconds": [0.5] * len(chunk_frames),
-            "segment": [0] * len(chunk_frames),
-            "t": [f / max(frames - 1, 1) for f in chunk_frames],
-        }
-        # Without `written`, rows as raywalk wrote them before the column (null).
-        columns["written"] = [1_700_000_000.0 + chunk // workers * chunk_size * 0.5 if written else None] * len(
-            chunk_frames
-        )
-        store.write_chunk_index(chunk, columns)
-    return store
-
-
 def test_a_run_without_any_frame(tmp_path):
     store = synthetic_run(str(tmp_path / "run"))
     with RunLock(store, {"job": "synthetic"}).held():  # a render in progress
@@ -242,9 +153,7 @@ def test_a_run_without_any_frame(tmp_path):
 
 
 def test_a_location_without_a_run_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "raywalk.cli", "report", str(tmp_path)], capture_output=True, text=True
-    )
+    result = cli("report", tmp_path)
     assert result.returncode == 2
     assert result.stderr == f"raywalk: error: {tmp_path}: holds no raywalk run (no manifest.json)\n"
     assert not (tmp_path / "report.html").exists()
@@ -347,7 +256,6 @@ def load(browser: WebDriver, path: Path) -> dict[str, Any]:
 def failed_run(tmp_path_factory: pytest.TempPathFactory, ray_connected: dict[str, str]) -> Path:
     """A real render (FakeRenderer's failing sibling), 12 frames, chunk 1 (frames 4-7) failed, then a
     partial assembly of its GIF and contact sheet, as a user would preview it."""
-    from test_render import run, write_job
 
     tmp = tmp_path_factory.mktemp("report")
     out = tmp / "out"
@@ -360,9 +268,7 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory, ray_connected: dict[str
     )
     outcome, _ = run(job, out)
     assert outcome.missing == [4, 5, 6, 7]
-    preview = subprocess.run(
-        [sys.executable, "-m", "raywalk.cli", "assemble", str(out), "--partial"], capture_output=True, text=True
-    )
+    preview = cli("assemble", out, "--partial")
     assert preview.returncode == 0, preview.stderr
     return out
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from raywalk.errors import AudioError
-from raywalk.soundtrack import audio_seconds, mux, video_frames
+from raywalk.outputs.soundtrack import audio_seconds, mux, video_frames
 
 FPS = 12
 

@@ -4,7 +4,6 @@ it renders, the manifest records every stack used, index rows carry theirs, stat
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,15 +12,15 @@ import pytest
 from click.testing import CliRunner
 
 from raywalk.cli import main
+from raywalk.core.stack import Stack, describe_difference, first_difference
 from raywalk.errors import StackChangeError
-from raywalk.manifest import Manifest, ManifestError, admit_stack, new_manifest
-from raywalk.report import build_report
-from raywalk.stack import Stack, describe_difference, first_difference
-from raywalk.status import run_status
-from raywalk.store import RunStore
-from test_integrity import make_job, start, worker  # noqa: F401  (worker: a fixture)
+from raywalk.report.page import build_report
+from raywalk.report.status import run_status
+from raywalk.run.manifest import Manifest, ManifestError, admit_stack, new_manifest
+from raywalk.run.store import RunStore
 
-from test_render import cpu_worker_args, run, write_job
+from builders import copy_run, cpu_worker_args, run, start, write_job
+from builders import fake_job as make_job
 
 RUN_STACK = Stack(
     packages={"raywalk": "0.6.0", "keras": "3.14.0", "keras-cv": "0.9.0", "tensorflow": "2.21.0"},
@@ -96,7 +95,7 @@ def test_manifests_without_a_stack_still_read_and_adopt_the_first_workers():
         Manifest.from_json({**data, "stack": {**RUN_STACK.to_json(), "precision": 16}}, "manifest.json")
 
 
-def test_a_worker_renders_nothing_for_a_run_that_does_not_record_its_stack(tmp_path, worker):  # noqa: F811
+def test_a_worker_renders_nothing_for_a_run_that_does_not_record_its_stack(tmp_path, worker):
     store = RunStore(str(tmp_path / "run"), create=True)
     job = make_job(frames=4, chunk_size=2)
     w = worker(job, store.uri)
@@ -123,7 +122,7 @@ def stacked_run(tmp_path_factory, ray_connected):
 
 
 def copy_with_frames_missing(run_dir: Path, to: Path, frames: range) -> Path:
-    subprocess.run(["cp", "-r", str(run_dir), str(to)], check=True)
+    copy_run(run_dir, to)
     for frame in frames:
         (to / "frames" / f"{frame:06d}.png").unlink()
     return to

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
-from raywalk.lock import RunLock
-from raywalk.status import run_status
+from raywalk.report.status import run_status
+from raywalk.run.lock import RunLock
 
-from test_report import synthetic_run
+from builders import cli, synthetic_run
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "raywalk.cli", "status", *args], capture_output=True, text=True)
+    return cli("status", *args)
 
 
 def test_a_job_file_is_not_a_run_one_line_exit_2(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from pathlib import Path
 
@@ -12,68 +11,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from PIL import Image
 
+from raywalk import job_from_dict
 from raywalk.errors import RunLocationError
-from raywalk.manifest import new_manifest
-from raywalk.spec import job_from_dict
-from raywalk.store import INDEX_SCHEMA, RunStore, StoreError, frame_name, frame_ranges
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import INDEX_SCHEMA, RunStore, StoreError, frame_name, frame_ranges
 
-RUN = "run-a"  # the run id test chunks are written for, unless told otherwise
-FINGERPRINT = "f" * 64
-
-
-def png(frame: int, size: int = 16) -> bytes:
-    """A small PNG that differs per frame."""
-    rng = np.random.default_rng(frame)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def write_chunk(
-    store: RunStore,
-    chunk: int,
-    frames: list[int],
-    images: dict[int, bytes] | None = None,
-    attempt: int = 0,
-    size: int = 16,
-    run_id: str = RUN,
-    fingerprint: str = FINGERPRINT,
-) -> str:
-    """Write frames' PNGs, then the chunk's index rows with one extra trajectory column, as a worker does;
-    returns the index file's name."""
-    rows = []
-    for frame in frames:
-        data = images[frame] if images else png(frame, size)
-        rows.append({"frame": frame, **store.write_frame(frame, data)})
-    return store.write_chunk_index(
-        chunk,
-        {
-            "frame": [r["frame"] for r in rows],
-            "file": [r["file"] for r in rows],
-            "sha256": [r["sha256"] for r in rows],
-            "bytes": [r["bytes"] for r in rows],
-            "width": [size] * len(rows),
-            "height": [size] * len(rows),
-            "chunk": [chunk] * len(rows),
-            "attempt": [attempt] * len(rows),
-            "node": ["node-a"] * len(rows),
-            "worker": ["w0"] * len(rows),
-            "seconds": [0.5] * len(rows),
-            "t": [f / 10 for f in frames],
-        },
-        run_id=run_id,
-        fingerprint=fingerprint,
-    )
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path) -> RunStore:
-    if request.param == "local":
-        return RunStore(tmp_path / "run")
-    base = request.getfixturevalue("s3_endpoint")
-    return RunStore(base.uri(f"store/{request.node.originalname}-{time.time_ns()}"))
+from builders import FINGERPRINT, RUN, png, write_chunk
 
 
 def test_round_trip(store):

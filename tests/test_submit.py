@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from raywalk import load_job
-from raywalk.store import RunStore
+from raywalk.run.store import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,6 @@ walk's MP4 carries its soundtrack, perceptual pacing evens out a walk, and the s
 from __future__ import annotations
 
 import io
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,44 +15,20 @@ import pytest
 import yaml
 
 from raywalk import load_job
-from raywalk.assemble import assemble_job
-from raywalk.driver import render, resume
+from raywalk.core.pacing import first_pass_job, max_jump, smoothness
 from raywalk.errors import AudioError, BadInputError
-from raywalk.manifest import new_manifest
-from raywalk.pacing import first_pass_job, max_jump, smoothness
-from raywalk.progress import Progress
-from raywalk.report import build_report
-from raywalk.soundtrack import audio_seconds, video_frames
-from raywalk.status import run_status
-from raywalk.store import SMOOTHNESS, RunStore
+from raywalk.exec.driver import render, resume
+from raywalk.exec.progress import Progress
+from raywalk.outputs.assemble import assemble_job
+from raywalk.outputs.soundtrack import audio_seconds, video_frames
+from raywalk.report.page import build_report
+from raywalk.report.status import run_status
+from raywalk.run.manifest import new_manifest
+from raywalk.run.store import SMOOTHNESS, RunStore
 
-from conftest import REPO
-from test_render import CPU_WORKER, frame_bytes, index_rows, quiet
+from builders import CPU_WORKER, SMALL, frame_bytes, index_rows, quiet, small_job, wait_until
 
 CLI_WORKER = ["--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"]
-
-# Each shipped job, made small: a test renderer at 64x64, fewer frames (a lower fps or frame count), small chunks.
-SMALL = {
-    "keyframe-times": {"timing": {"fps": 6}},  # keyframes at 0, 1.5 s and 4 s: 25 frames
-    "music-walk": {"timing": {"fps": 3}},  # 10 s of soundtrack: 30 frames, the storm at frame 18
-    "perceptual-walk": {"walk": {"frames": 16}, "pacing": {"samples": 5, "size": 64, "steps": 1}},
-}
-
-
-def small_job(tmp_path: Path, name: str, renderer: str = "doubles:FakeRenderer", **options: float) -> Path:
-    """jobs/NAME.yaml with a test renderer, written beside its own copy of jobs/audio/."""
-    data = yaml.safe_load((REPO / "jobs" / f"{name}.yaml").read_text())
-    for section, values in SMALL[name].items():
-        data[section] = {**data.get(section, {}), **values}
-    data["model"] = {**data["model"], "renderer": renderer, "width": 64, "height": 64, "steps": 1, "options": options}
-    data["chunking"] = {"chunk_size": 4}
-    data["workers"] = {"cpus": 0.5, "gpus": 0}
-    if "contact_sheet" in data.get("outputs", {}):
-        data["outputs"]["contact_sheet"] = {"every": 2, "columns": 8, "tile": 32}
-    shutil.copytree(REPO / "jobs" / "audio", tmp_path / "audio", dirs_exist_ok=True)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def render_quietly(job_path: Path, out: Path):
@@ -93,11 +68,12 @@ def test_a_shipped_timing_job_renders_and_resumes_byte_identically_after_a_sigki
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 180
-    while not list((killed / "index").glob("*.parquet")):
+
+    def a_chunk_written() -> bool:
         assert driver.poll() is None, driver.stdout.read() if driver.stdout else ""
-        assert time.monotonic() < deadline, "the driver rendered nothing in time"
-        time.sleep(0.1)
+        return bool(list((killed / "index").glob("*.parquet")))
+
+    wait_until(a_chunk_written, timeout=180, what="the driver to render a chunk")
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert len(list((killed / "index").glob("*.parquet"))) < job.num_chunks  # it really stopped mid-run

@@ -12,8 +12,7 @@ import soundfile
 import yaml
 
 from raywalk import JobError, Trajectory, job_from_dict, load_job
-from raywalk.audio import envelope, probe
-from raywalk.timing import (
+from raywalk.core.timing import (
     frame_energy,
     job_table,
     music_weights,
@@ -23,19 +22,11 @@ from raywalk.timing import (
     step_weights,
     walk_table,
 )
+from raywalk.outputs.audio import envelope, probe
+
+from builders import make_job
 
 D, SIZE = 16, 64
-
-
-def make_job(walk: dict, prompts: int = 3, **sections):
-    return job_from_dict(
-        {
-            "prompts": [f"prompt {k}" for k in range(prompts)],
-            "walk": walk,
-            "model": {"width": SIZE, "height": SIZE},
-            **sections,
-        }
-    )
 
 
 def keys(k: int) -> np.ndarray:

@@ -9,23 +9,16 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raywalk import job_from_dict
-from raywalk.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, Trajectory, normal
+from raywalk.core.trajectory import CIRCLE_NOISE, EASINGS, FIXED_NOISE, KEYFRAME_NOISE, Trajectory, normal
+
+from builders import make_job
 
 D = 16  # a small encoding width keeps these tests in milliseconds
 SIZE = 64  # 64x64 images: (8, 8, 4) latents
-
-
-def make_job(walk: dict, prompts: int, noise: dict | None = None):
-    return job_from_dict(
-        {
-            "prompts": [f"prompt {k}" for k in range(prompts)],
-            "walk": walk,
-            "noise": noise or {},
-            "model": {"width": SIZE, "height": SIZE},
-        }
-    )
 
 
 def keyframes(k: int, seed: int = 0) -> np.ndarray:
@@ -375,3 +368,43 @@ def test_parts_that_do_not_fit_the_prompts_are_refused():
         Trajectory(job, {"sequence": np.zeros((2, 4, 6)), "pooled": np.zeros((3, 8))})
     with pytest.raises(ValueError, match="keyframes hold no parts"):
         Trajectory(job, {})
+
+
+# The trajectory's promise: frame i's inputs are the same whatever the chunking, batch or range it is asked in.
+
+PROMISE_WALKS = (
+    ({"kind": "interpolate", "frames": 9, "method": "slerp", "easing": "cosine"}, 3, ("fixed", "per_frame", "slerp")),
+    ({"kind": "interpolate", "frames": 7, "loop": True}, 2, ("fixed", "per_frame", "slerp")),
+    ({"kind": "grid", "size": 3, "method": "slerp"}, 4, ("fixed", "per_frame", "slerp")),
+    ({"kind": "text_walk", "frames": 8, "direction": "random", "step_size": 0.1}, 1, ("fixed", "per_frame")),
+    ({"kind": "noise_circle", "frames": 8}, 1, ("circle",)),
+    ({"kind": "noise_circle", "frames": 6, "mode": "tutorial"}, 1, ("circle",)),
+)
+
+
+def check_any_range_is_per_frame(walk: dict, prompts: int, noise: str, seed: int, start: int, stop: int) -> None:
+    """frames(start, stop) equals frames(i, i + 1) for each i in it, from a fresh trajectory and a reused one."""
+    job = make_job(walk, prompts, {"kind": noise, "seed": seed})
+    start, stop = sorted((start % job.num_frames, stop % (job.num_frames + 1)))
+    stop = max(stop, start + 1)
+    traj = Trajectory(job, keyframes(prompts, seed))
+    enc, noises = traj.frames(start, stop)
+    for i in range(start, stop):
+        one_enc, one_noise = Trajectory(job, keyframes(prompts, seed)).frames(i, i + 1)
+        assert np.array_equal(enc[i - start], one_enc[0]) and np.array_equal(noises[i - start], one_noise[0])
+        again_enc, again_noise = traj.frames(i, i + 1)
+        assert np.array_equal(again_enc, one_enc) and np.array_equal(again_noise, one_noise)
+
+
+@st.composite
+def _promise_case(draw):
+    walk, prompts, noises = draw(st.sampled_from(PROMISE_WALKS))
+    return walk, prompts, draw(st.sampled_from(noises))
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=_promise_case(), seed=st.integers(0, 2**63 - 1), start=st.integers(0, 100), stop=st.integers(0, 100))
+def test_a_frames_inputs_do_not_depend_on_the_range_it_is_asked_in(case, seed, start, stop):
+    """Hypothesis property: any walk, noise, seed and range gives each frame the inputs it has alone."""
+    walk, prompts, noise = case
+    check_any_range_is_per_frame(walk, prompts, noise, seed, start, stop)

@@ -1,0 +1,77 @@
+"""Job files: read one from disk, with its soundtrack probed, into a validated `Job`.
+
+The edge between the pure core (`raywalk.core.spec`, which validates without
+I/O) and the files a job names: it reads the job file defensively and hands
+`raywalk.outputs.audio.probe` to validation, which reads a soundtrack's duration
+and SHA-256 once, and only for jobs that have one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from raywalk.core.job import Job
+from raywalk.core.limits import MAX_JOB_BYTES
+from raywalk.core.spec import job_from_dict as _validate
+from raywalk.core.spec import job_from_text
+from raywalk.core.validate import SoundInfo
+from raywalk.errors import JobError
+from raywalk.outputs.audio import probe
+
+__all__ = ["job_from_dict", "load_job"]
+
+
+def load_job(path: str | Path) -> Job:
+    """Read and validate a YAML job file.
+
+    Raises:
+        JobError: the file cannot be read, is not a bounded YAML mapping, or does not validate.
+    """
+    source = str(path)
+    return job_from_text(_read_text(Path(path), source), source, Path(path).stem, probe=_probe)
+
+
+def job_from_dict(data: Any, source: str = "<dict>", default_name: str = "walk") -> Job:
+    """Validate plain data into a `Job`, reading its soundtrack (relative to `source`'s folder) if it names one.
+
+    Raises:
+        JobError: the data does not validate, or its soundtrack cannot be read.
+    """
+    return _validate(data, source=source, default_name=default_name, probe=_probe)
+
+
+def _probe(path: Path) -> SoundInfo:
+    """The soundtrack's duration and hash (librosa and soundfile load only when a job has one).
+
+    Raises:
+        AudioError: the soundtrack cannot be read.
+    """
+    return probe(path)
+
+
+def _read_text(path: Path, source: str) -> str:
+    """The text of a regular file of at most MAX_JOB_BYTES, without opening anything else
+    (a FIFO would block, /dev/zero never ends)."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise JobError(f"{source}: cannot read job file: {kind}")
+        if info.st_size > MAX_JOB_BYTES:
+            raise JobError(
+                f"{source}: cannot read job file: {info.st_size} bytes, more than the "
+                f"{MAX_JOB_BYTES} a job file may have"
+            )
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JOB_BYTES + 1)
+        if len(raw) > MAX_JOB_BYTES:
+            raise JobError(f"{source}: cannot read job file: more than {MAX_JOB_BYTES} bytes")
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobError(f"{source}: cannot read job file: {getattr(exc, 'strerror', None) or exc}") from None
+    if "\x00" in text:
+        raise JobError(f"{source}: cannot read job file: it holds a NUL character")
+    return text

@@ -1,0 +1,1 @@
+"""What a person reads about a run: the HTML report and the status text."""
