@@ -160,6 +160,7 @@ class Session:
         Raises:
             RunError: the actor is gone for good (its restarts used up).
         """
+        asked_again = False
         while True:
             sent = time.monotonic()
             try:
@@ -167,8 +168,11 @@ class Session:
             except ActorDiedError as exc:
                 raise RunError(f"the renderer died for good during {method} ({cause(exc)})") from None
             except RayActorError as exc:  # its process died: it is restarting, ask it again when it is back
-                if self.watch is not None:
+                if self.watch is not None and not asked_again:
                     self.watch.died(i, cause(exc), sent)
+                elif self.watch is not None:  # the restart announced may still be under way (the actor is
+                    self.watch.poll(now=True)  # unavailable): only Ray's own restart count tells a new death
+                asked_again = True
                 time.sleep(POLL)
 
 
