@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from raywalk.errors import RendererError
+from raywalk.renderers.options import bind_options, check_choices
 from raywalk.renderers.weights import WEIGHT_FILES
 
 AUTO = "auto"
@@ -57,12 +58,7 @@ class Settings:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise RendererError(f"KerasCV renderer: {name} must be a positive integer, got {getattr(self, name)!r}")
         choices = {"version": tuple(WEIGHT_FILES), "precision": PRECISIONS, "xla": TRISTATE, "joint_guidance": TRISTATE}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if not any(value is a or (isinstance(a, str) and value == a) for a in allowed):
-                raise RendererError(
-                    f"KerasCV renderer: option {name} must be one of {', '.join(map(str, allowed))}, got {value!r}"
-                )
+        check_choices("KerasCV renderer", self, choices)
         if not isinstance(self.weights, str) or not self.weights:
             raise RendererError(
                 f"KerasCV renderer: weights must be 'download', 'random' or a directory, got {self.weights!r}"
@@ -77,12 +73,7 @@ class Settings:
         Raises:
             RendererError: an unknown or invalid argument.
         """
-        try:
-            bound = signature.bind(**kwargs)
-        except TypeError as e:
-            raise RendererError(f"KerasCV renderer: {e}") from e
-        bound.apply_defaults()
-        return cls(**bound.arguments)
+        return cls(**bind_options("KerasCV renderer", signature, kwargs))
 
     @property
     def weights_dir(self) -> Path | None:

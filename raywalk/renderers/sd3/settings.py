@@ -14,6 +14,7 @@ from typing import Any
 
 from raywalk.core.kinds import PRECISIONS
 from raywalk.errors import RendererError
+from raywalk.renderers.options import bind_options, check_choices
 from raywalk.renderers.sd3.presets import PRESETS
 
 CONFIGS = ("preset", "tiny")
@@ -55,12 +56,7 @@ class Settings:
         if isinstance(self.guidance_scale, bool) or not isinstance(self.guidance_scale, (int, float)):
             raise RendererError(f"KerasHub renderer: guidance_scale must be a number, got {self.guidance_scale!r}")
         choices = {"preset": PRESETS, "config": CONFIGS, "backend": BACKENDS, "precision": PRECISIONS, "xla": XLA}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if not any(value is a or (isinstance(a, str) and value == a) for a in allowed):
-                raise RendererError(
-                    f"KerasHub renderer: option {name} must be one of {', '.join(map(str, allowed))}, got {value!r}"
-                )
+        check_choices("KerasHub renderer", self, choices)
         if not isinstance(self.weights, str) or not self.weights:
             raise RendererError(
                 "KerasHub renderer: weights must be 'download', 'random', a kaggle:// or hf:// "
@@ -80,12 +76,7 @@ class Settings:
         Raises:
             RendererError: an unknown or invalid argument.
         """
-        try:
-            bound = signature.bind(**kwargs)
-        except TypeError as e:
-            raise RendererError(f"KerasHub renderer: {e}") from e
-        bound.apply_defaults()
-        return cls(**bound.arguments)
+        return cls(**bind_options("KerasHub renderer", signature, kwargs))
 
     @property
     def source(self) -> str:
