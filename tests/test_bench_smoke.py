@@ -39,7 +39,8 @@ def test_every_bench_script_is_known():
 
 # The longest first: they start first in the pool below.
 ORDER = ("sampler.py", "pipeline.py", "chaos.py", "sampler_sd3.py", "sd3_gpu.sh", "assemble.py", "pacing_figure.py")
-AT_ONCE = 3  # scripts running together: most of a smoke run is waiting (Ray starting, drivers importing, sleeps)
+AT_ONCE = 2  # scripts running together: most of a smoke run is waiting (Ray starting, drivers importing, sleeps);
+# three at once failed chaos.py and pipeline.py once on a 2-core machine already busy with other tests
 
 
 def smoke(script: str) -> subprocess.CompletedProcess[str]:
