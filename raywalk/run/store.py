@@ -59,8 +59,7 @@ __all__ = [
 
 
 class RunStore:
-    """One run directory, local or in an object store, addressed by a URI: each method is one call into
-    the module that owns its concern."""
+    """One run directory (local or an object store) by URI; each method calls the module owning its concern."""
 
     def __init__(self, uri: str | os.PathLike[str], create: bool = False) -> None:
         """Check that `uri` is a usable run location, writing nothing (with `create`, make its root too).
