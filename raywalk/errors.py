@@ -22,6 +22,7 @@ README repeats it::
     │   ├── JobError             a job file or job data that cannot be run
     │   ├── RendererError        a renderer that cannot be loaded or cannot do what the job asks
     │   ├── AudioError           a soundtrack that cannot be read or muxed
+    │   ├── PictureError         a picture (keyframe image, init_image) that cannot be read or used
     │   ├── StackChangeError     workers whose model stack is not the run's (without --allow-stack-change)
     │   └── RunLocationError     an --out / run URI that is not usable, holds no run or another job
     ├── IncompleteError (1)
@@ -89,6 +90,12 @@ class RendererError(BadInputError):
 
 class AudioError(BadInputError):
     """A soundtrack (`timing.audio`) that cannot be read, decoded or muxed."""
+
+
+class PictureError(BadInputError):
+    """A picture a job starts from (a keyframe `image`, `walk.init_image`) that cannot be read or used: unreadable,
+    not an image, 0 pixels, over the limits (`raywalk.core.limits.MAX_PICTURE_BYTES`, `MAX_PICTURE_PIXELS`),
+    animated, gone, or changed since the job was loaded."""
 
 
 class StackChangeError(BadInputError):

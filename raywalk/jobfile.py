@@ -1,9 +1,12 @@
-"""Job files: read one from disk, with its soundtrack probed, into a validated `Job`.
+"""Job files: read one from disk, with its soundtrack and pictures probed, into a validated `Job`.
 
 The edge between the pure core (`raywalk.core.spec`, which validates without
 I/O) and the files a job names: it reads the job file defensively and hands
-`raywalk.outputs.audio.probe` to validation, which reads a soundtrack's duration
-and SHA-256 once, and only for jobs that have one.
+validation two probes: `raywalk.outputs.audio.probe`, which reads a soundtrack's
+duration and SHA-256, and `probe_picture`, which reads a picture (a local path or
+a pyarrow.fs URI, at most MAX_PICTURE_BYTES), decodes it and returns its SHA-256
+and size. Each file is read once, and only for jobs that name it; job data that
+records them (a run manifest) is not probed again.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from raywalk.core.job import Job
-from raywalk.core.limits import MAX_JOB_BYTES
+from raywalk.core.limits import MAX_JOB_BYTES, MAX_PICTURE_BYTES
+from raywalk.core.picture import PictureInfo, picture_info
 from raywalk.core.spec import job_from_dict as _validate
 from raywalk.core.spec import job_from_text
 from raywalk.core.validate import SoundInfo
-from raywalk.errors import JobError
+from raywalk.errors import JobError, PictureError
 from raywalk.outputs.audio import probe
+from raywalk.run.sources import read_source
 
-__all__ = ["job_from_dict", "load_job"]
+__all__ = ["job_from_dict", "load_job", "probe_picture"]
 
 
 def load_job(path: str | Path) -> Job:
@@ -31,7 +36,9 @@ def load_job(path: str | Path) -> Job:
         JobError: the file cannot be read, is not a bounded YAML mapping, or does not validate.
     """
     source = str(path)
-    return job_from_text(_read_text(Path(path), source), source, Path(path).stem, probe=_probe)
+    return job_from_text(
+        _read_text(Path(path), source), source, Path(path).stem, probe=_probe, picture_probe=probe_picture
+    )
 
 
 def job_from_dict(data: Any, source: str = "<dict>", default_name: str = "walk") -> Job:
@@ -40,7 +47,7 @@ def job_from_dict(data: Any, source: str = "<dict>", default_name: str = "walk")
     Raises:
         JobError: the data does not validate, or its soundtrack cannot be read.
     """
-    return _validate(data, source=source, default_name=default_name, probe=_probe)
+    return _validate(data, source=source, default_name=default_name, probe=_probe, picture_probe=probe_picture)
 
 
 def _probe(path: Path) -> SoundInfo:
@@ -50,6 +57,22 @@ def _probe(path: Path) -> SoundInfo:
         AudioError: the soundtrack cannot be read.
     """
     return probe(path)
+
+
+def probe_picture(source: str) -> PictureInfo:
+    """The SHA-256 and decoded size of the picture at `source` (a local path or a pyarrow.fs URI), read once.
+
+    Raises:
+        PictureError: it cannot be read, is larger than MAX_PICTURE_BYTES, or `decode_picture` refuses it.
+    """
+    try:
+        data = read_source(source, MAX_PICTURE_BYTES)
+    except OSError as exc:
+        reason = "not found" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
+        raise PictureError(f"{source}: cannot read: {reason}") from None
+    if len(data) > MAX_PICTURE_BYTES:
+        raise PictureError(f"{source}: more than the {MAX_PICTURE_BYTES:,} bytes a picture file may have")
+    return picture_info(data, source)
 
 
 def _read_text(path: Path, source: str) -> str:

@@ -463,3 +463,70 @@ def cli(*args: object, **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
     return subprocess.CompletedProcess(["raywalk", *map(str, args)], result.exit_code, result.stdout, result.stderr)
+
+
+# ---------------------------------------------------------------------------- pictures
+
+
+def picture(width: int, height: int, border: int = 0, seed: int = 0) -> np.ndarray:
+    """A uint8 (height, width, 3) picture: seeded noise inside a pure red border `border` pixels wide."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    if border:
+        pixels[:border], pixels[-border:], pixels[:, :border], pixels[:, -border:] = 0, 0, 0, 0
+        for edge in (pixels[:border], pixels[-border:], pixels[:, :border], pixels[:, -border:]):
+            edge[..., 0] = 255
+    return pixels
+
+
+def write_picture(path: Path, width: int = 96, height: int = 64, seed: int = 0, fmt: str = "PNG") -> Path:
+    """`picture(width, height, seed=seed)` saved at `path`; its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture(width, height, seed=seed)).save(path, format=fmt)
+    return path
+
+
+def picture_job_data(
+    frames: int = 12,
+    images: Sequence[str | None] = ("images/a.png", None),
+    strengths: Sequence[float] = (0.5, 0.0),
+    init_image: dict | None = None,
+    steps: int = 4,
+    renderer: str = "doubles:FakeRenderer",
+    chunk_size: int = 4,
+    noise: dict | None = None,
+    walk: dict | None = None,
+) -> dict:
+    """A job whose keyframes (one per image entry, evenly spaced) start from `images` (None: text only) at
+    `strengths`, or, with `init_image`, a walk whose every frame starts from it; for the test renderer."""
+    if walk is None:
+        last = frames - 1
+        at = [round(k * last / (len(images) - 1)) for k in range(len(images))]
+        keyframes = [
+            {"at": f, **({"image": image, "strength": s} if image and init_image is None else {})}
+            for f, image, s in zip(at, images, strengths)
+        ]
+        walk = {"kind": "interpolate", "keyframes": keyframes, "method": "slerp"}
+    if init_image is not None:
+        walk = {**walk, "init_image": init_image}
+    prompts = [("" if image and init_image is None else f"prompt {k}") for k, image in enumerate(images)]
+    if walk["kind"] != "interpolate":
+        prompts = ["a red fox"] * (4 if walk["kind"] == "grid" else 1)
+    return job_data(
+        walk,
+        prompts,
+        noise or {"kind": "circle" if walk["kind"] == "noise_circle" else "per_frame", "seed": 7},
+        name="pictures",
+        model={"renderer": renderer, "width": 64, "height": 64, "steps": steps, "batch_size": 2},
+        chunking={"chunk_size": chunk_size, "max_attempts": 3},
+        workers={"cpus": 0.5, "gpus": 0},
+        outputs={"gif": {"fps": 5}},
+    )
+
+
+def write_picture_job(tmp_path: Path, name: str = "pictures.yaml", **options: Any) -> Path:
+    """`picture_job_data(**options)` as a job file in `tmp_path`, with images/a.png and images/b.png beside it."""
+    write_picture(tmp_path / "images" / "a.png", 96, 64, seed=1)
+    write_picture(tmp_path / "images" / "b.png", 64, 80, seed=2)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(picture_job_data(**options)))
+    return path

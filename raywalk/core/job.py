@@ -22,6 +22,7 @@ from raywalk.core.kinds import (
     CircleMode,
     Direction,
     Easing,
+    Fit,
     Method,
     NoiseKind,
     PacingMode,
@@ -40,14 +41,46 @@ __all__ = [
     "Noise",
     "Outputs",
     "Pacing",
+    "Picture",
     "Timing",
     "Walk",
     "Workers",
     "first_pass_height",
+    "picture_source",
 ]
 
 DEFAULT_RENDERER = "raywalk.kerascv:KerasCVRenderer"
 DEFAULT_LATENT_CHANNELS = 4  # the default renderer's (KerasCV's Stable Diffusion); a renderer states its own
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture a walk starts from: at a keyframe, or for every frame (`walk.init_image`).
+
+    `strength` 0 keeps the picture, 1 ignores it (the frame starts from noise at
+    `floor(steps x (1 - strength))`, `raywalk.core.trajectory.start_step`).
+    `sha256`, `width` and `height` are those of the file as loaded (its pixels
+    after EXIF orientation); a run manifest records them, so that a resume needs
+    no original.
+    """
+
+    image: str  # as written: a path relative to the job file's folder, or a pyarrow.fs URI
+    strength: float = 0.0
+    fit: Fit = Fit.CROP
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"image": self.image, "strength": self.strength, "fit": str(self.fit)}
+        recorded = {"sha256": self.sha256, "width": self.width, "height": self.height}
+        return {**data, **{k: v for k, v in recorded.items() if v is not None}}
+
+
+def picture_source(job_source: str, image: str) -> str:
+    """Where picture `image` (as a job writes it) is read: a URI as written, else a path resolved against the
+    folder of the job file `job_source` (a job from a dict: the working directory)."""
+    return image if "://" in image else str(Path(job_source).parent / image)
 
 
 @dataclass(frozen=True)
@@ -57,9 +90,12 @@ class Keyframe:
     frame: int
     seconds: float | None = None  # as written: `frame` is round(seconds x timing.fps)
     easing: Easing = Easing.LINEAR  # of the segment that follows (the last keyframe's is unused)
+    image: Picture | None = None  # the picture the walk passes through at this keyframe
 
     def to_dict(self, last: bool) -> dict[str, Any]:
         data: dict[str, Any] = {"at": self.frame} if self.seconds is None else {"seconds": self.seconds}
+        if self.image is not None:
+            data.update(self.image.to_dict())
         return data if last else {**data, "easing": self.easing}
 
 
@@ -79,6 +115,7 @@ class Walk:
     mode: CircleMode = CircleMode.SEAMLESS
     keyframes: tuple[Keyframe, ...] = ()  # interpolate: one per prompt, at increasing frames, the last the last frame
     pacing: PacingMode = PacingMode.UNIFORM  # interpolate: uniform | perceptual (see `raywalk.core.pacing`)
+    init_image: Picture | None = None  # any kind: the picture every frame starts from (a style lock)
 
 
 @dataclass(frozen=True)
@@ -206,6 +243,18 @@ class Job:
             return None
         return Path(self.source).parent / self.timing.audio
 
+    @property
+    def pictures(self) -> tuple[Picture, ...]:
+        """The distinct pictures the walk starts from, in job order: the keyframes' in keyframe order (a picture
+        repeated at a later keyframe is listed once), or the init image."""
+        if self.walk.init_image is not None:
+            return (self.walk.init_image,)
+        return tuple(dict.fromkeys(kf.image for kf in self.walk.keyframes if kf.image is not None))
+
+    def picture_source(self, picture: Picture) -> str:
+        """Where `picture` is read: its path resolved against the job file's folder, or its URI as written."""
+        return picture_source(self.source, picture.image)
+
     def output_files(self) -> dict[str, str]:
         """Output kind -> file name in the run directory, for the outputs the job asks for."""
         return {kind: f"{self.name}{OUTPUT_SUFFIXES[kind]}" for kind in self.outputs.files}
@@ -224,6 +273,10 @@ class Job:
             data["walk"].pop("keyframes", None)
         if self.walk.pacing == PacingMode.UNIFORM:
             data["walk"].pop("pacing", None)
+        if self.walk.init_image is None:
+            data["walk"].pop("init_image", None)
+        else:
+            data["walk"]["init_image"] = self.walk.init_image.to_dict()
         for optional in ("timing", "pacing"):
             if data[optional] is None:
                 del data[optional]

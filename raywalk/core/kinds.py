@@ -16,6 +16,7 @@ __all__ = [
     "CircleMode",
     "Direction",
     "Easing",
+    "Fit",
     "Method",
     "NoiseKind",
     "OutputKind",
@@ -79,6 +80,14 @@ class CircleMode(StrEnum):
     TUTORIAL = "tutorial"
 
 
+class Fit(StrEnum):
+    """How a picture is fitted to the model's width and height (`raywalk.core.picture.fit_picture`)."""
+
+    CROP = "crop"  # scaled to cover the frame, then centre-cropped
+    PAD = "pad"  # scaled to fit inside the frame, then centred on black
+    STRETCH = "stretch"  # resized to exactly the frame, aspect ratio not kept
+
+
 class Precision(StrEnum):
     """The numeric precision a renderer runs at."""
 
@@ -100,10 +109,10 @@ class OutputKind(StrEnum):
 
 
 WALK_KEYS: dict[WalkKind, tuple[str, ...]] = {  # the fields of `Walk` that each kind reads
-    WalkKind.INTERPOLATE: ("kind", "frames", "method", "easing", "loop", "keyframes", "pacing"),
-    WalkKind.GRID: ("kind", "size", "method", "easing"),
-    WalkKind.TEXT_WALK: ("kind", "frames", "step_size", "direction", "direction_seed"),
-    WalkKind.NOISE_CIRCLE: ("kind", "frames", "mode"),
+    WalkKind.INTERPOLATE: ("kind", "frames", "method", "easing", "loop", "keyframes", "pacing", "init_image"),
+    WalkKind.GRID: ("kind", "size", "method", "easing", "init_image"),
+    WalkKind.TEXT_WALK: ("kind", "frames", "step_size", "direction", "direction_seed", "init_image"),
+    WalkKind.NOISE_CIRCLE: ("kind", "frames", "mode", "init_image"),
 }
 ARTICLES: dict[WalkKind, str] = {kind: ("an" if kind[0] in "aeiou" else "a") for kind in WalkKind}
 PRECISIONS: tuple[str, ...] = tuple(member.value for member in Precision)  # for renderers that accept each

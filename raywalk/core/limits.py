@@ -18,6 +18,8 @@ __all__ = [
     "MAX_NAME",
     "MAX_OUTPUT_SIDE",
     "MAX_PACING_SAMPLES",
+    "MAX_PICTURE_BYTES",
+    "MAX_PICTURE_PIXELS",
     "MAX_PROMPTS",
     "MAX_PROMPT_CHARS",
     "MAX_RESTARTS",
@@ -61,3 +63,5 @@ MAX_SMOOTHING = 60.0  # seconds of release after a beat
 MAX_PACING_SAMPLES = 1_000  # first-pass images per segment
 MAX_WORKERS = 1024  # renderer actors per run
 MAX_RESTARTS = 100  # restarts of one renderer actor (its process or node died) before it counts as lost
+MAX_PICTURE_BYTES = 1 << 26  # 64 MiB: a picture file (a keyframe image or init_image)
+MAX_PICTURE_PIXELS = 50_000_000  # 50 megapixels (8660 x 5773): about 150 MB of RGB once decoded

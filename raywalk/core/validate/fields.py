@@ -10,7 +10,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 from raywalk.errors import JobError
 
-__all__ = ["Fields", "Probe", "SoundInfo", "short", "type_name"]
+__all__ = ["Fields", "PictureProbe", "Probe", "SoundInfo", "short", "type_name"]
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -25,20 +25,37 @@ class SoundInfo(Protocol):
     def sha256(self) -> str: ...
 
 
+class PictureFacts(Protocol):
+    """What validation needs to know of a picture file (`raywalk.core.picture.PictureInfo` is one)."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+
 # Reads a soundtrack for the loader, so that validation itself does no I/O. Raises AudioError.
 Probe = Callable[[Path], SoundInfo]
+# Reads a picture (a local path or a pyarrow.fs URI, `raywalk.core.job.picture_source`). Raises PictureError.
+PictureProbe = Callable[[str], PictureFacts]
 
 
 class Fields:
     """Turns plain data into values, raising `JobError` at the first problem.
 
-    `source` names the job in errors and locates its soundtrack; `probe` reads
-    that soundtrack where the data does not already record its duration and hash.
+    `source` names the job in errors and locates its soundtrack and pictures; `probe` reads
+    that soundtrack where the data does not already record its duration and hash, `picture_probe` each
+    picture whose hash and size the data does not record.
     """
 
-    def __init__(self, source: str, probe: Probe | None = None):
+    def __init__(self, source: str, probe: Probe | None = None, picture_probe: PictureProbe | None = None):
         self.source = source
         self.probe = probe
+        self.picture_probe = picture_probe
 
     def fail(self, where: str, reason: str) -> NoReturn:
         """Raises:

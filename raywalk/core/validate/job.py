@@ -64,7 +64,7 @@ class Validator(WalkRules, TimingRules, ModelRules, OutputRules):
         for i, prompt in enumerate(data):
             if not isinstance(prompt, str):
                 self.fail(f"prompts[{i}]", f"must be a string, got {type_name(prompt)}")
-            if not prompt.strip():
+            if prompt and not prompt.strip():
                 self.fail(f"prompts[{i}]", "is empty")
             if len(prompt) > MAX_PROMPT_CHARS:
                 self.fail(f"prompts[{i}]", f"is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS}")

@@ -8,7 +8,8 @@ from typing import Any
 from raywalk.core.job import Keyframe, Timing, Walk
 from raywalk.core.kinds import ARTICLES, WALK_KEYS, CircleMode, Direction, Easing, Method, PacingMode, WalkKind
 from raywalk.core.limits import MAX_FRAMES, MAX_GRID, MAX_SEED, MAX_STEP_SIZE
-from raywalk.core.validate.fields import Fields, type_name
+from raywalk.core.validate.fields import type_name
+from raywalk.core.validate.picture import PICTURE_KEYS, PictureRules
 
 __all__ = ["WalkRules"]
 
@@ -20,7 +21,7 @@ PROMPTS_WANTED = {
 }
 
 
-class WalkRules(Fields):
+class WalkRules(PictureRules):
     """The `walk` section, which depends on the prompts and the timing."""
 
     def walk(self, data: Any, prompts: tuple[str, ...], timing: Timing | None) -> tuple[Walk, tuple[int | None, ...]]:
@@ -63,6 +64,17 @@ class WalkRules(Fields):
             if "keyframes" in w:
                 keyframes, seeds = self.keyframes(w["keyframes"], prompts, easing, timing, frames or None)
                 frames = keyframes[-1].frame + 1
+        init_image = None
+        if "init_image" in w:
+            init = self.section(w["init_image"], "walk.init_image", PICTURE_KEYS)
+            if "image" not in init:
+                self.fail("walk.init_image.image", "missing: the picture every frame starts from")
+            init_image = self.picture(init, "walk.init_image", strength_required=True)
+            if any(kf.image is not None for kf in keyframes):
+                self.fail("walk.init_image", "a walk starts from an init_image or from keyframe images, not both")
+        for i, prompt in enumerate(prompts):
+            if not prompt.strip() and (i >= len(keyframes) or keyframes[i].image is None):
+                self.fail(f"prompts[{i}]", 'is empty: a prompt may be "" only at a keyframe with an image')
         walk = Walk(
             kind=kind,
             frames=frames,
@@ -76,6 +88,7 @@ class WalkRules(Fields):
             mode=self.choice(w, "mode", "walk", CircleMode.SEAMLESS, CircleMode),
             keyframes=keyframes,
             pacing=pacing,
+            init_image=init_image,
         )
         return walk, seeds
 
@@ -111,7 +124,7 @@ class WalkRules(Fields):
         last = len(data) - 1
         for k, entry in enumerate(data):
             where = f"walk.keyframes[{k}]"
-            e = self.section(entry, where, ("at", "seconds", "easing", "seed"))
+            e = self.section(entry, where, ("at", "seconds", "easing", "seed", *PICTURE_KEYS))
             seconds: float | None = None
             if "at" in e and "seconds" in e:
                 self.fail(where, "give its position as `at` (a frame) or `seconds`, not both")
@@ -144,7 +157,12 @@ class WalkRules(Fields):
             if k == last and "easing" in e:
                 self.fail(f"{where}.easing", "the last keyframe ends the walk: no segment follows it to ease")
             keyframes.append(
-                Keyframe(frame=frame, seconds=seconds, easing=self.choice(e, "easing", where, easing, Easing))
+                Keyframe(
+                    frame=frame,
+                    seconds=seconds,
+                    easing=self.choice(e, "easing", where, easing, Easing),
+                    image=self.picture(e, where, strength_required=False),
+                )
             )
             seeds.append(self.integer(e, "seed", where, 0, minimum=0, maximum=MAX_SEED) if "seed" in e else None)
         return tuple(keyframes), tuple(seeds)
