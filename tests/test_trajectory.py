@@ -372,6 +372,8 @@ def test_parts_that_do_not_fit_the_prompts_are_refused():
 
 # The trajectory's promise: frame i's inputs are the same whatever the chunking, batch or range it is asked in.
 
+RECORDED = {"sha256": "0" * 64, "width": 64, "height": 64}
+
 PROMISE_WALKS = (
     ({"kind": "interpolate", "frames": 9, "method": "slerp", "easing": "cosine"}, 3, ("fixed", "per_frame", "slerp")),
     ({"kind": "interpolate", "frames": 7, "loop": True}, 2, ("fixed", "per_frame", "slerp")),
@@ -379,6 +381,22 @@ PROMISE_WALKS = (
     ({"kind": "text_walk", "frames": 8, "direction": "random", "step_size": 0.1}, 1, ("fixed", "per_frame")),
     ({"kind": "noise_circle", "frames": 8}, 1, ("circle",)),
     ({"kind": "noise_circle", "frames": 6, "mode": "tutorial"}, 1, ("circle",)),
+    # walks that start from pictures (recorded as a manifest records them: no file is read)
+    (
+        {
+            "kind": "interpolate",
+            "method": "slerp",
+            "keyframes": [
+                {"image": "a.png", "strength": 0.3, **RECORDED},
+                {"at": 4, "easing": "ease_in_out"},
+                {"at": 7, "image": "b.png", "strength": 0.8, **RECORDED},
+                {"at": 10, "image": "a.png", "strength": 0.1, **RECORDED},
+            ],
+        },
+        4,
+        ("fixed", "per_frame", "slerp"),
+    ),
+    ({"kind": "grid", "size": 3, "init_image": {"image": "a.png", "strength": 0.6, **RECORDED}}, 4, ("per_frame",)),
 )
 
 
@@ -387,13 +405,27 @@ def check_any_range_is_per_frame(walk: dict, prompts: int, noise: str, seed: int
     job = make_job(walk, prompts, {"kind": noise, "seed": seed})
     start, stop = sorted((start % job.num_frames, stop % (job.num_frames + 1)))
     stop = max(stop, start + 1)
-    traj = Trajectory(job, keyframes(prompts, seed))
+    pictures = (
+        np.random.default_rng(seed % 1000).standard_normal((len(job.pictures), 8, 8, 4)) if job.pictures else None
+    )
+    traj = Trajectory(job, keyframes(prompts, seed), pictures=pictures)
     enc, noises = traj.frames(start, stop)
+    starts, params = traj.starts(start, stop), traj.params(start, stop)
     for i in range(start, stop):
-        one_enc, one_noise = Trajectory(job, keyframes(prompts, seed)).frames(i, i + 1)
+        alone = Trajectory(job, keyframes(prompts, seed), pictures=pictures)
+        one_enc, one_noise = alone.frames(i, i + 1)
         assert np.array_equal(enc[i - start], one_enc[0]) and np.array_equal(noises[i - start], one_noise[0])
         again_enc, again_noise = traj.frames(i, i + 1)
         assert np.array_equal(again_enc, one_enc) and np.array_equal(again_noise, one_noise)
+        one_params = alone.params(i, i + 1)
+        assert all(np.array_equal(params[k][i - start], one_params[k][0]) for k in params)
+        one_starts = alone.starts(i, i + 1)
+        if starts is None:
+            assert one_starts is None and not job.pictures
+            continue
+        assert one_starts is not None
+        assert np.array_equal(starts.latents[i - start], one_starts.latents[0])
+        assert starts.steps[i - start] == one_starts.steps[0] and starts.strength[i - start] == one_starts.strength[0]
 
 
 @st.composite

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from raywalk.core.job import DEFAULT_LATENT_CHANNELS, Job, Outputs, Walk, first_pass_height
+from raywalk.core.job import DEFAULT_LATENT_CHANNELS, Job, Keyframe, Outputs, Walk, first_pass_height
 from raywalk.core.kinds import WalkKind
 from raywalk.core.limits import MAX_NAME
 from raywalk.core.trajectory import Encodings, Trajectory
@@ -175,7 +175,13 @@ def first_pass_job(job: Job) -> Job:
     return dataclasses.replace(
         job,
         name=job.name[: MAX_NAME - len(suffix)] + suffix,
-        walk=Walk(kind=WalkKind.INTERPOLATE, frames=job.segments * (p.samples - 1) + 1, method=job.walk.method),
+        walk=Walk(
+            kind=WalkKind.INTERPOLATE,
+            frames=job.segments * (p.samples - 1) + 1,
+            method=job.walk.method,
+            keyframes=_first_pass_keyframes(job),
+            init_image=job.walk.init_image,
+        ),
         model=dataclasses.replace(job.model, width=p.size, height=first_pass_height(job.model, p.size), steps=p.steps),
         outputs=Outputs(),
         timing=None,
@@ -183,8 +189,23 @@ def first_pass_job(job: Job) -> Job:
     )
 
 
-def first_pass_trajectory(job: Job, keyframes: Encodings, channels: int = DEFAULT_LATENT_CHANNELS) -> Trajectory:
+def _first_pass_keyframes(job: Job) -> tuple[Keyframe, ...]:
+    """The first pass's keyframes where the job's carry pictures (every `samples - 1` frames, linear, each
+    with its picture): its images then start from the pictures as the job's frames do. Else none (even steps)."""
+    if not any(kf.image is not None for kf in job.walk.keyframes):
+        return ()
+    assert job.pacing is not None
+    step = job.pacing.samples - 1
+    return tuple(Keyframe(frame=k * step, image=kf.image) for k, kf in enumerate(job.walk.keyframes))
+
+
+def first_pass_trajectory(
+    job: Job, keyframes: Encodings, channels: int = DEFAULT_LATENT_CHANNELS, pictures: np.ndarray | None = None
+) -> Trajectory:
     """The inputs of the first pass's frames: its walk, with the noise of the full-size job averaged down;
-    `channels`: the renderer's latent channels (4 for SD 1.x, 16 for SD3)."""
+    `channels`: the renderer's latent channels (4 for SD 1.x, 16 for SD3); `pictures`: the first-pass
+    renderer's encodings of the job's pictures fitted to the first pass's size (a job with pictures)."""
     small = first_pass_job(job)
-    return Trajectory(small, keyframes, latent_shape=small.latent(channels), noise_from=job.latent(channels))
+    return Trajectory(
+        small, keyframes, latent_shape=small.latent(channels), noise_from=job.latent(channels), pictures=pictures
+    )

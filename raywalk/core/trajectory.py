@@ -18,11 +18,32 @@ An interpolate walk may also be timed from data: `timing`, a table of one
 walk parameter u per frame (`raywalk.core.timing.walk_table`: keyframes at given
 frames, steps that follow a soundtrack, perceptually even pacing), computed
 once before rendering. Frames are then a pure function of (job, table, index).
+
+A walk may start from pictures (`Trajectory.starts`): the renderer encodes each
+of `job.pictures` once (its VAE's mean latents, P_0 .. P_M-1) and a frame starts
+from latents z at strength s in [0, 1] (0 keeps the picture, 1 ignores it):
+its starting step is k = floor(steps x (1 - s)) (`start_step`, KerasHub's
+`int(num_steps * (1.0 - strength))`), z is noised to step k with the frame's
+own noise (fixed, per-frame, slerp, circle: the walk's, as above) and denoised
+from step k to the last; k = 0 is a text-to-image frame, the noise alone.
+
+- `walk.init_image` (any walk kind, a style lock): every frame has z = P_0 and
+  the init image's strength.
+- keyframe images (interpolate walks): keyframe k holds (z_k, s_k) = (its
+  picture's latents, its strength), or (none, 1) without a picture. In segment
+  k, at the frame's own t (the t its text moves with: eased, timed by keyframe
+  times, music or perceptual pacing as above), s = (1 - t) s_k + t s_k+1, and
+  z = slerp(z_k, z_k+1, t) where both keyframes have pictures, else the one
+  picture there is (its strength runs to 1, so it dissolves into the prompt's
+  own image, or grows out of it), else zeros (s = 1 all along: text alone).
+
+The starts, like the encodings and the noise, depend on the frame number alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeAlias
 
 import numpy as np
@@ -39,6 +60,21 @@ def select(encodings: Encodings, rows: np.ndarray | slice) -> Encodings:
     if isinstance(encodings, dict):
         return {name: part[rows] for name, part in encodings.items()}
     return encodings[rows]
+
+
+@dataclass(frozen=True)
+class Starts:
+    """Where frames start from a picture (`Trajectory.starts`): one row each."""
+
+    latents: np.ndarray  # float32 (n, h, w, c): the latents noised to each frame's starting step
+    steps: np.ndarray  # int32 (n,): the starting step, in [0, model.steps]; 0 starts from the noise alone
+    strength: np.ndarray  # float64 (n,): in [0, 1], 0 keeps the picture, 1 ignores it
+
+
+def start_step(strength: np.ndarray | float, steps: int) -> np.ndarray:
+    """The starting step of frames at `strength` in a walk of `steps` steps: floor(steps x (1 - strength)),
+    exactly KerasHub's `int(num_steps * (1.0 - strength))` (the same float64 product, truncated)."""
+    return np.floor(steps * (1.0 - np.asarray(strength, dtype=np.float64))).astype(np.int32)
 
 
 # Independent random streams under one seed (the second element of every key).
@@ -153,8 +189,11 @@ class Trajectory:
     down to the job's (`block_mean`), so a small first pass sees the noise of
     the full-size frames (`raywalk.core.pacing.first_pass_trajectory`).
 
+    `pictures`: float32 (M, h, w, c), the renderer's encodings of `job.pictures`
+    in that order, for `starts` (a job without pictures takes none).
+
     Raises:
-        ValueError: keyframes, table or noise shape that do not fit the job.
+        ValueError: keyframes, table, noise shape or pictures that do not fit the job.
     """
 
     def __init__(
@@ -164,6 +203,7 @@ class Trajectory:
         timing: np.ndarray | None = None,
         noise_from: tuple[int, int, int] | None = None,
         latent_shape: tuple[int, int, int] | None = None,
+        pictures: np.ndarray | None = None,
     ):
         self._named = isinstance(keyframes, Mapping)
         parts = dict(keyframes) if isinstance(keyframes, Mapping) else {"": keyframes}
@@ -194,6 +234,7 @@ class Trajectory:
         ):
             raise ValueError(f"noise_from {shape} is not a whole multiple of the latent shape {self.latent_shape}")
         self._noise_shape = shape
+        self._pictures = None if pictures is None else self._checked_pictures(np.asarray(pictures))
         if noise.kind == NoiseKind.FIXED:
             self._fixed_noise = normal(shape, noise.seed, FIXED_NOISE)
         elif noise.kind == NoiseKind.SLERP:
@@ -219,8 +260,76 @@ class Trajectory:
         return (encodings if self._named else encodings[""]), noise.astype(np.float32)
 
     def params(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Per-frame walk parameters (for the run index: how each frame was made)."""
-        return self._walk_params(self._range(start, stop))
+        """Per-frame walk parameters (for the run index: how each frame was made); a job with pictures adds
+        each frame's `strength` and `start_step`."""
+        index = self._range(start, stop)
+        params = self._walk_params(index)
+        if self.job.pictures:
+            strength = self._strength(params, len(index))
+            params = {**params, "strength": strength, "start_step": start_step(strength, self.job.model.steps)}
+        return params
+
+    def starts(self, start: int, stop: int) -> Starts | None:
+        """Where frames [start, stop) start from their pictures (see the module docstring); None for a job
+        without pictures, whose frames start from their noise alone.
+
+        Raises:
+            ValueError: the job has pictures, and the trajectory was given no encodings of them.
+        """
+        if not self.job.pictures:
+            return None
+        if self._pictures is None:
+            raise ValueError(f"job {self.job.name} starts from pictures: the trajectory needs their encodings")
+        index = self._range(start, stop)
+        params = self._walk_params(index)
+        strength = self._strength(params, len(index))
+        return Starts(
+            latents=self._start_latents(self._pictures, params, len(index)).astype(np.float32),
+            steps=start_step(strength, self.job.model.steps),
+            strength=strength,
+        )
+
+    # -- the pictures ------------------------------------------------------------
+
+    def _checked_pictures(self, pictures: np.ndarray) -> np.ndarray:
+        wanted = (len(self.job.pictures), *self.latent_shape)
+        if not self.job.pictures or pictures.shape != wanted:
+            raise ValueError(f"pictures must be the {wanted} encodings of the job's pictures, got {pictures.shape}")
+        return pictures.astype(np.float64)
+
+    def _keyframe_pictures(self) -> tuple[list[int | None], np.ndarray]:
+        """Each keyframe's picture (its row in `job.pictures`, or None) and strength (1 without a picture)."""
+        rows = {picture: row for row, picture in enumerate(self.job.pictures)}
+        keyframes = self.job.walk.keyframes
+        which = [None if kf.image is None else rows[kf.image] for kf in keyframes]
+        strength = np.array([1.0 if kf.image is None else kf.image.strength for kf in keyframes])
+        return which, strength
+
+    def _strength(self, p: dict[str, np.ndarray], n: int) -> np.ndarray:
+        init = self.job.walk.init_image
+        if init is not None:
+            return np.full(n, init.strength, dtype=np.float64)
+        _, strength = self._keyframe_pictures()
+        seg, t = p["segment"], np.asarray(p["t"], dtype=np.float64)
+        return np.asarray((1.0 - t) * strength[seg] + t * strength[seg + 1])
+
+    def _start_latents(self, pictures: np.ndarray, p: dict[str, np.ndarray], n: int) -> np.ndarray:
+        if self.job.walk.init_image is not None:
+            return np.repeat(pictures[:1], n, axis=0)
+        which, _ = self._keyframe_pictures()
+        seg, t = p["segment"], np.asarray(p["t"], dtype=np.float64)
+        out = np.zeros((n, *self.latent_shape), dtype=np.float64)
+        for k in np.unique(seg).tolist():
+            rows = seg == k
+            a, b = which[k], which[k + 1]
+            if a is not None and b is not None:
+                count = int(rows.sum())
+                out[rows] = slerp(
+                    np.repeat(pictures[a : a + 1], count, 0), np.repeat(pictures[b : b + 1], count, 0), t[rows]
+                )
+            elif a is not None or b is not None:
+                out[rows] = pictures[a if a is not None else b]
+        return out
 
     # -- the walk --------------------------------------------------------------
 
