@@ -130,17 +130,32 @@ def describe(job: Job, seconds_per_step: float | None = None, workers: int = 1) 
         + f" ({p.frames} PNG{'s' if p.frames > 1 else ''}), index/ (a Parquet file per chunk rendered)"
         + (", timing.npy (the walk table)" if needs_table(job) else "")
         + (f", {soundtrack_name(job)} (a copy)" if soundtrack_name(job) else "")
+        + (f", pictures/ ({len(job.pictures)} cop{'ies' if len(job.pictures) > 1 else 'y'})" if job.pictures else "")
         + (", pacing/ (the first pass)" if job.pacing is not None else ""),
     ]
     if job.outputs.files:
         lines.append("outputs           " + ", ".join(job.output_files().values()))
     first = first_pass_plan(job, denoiser)
+    if job.pictures:
+        lines.append(
+            f"pictures          {len(job.pictures)}: "
+            + " | ".join(
+                f"{pic.image} ({pic.width}x{pic.height}, {pic.fit}, strength {pic.strength:g})" for pic in job.pictures
+            )
+        )
+        encodings = p.encodings + (first.encodings if first is not None else 0)
+        lines.append(
+            f"starting late     {encodings} VAE encoding{'s' if encodings != 1 else ''}"
+            + (f" ({first.encodings} of them the first pass's)" if first is not None else "")
+            + f"; {p.saved} {net} evaluations saved ({p.saved / max(p.unet_evaluations, 1):.1%} of them)"
+            + (" before the walk table is measured" if needs_table(job) else "")
+        )
     if first is not None:
         small = first_pass_job(job).model
         lines.append(
             f"first pass        {first.frames} frames at {small.width}x{small.height}, {first.steps} steps: "
             f"{first.unet_evaluations} {net} evaluations of {(small.width / m.width) ** 2:.3g} the pixels "
-            "(perceptual pacing)"
+            "(perceptual pacing)" + (f", {first.saved} saved by starting late" if first.saved else "")
         )
     if seconds_per_step is not None:
         e = estimate(job, p, seconds_per_step, workers)

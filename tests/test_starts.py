@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,35 @@ def test_pictures_must_fit_the_job():
         Trajectory(job, texts(2), pictures=pictures(1))
     with pytest.raises(ValueError, match="needs their encodings"):
         Trajectory(job, texts(2)).starts(0, 1)
+
+
+# ---------------------------------------------------------------------------- what plan and frames say of it
+
+
+def test_plan_counts_the_encodings_and_the_evaluations_saved(tmp_path):
+    from raywalk.core.plan import make_plan
+
+    from builders import cli, write_picture_job
+
+    job = keyframe_job([{**picture("a.png", 0.5)}, {"at": 4}], steps=10)
+    plan = make_plan(job)
+    steps = Trajectory(job, texts(2)).params(0, 5)["start_step"]
+    assert steps.tolist() == [int(10 * (1 - s)) for s in (0.5, 0.625, 0.75, 0.875, 1.0)] == [5, 3, 2, 1, 0]
+    assert plan.encodings == 1 and plan.saved == 11 * 2  # two guidance passes per step
+    text = make_plan(make_job({"kind": "interpolate", "frames": 5}, 2))
+    assert text.encodings == 0 and text.saved == 0
+    printed = cli("plan", write_picture_job(tmp_path, frames=5, steps=10, strengths=(0.5, 0.0))).stdout
+    assert "starting late     1 VAE encoding; 22 UNet evaluations saved" in printed
+    assert "pictures/ (1 copy)" in printed and "images/a.png (96x64, crop, strength 0.5)" in printed
+
+
+def test_a_picture_frames_text_says_its_denoising_strength_and_picture():
+    from raywalk.core.frameinfo import frame_text
+
+    job = keyframe_job([{**picture("a.png", 0.25)}, {"at": 4}])
+    params = {k: v[0].item() for k, v in Trajectory(job, texts(2)).params(2, 3).items()}
+    text = frame_text(job, 2, params, random_weights=True)
+    assert "Denoising strength: 0.625" in text["parameters"] and f"Pictures: {'0' * 64}" in text["parameters"]
+    record = json.loads(text["raywalk"])
+    assert record["pictures"] == [{"image": "a.png", "sha256": "0" * 64}] and record["strength"] == 0.625
+    assert record["walk"]["at"]["start_step"] == int(20 * (1 - 0.625)) == 7

@@ -7,6 +7,10 @@ A1111's layout (the prompt mix, a negative prompt line, then one line of
 function of the job and the frame's walk parameters (`Trajectory.params`),
 themselves a function of the job and the frame number: no run id, host or
 time, so a frame rendered again has the same bytes.
+
+A frame of a job that starts from pictures also says, as A1111's img2img
+does, its `Denoising strength` (the strength it starts at), and the SHA-256
+of each picture it starts from (`pictures`); other jobs' frames are unchanged.
 """
 
 from __future__ import annotations
@@ -50,6 +54,20 @@ def prompt_weights(job: Job, params: Mapping[str, Any]) -> list[float]:
     return weights
 
 
+def frame_pictures(job: Job, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The pictures a frame starts from (the init image, or its segment's keyframe pictures), as image and
+    sha256; none for a frame between two text keyframes."""
+    if job.walk.init_image is not None:
+        used = [job.walk.init_image]
+    elif job.pictures:
+        segment = int(params["segment"])
+        pair = [job.walk.keyframes[segment].image, job.walk.keyframes[segment + 1].image]
+        used = list(dict.fromkeys(p for p in pair if p is not None))
+    else:
+        used = []
+    return [{"image": p.image, "sha256": p.sha256} for p in used]
+
+
 def frame_record(job: Job, frame: int, params: Mapping[str, Any], random_weights: bool) -> dict[str, Any]:
     """The facts that make frame `frame` of `job` (format 2's `raywalk` chunk), JSON-ready.
 
@@ -72,7 +90,7 @@ def frame_record(job: Job, frame: int, params: Mapping[str, Any], random_weights
         "guidance_scale": job.model.guidance_scale,
         "model": data["model"],
         "random_weights": random_weights,
-    }
+    } | ({"pictures": frame_pictures(job, params), "strength": _plain(params["strength"])} if job.pictures else {})
 
 
 def frame_text(job: Job, frame: int, params: Mapping[str, Any], random_weights: bool) -> dict[str, str]:
@@ -111,6 +129,9 @@ def parameters_text(record: Mapping[str, Any]) -> str:
         "Frames": record["frames"],
         "Frame format": record["format"],
     }
+    if "pictures" in record:
+        pairs["Denoising strength"] = round(float(record["strength"]), 4)
+        pairs["Pictures"] = " ".join(p["sha256"] for p in record["pictures"]) or "none"
     lines = [mix]
     if negative:
         lines.append(f"Negative prompt: {negative}")

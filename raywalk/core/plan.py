@@ -1,6 +1,10 @@
 """What a job will cost: frames, chunks, batches, UNet evaluations, files, time.
 
-Pure arithmetic over a `Job`; nothing is loaded and nothing runs.
+Pure arithmetic over a `Job`; nothing is loaded and nothing runs. A job that
+starts from pictures also costs one VAE encoding per picture (per renderer:
+the perceptual first pass encodes them again at its size), and saves the
+denoiser evaluations of the steps its frames skip by starting late
+(`raywalk.core.trajectory.start_step`).
 """
 
 from __future__ import annotations
@@ -8,8 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from raywalk.core.job import Job
 from raywalk.core.pacing import first_pass_job
+from raywalk.core.trajectory import Trajectory
 
 GUIDANCE_PASSES = 2  # classifier-free guidance: a conditional and an unconditional pass
 
@@ -50,6 +57,8 @@ class Plan:
     chunk_batches: tuple[int, ...]  # renderer calls of batch_size frames per chunk, the last padded
     steps: int
     passes: int = GUIDANCE_PASSES  # denoiser evaluations per frame and step
+    encodings: int = 0  # VAE encodings of the job's pictures, one each
+    saved: int = 0  # denoiser evaluations the frames skip by starting late: sum of start steps x passes
 
     @property
     def batches(self) -> int:
@@ -84,7 +93,19 @@ def make_plan(job: Job, denoiser: Denoiser = UNET) -> Plan:
         chunk_batches=tuple(math.ceil(len(job.chunk_frames(c)) / batch) for c in range(job.num_chunks)),
         steps=job.model.steps,
         passes=denoiser.passes(job),
+        encodings=len(job.pictures),
+        saved=skipped_steps(job) * denoiser.passes(job),
     )
+
+
+def skipped_steps(job: Job) -> int:
+    """The denoising steps a job's frames skip by starting from pictures: the sum of their starting steps (at the
+    keyframes' times; a walk table measured later moves frames within segments, so for a timed or perceptually
+    paced job this is the count before it)."""
+    if not job.pictures:
+        return 0
+    texts = np.zeros((len(job.prompts), 1))  # the walk parameters need no encodings
+    return int(Trajectory(job, texts).params(0, job.num_frames)["start_step"].sum())
 
 
 def first_pass_plan(job: Job, denoiser: Denoiser = UNET) -> Plan | None:
