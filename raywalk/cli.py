@@ -88,7 +88,7 @@ def plan(job_file: Path, seconds_per_step: float | None, calibrate: bool, worker
     from raywalk.renderers.contract import check_renderer
 
     ensure_cwd_importable()  # find a renderer module beside the job as the workers will (render ships it)
-    notes = check_renderer(job.model, list(job.prompts), strict=False)
+    notes = check_renderer(job.model, list(job.prompts), strict=False, pictures=len(job.pictures))
     if calibrate:
         from raywalk.exec.calibrate import calibrate as measure
 

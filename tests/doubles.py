@@ -15,11 +15,12 @@ import numpy as np
 from raywalk.renderers.contract import RendererError
 
 
-class FakeRenderer:
+class TextOnlyRenderer:
     """Renderer contract without a model: images are a fixed projection of encodings and noise.
 
     A frame's pixels depend only on its own encoding and noise (never on the batch
-    it is rendered in), so re-rendering a frame gives the same bytes.
+    it is rendered in), so re-rendering a frame gives the same bytes. It cannot start
+    from pictures (no `encode_images`): `FakeRenderer` can.
     """
 
     def __init__(
@@ -34,7 +35,7 @@ class FakeRenderer:
         dim: int = 768,
         seconds_per_frame: float = 0.0,
     ) -> None:
-        self.width, self.height, self.batch_size, self.dim = width, height, batch_size, dim
+        self.width, self.height, self.batch_size, self.dim, self.steps = width, height, batch_size, dim, steps
         self.seconds_per_frame = seconds_per_frame
         self.latent_shape = (height // 8, width // 8, 4)
         self.random_weights = True
@@ -61,6 +62,53 @@ class FakeRenderer:
         features = np.concatenate([noise, level * 10], axis=-1)
         pixels = np.tanh(features @ self._projection) * 127.5 + 127.5
         return np.clip(pixels, 0, 255).astype(np.uint8).repeat(8, axis=1).repeat(8, axis=2)
+
+
+class FakeRenderer(TextOnlyRenderer):
+    """`TextOnlyRenderer` that can also start from pictures, as the contract's optional capability says.
+
+    `encode_images`: each fitted picture averaged in 8 x 8 blocks, its RGB in [-1, 1] and their mean as the
+    4 channels. A frame starting at step k > 0 of `steps` is its text-to-image pixels blended with its starting
+    latent's RGB by w = k / steps (k == steps: the picture's block average alone); k == 0 leaves the frame's
+    pixels exactly as without starts.
+    """
+
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (M, height, width, 3) -> float32 (M, height/8, width/8, 4)."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.shape[1:] != (self.height, self.width, 3):
+            raise RendererError(f"FakeRenderer got pictures {images.dtype} {images.shape}")
+        m, (h, w, _) = len(images), self.latent_shape
+        rgb = images.astype(np.float64).reshape(m, h, 8, w, 8, 3).mean(axis=(2, 4)) / 127.5 - 1.0
+        return np.concatenate([rgb, rgb.mean(axis=-1, keepdims=True)], axis=-1).astype(np.float32)
+
+    def render(
+        self,
+        encodings: np.ndarray,
+        noise: np.ndarray,
+        start_latents: np.ndarray | None = None,
+        start_steps: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """uint8 (B, H, W, 3): the text-to-image pixels, blended towards each frame's starting picture."""
+        pixels = super().render(encodings, noise)
+        if start_latents is None and start_steps is None:
+            return pixels
+        if start_latents is None or start_steps is None:
+            raise RendererError("FakeRenderer got start_latents or start_steps without the other")
+        steps = np.asarray(start_steps)
+        if (
+            start_latents.shape != noise.shape
+            or steps.shape != (len(noise),)
+            or not ((0 <= steps) & (steps <= self.steps)).all()
+        ):
+            raise RendererError(f"FakeRenderer got starts {start_latents.shape} at steps {steps.tolist()}")
+        out = pixels.copy()
+        for b in np.flatnonzero(steps > 0):
+            w = steps[b] / self.steps
+            picture = (np.asarray(start_latents[b, ..., :3], np.float64) + 1.0) * 127.5
+            picture = picture.repeat(8, axis=0).repeat(8, axis=1)
+            out[b] = np.clip((1 - w) * pixels[b] + w * picture, 0, 255).round().astype(np.uint8)
+        return out
 
 
 class SigmoidRenderer(FakeRenderer):

@@ -232,3 +232,41 @@ def test_errors_name_the_picture_error():
     with pytest.raises(PictureError, match="x.png: not an image"):
         decode_picture(b"nope", "x.png")
     assert issubclass(PictureError, BadInputError)
+
+
+# ---------------------------------------------------------------------------- the renderer's optional capability
+
+
+def test_a_renderer_that_cannot_start_from_pictures_is_refused_at_plan(tmp_path):
+    from raywalk.renderers.contract import renderer_starts_from_pictures
+
+    assert renderer_starts_from_pictures("doubles:FakeRenderer")
+    assert not renderer_starts_from_pictures("doubles:TextOnlyRenderer")
+    job = write_picture_job(tmp_path, renderer="doubles:TextOnlyRenderer")
+    result = cli("plan", job)
+    assert result.returncode == BAD_INPUT and len(result.stderr.strip().splitlines()) == 1
+    assert "cannot start from pictures (it has no encode_images)" in result.stderr
+    text = tmp_path / "text.yaml"
+    data = picture_job_data(images=(None, None), renderer="doubles:TextOnlyRenderer")
+    text.write_text(yaml.safe_dump(data))
+    assert cli("plan", text).returncode == 0  # a text-only job plans with it as before
+
+
+def test_the_fake_renderer_starts_from_its_pictures_as_the_contract_says():
+    from doubles import FakeRenderer
+
+    renderer = FakeRenderer(width=64, height=64, steps=4)
+    images = np.stack([picture(64, 64, seed=1), picture(64, 64, border=8, seed=2)])
+    latents = renderer.encode_images(images)
+    assert latents.shape == (2, 8, 8, 4) and latents.dtype == np.float32
+    assert np.array_equal(latents, renderer.encode_images(images))
+    texts = renderer.encode_text(["a", "b"])
+    noise = np.random.default_rng(0).standard_normal((2, 8, 8, 4)).astype(np.float32)
+    plain = renderer.render(texts, noise)
+    same = renderer.render(texts, noise, start_latents=latents, start_steps=np.array([0, 0]))
+    assert np.array_equal(plain, same)  # step 0: the text-to-image frame, byte for byte
+    late = renderer.render(texts, noise, start_latents=latents, start_steps=np.array([2, 4]))
+    assert not np.array_equal(late[0], plain[0]) and not np.array_equal(late[1], plain[1])
+    assert (late[1, :8, :, 0] > 200).all() and (late[1, :8, :, 1:] < 60).all()  # k = steps: the picture's red border
+    other = renderer.render(texts, noise, start_latents=latents[::-1].copy(), start_steps=np.array([2, 4]))
+    assert not np.array_equal(other[0], late[0])  # a frame depends on its own starting latent

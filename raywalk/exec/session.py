@@ -90,7 +90,7 @@ class Session:
             max_retries=0,
             runtime_env={"env_vars": env} if env else None,
         )
-        ref = check.remote(self.job.model, list(self.job.prompts))
+        ref = check.remote(self.job.model, list(self.job.prompts), len(self.job.pictures))
         self.wait([ref], request)
         try:
             self.backend = ray.get(ref)

@@ -67,10 +67,11 @@ def measure_task(uri: str, job: Job) -> str:
     return measure_table(RunStore(uri, create=False), job)
 
 
-def check_task(model: Any, prompts: list[str]) -> str | None:
-    """The renderer check on a worker's resources (the strict check refuses what it cannot verify); returns
-    the Keras backend the renderer's workers must start with, as this worker's installation decides."""
+def check_task(model: Any, prompts: list[str], pictures: int = 0) -> str | None:
+    """The renderer check on a worker's resources (the strict check refuses what it cannot verify, and a
+    renderer that cannot start from the job's `pictures`); returns the Keras backend the renderer's workers must
+    start with, as this worker's installation decides."""
     from raywalk.renderers.contract import check_renderer, keras_backend
 
-    check_renderer(model, prompts, strict=True)
+    check_renderer(model, prompts, strict=True, pictures=pictures)
     return keras_backend(model)

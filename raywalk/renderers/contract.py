@@ -47,6 +47,23 @@ class Renderer(Protocol):
       notes of what it cannot check on this machine (a directory not mounted
       here, a host not reachable from here).
 
+    It may start frames from pictures (a walk's keyframe images or init image):
+    a class that can defines ``encode_images``, and its ``render`` then takes
+    ``start_latents`` and ``start_steps`` (`renderer_starts_from_pictures` tells;
+    `check_renderer` refuses a job with pictures for a class without it):
+
+    - ``encode_images(images) -> latents``: uint8 (M, H, W, 3) pictures already
+      fitted to the renderer's width and height -> float32 (M, h, w, c) in
+      `latent_shape`: the VAE's mean latents (no sampling), deterministic, any M;
+    - ``render(encodings, noise, start_latents=None, start_steps=None)``:
+      `start_latents` float32 (B, h, w, c), `start_steps` int (B,) in [0, steps]
+      (`raywalk.core.trajectory.Starts`). Frame b with start_steps[b] == 0 is
+      byte-identical to the same frame rendered without starts (its noise is its
+      starting latent); with k = start_steps[b] > 0 its picture latent is noised
+      to step k with the frame's `noise` and denoised from step k to the last
+      (k == steps: no step runs, the VAE round trip). Frames of one batch may
+      have different k. Both None: exactly the text-to-image render.
+
     It may state, as class attributes, what planning needs to know without
     building it (`Traits`, read by `renderer_traits`; the defaults where absent):
     ``denoiser`` (the denoising network's name, "UNet"), ``latent_channels`` (4)
@@ -162,9 +179,20 @@ def _checked_class(model: Any) -> tuple[type, dict[str, Any]]:
     return cls, kwargs
 
 
-def check_renderer(model: Any, prompts: list[str], *, strict: bool = False) -> list[str]:
-    """Check, without building a model, that the job's renderer can be loaded, can encode its prompts and
-    has what it loads (the class's `check_prompts` and `check_resources`).
+def renderer_starts_from_pictures(path: str) -> bool:
+    """Whether the renderer class named ``package.module:Class`` can start frames from pictures (it defines
+    ``encode_images``; see `Renderer`). Imports the class; builds no model.
+
+    Raises:
+        RendererError: the class cannot be imported or lacks the contract.
+    """
+    return callable(getattr(renderer_class(path), "encode_images", None))
+
+
+def check_renderer(model: Any, prompts: list[str], *, strict: bool = False, pictures: int = 0) -> list[str]:
+    """Check, without building a model, that the job's renderer can be loaded, can encode its prompts, can
+    start from the job's `pictures` (a count) if it has any, and has what it loads (the class's
+    `check_prompts` and `check_resources`).
 
     Returns notes of what could not be checked on this machine, each ending in
     "render checks it on the workers". `raywalk plan` runs this on whatever
@@ -172,10 +200,16 @@ def check_renderer(model: Any, prompts: list[str], *, strict: bool = False) -> l
     a worker's resources, where anything unchecked is refused.
 
     Raises:
-        RendererError: the renderer cannot be loaded or built with the model section, a prompt cannot be
-            encoded, a resource cannot be used, or (strict) something cannot be checked here.
+        RendererError: the renderer cannot be loaded or built with the model section, cannot start from
+            pictures the job has, a prompt cannot be encoded, a resource cannot be used, or (strict) something
+            cannot be checked here.
     """
     cls, kwargs = _checked_class(model)
+    if pictures and not renderer_starts_from_pictures(model.renderer):
+        raise RendererError(
+            f"renderer {model.renderer!r} cannot start from pictures (it has no encode_images), and the job "
+            f"starts from {pictures} picture{'s' if pictures > 1 else ''}; use a renderer that can, or drop the images"
+        )
     check_resources = getattr(cls, "check_resources", None)
     notes = list(check_resources(**kwargs)) if callable(check_resources) else []
     if strict and notes:  # first: a worker without the weights directory also lacks the vocabulary in it
