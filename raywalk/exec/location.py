@@ -1,54 +1,85 @@
 """The run location before a render holds it: opened and checked (`open_location`), its manifest peeked at
-(`peek`), and the job's soundtrack checked against it and copied in."""
+(`peek`), and the files the job names (its soundtrack, its pictures) checked against it and copied in."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from raywalk.core.job import Job
-from raywalk.errors import AudioError, RunLocationError, StoreError
-from raywalk.hashing import sha256_file
+from raywalk.errors import AudioError, BadInputError, PictureError, RunLocationError, StoreError
 from raywalk.run.manifest import Manifest, ManifestError
-from raywalk.run.store import RunStore, soundtrack_name
+from raywalk.run.sources import source_exists
+from raywalk.run.store import RunStore, picture_name, soundtrack_name
 
 
-def check_soundtrack(store: RunStore, job: Job) -> None:
-    """Refuse a soundtrack whose bytes are not those the job recorded (timing.sha256), unless the run already
-    holds a copy of the recorded one (`resume` never needs the original file). Hashed in blocks.
+@dataclass(frozen=True)
+class RunInput:
+    """A file the job names that the run holds a copy of (its soundtrack, each picture)."""
 
-    Raises:
-        AudioError: the file is gone (and the run holds no copy) or its content changed.
-    """
+    name: str  # the copy's name in the run
+    source: str  # where the job reads it: a local path or a pyarrow.fs URI
+    sha256: str  # as the job recorded it when it was loaded
+    error: type[BadInputError]  # what a bad one raises: AudioError, PictureError
+    what: str  # "soundtrack", "picture", for messages
+
+
+def run_inputs(job: Job) -> list[RunInput]:
+    """The files `job` names that its run holds copies of: the soundtrack, then each picture (hashes recorded)."""
+    inputs = []
     name, path = soundtrack_name(job), job.audio_file()
-    if name is None or path is None or job.timing is None or job.timing.sha256 is None:
-        return
-    if store.root_exists() and store.holds(name, job.timing.sha256):
-        return
-    try:
-        digest = sha256_file(path)
-    except OSError as exc:
-        raise AudioError(f"{path}: cannot read the soundtrack, and the run holds no copy: {exc.strerror}") from None
-    if digest != job.timing.sha256:
-        raise AudioError(
-            f"{path}: changed since the job was loaded (SHA-256 {digest[:12]}..., the job recorded "
-            f"{job.timing.sha256[:12]}...); load the job again"
-        )
+    if name is not None and path is not None and job.timing is not None and job.timing.sha256 is not None:
+        inputs.append(RunInput(name, str(path), job.timing.sha256, AudioError, "soundtrack"))
+    for picture in job.pictures:
+        if picture.sha256 is not None:
+            inputs.append(
+                RunInput(picture_name(picture), job.picture_source(picture), picture.sha256, PictureError, "picture")
+            )
+    return inputs
 
 
-def copy_soundtrack(store: RunStore, job: Job, run_id: str) -> None:
-    """Copy the job's soundtrack into the run (soundtrack/NAME), streamed and checked, unless it is there.
+def check_inputs(store: RunStore, job: Job) -> None:
+    """Refuse, before anything is written, a file the job names that is gone while the run holds no copy of it.
+    Nothing is read or hashed here: the job's load hashed each file once, and the copy (`copy_inputs`)
+    checks that hash while it streams; a run that holds a copy never needs the original (`resume`).
 
     Raises:
-        BadInputError: the file is gone or changed (its copy is not published).
+        AudioError, PictureError: the file is not there, and the run holds no copy.
+    """
+    held = store.root_exists()
+    for item in run_inputs(job):
+        if held and store.holds(item.name, item.sha256):
+            continue
+        if not source_exists(item.source):
+            raise item.error(f"{item.source}: cannot read the {item.what}, and the run holds no copy of it")
+
+
+def copy_inputs(store: RunStore, job: Job, run_id: str) -> None:
+    """Copy each file the job names into the run (soundtrack/NAME, pictures/SHA256.EXT), streamed, hashed
+    while it streams and published only with the hash the job recorded, unless the run holds it already.
+
+    Raises:
+        AudioError, PictureError: the file is gone or changed since the job was loaded (its copy is not
+            published).
         StoreError: storage kept failing.
     """
-    name, path = soundtrack_name(job), job.audio_file()
-    if name is None or path is None or job.timing is None or job.timing.sha256 is None:
-        return
-    if not store.holds(name, job.timing.sha256):
-        store.copy_in(name, path, job.timing.sha256, run_id)
+    for item in run_inputs(job):
+        if store.holds(item.name, item.sha256):
+            continue
+        try:
+            store.copy_in(item.name, item.source, item.sha256, run_id)
+        except StoreError:
+            raise
+        except BadInputError as exc:
+            changed = "job recorded" in str(exc)
+            raise item.error(
+                f"{item.source}: changed since the job was loaded (it is not the SHA-256 {item.sha256[:12]}... the "
+                "job recorded); load the job again"
+                if changed
+                else f"{item.source}: cannot read the {item.what}: {exc}"
+            ) from None
 
 
 def open_location(uri: str) -> RunStore:

@@ -14,8 +14,11 @@ A render goes in this order, so that a run directory never lies:
 2. The run's lock is taken, then the manifest is read (never the other way
    round) and, for a fresh run, written at once: a driver killed while models
    load leaves a run that `resume` finishes.
-3. The job's soundtrack is copied into the run (checked against the SHA-256
-   the job records), so workers, tasks and `resume` never need its path.
+3. The files the job names (its soundtrack, its pictures) are copied into the
+   run, hashed while they stream and kept only with the SHA-256 the job
+   recorded when it was loaded, so workers, tasks and `resume` never need their
+   paths. Each is read once per render (none, where the run holds its copy); a
+   render that made the location and finds one changed removes what it made.
 4. Workers start; the manifest records what the first one runs. A job that
    `raywalk.core.timing.needs_table` gets its walk table before any frame is
    dispatched: the first pass (perceptual pacing) on the workers, then the
@@ -34,16 +37,17 @@ displaced driver.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 from typing import Any
 
 from raywalk.core.commands import resume_command
 from raywalk.core.job import Job
-from raywalk.errors import Interrupted, StoreError
+from raywalk.errors import BadInputError, Interrupted, StoreError
 from raywalk.exec.cluster import WorkerSpec
 from raywalk.exec.interrupts import Interrupts
-from raywalk.exec.location import check_soundtrack, copy_soundtrack, open_location, peek
+from raywalk.exec.location import check_inputs, copy_inputs, open_location, peek
 from raywalk.exec.phases import RenderRun, finish, missing_message
 from raywalk.exec.progress import Progress
 from raywalk.exec.session import START_TIMEOUT, WATCHDOG, Session
@@ -99,7 +103,8 @@ def render(
         BadInputError: (exit 2) the location, the worker request or the renderer cannot be used; nothing
             was written.
         RunBusyError: (exit 3) another live driver holds the run, or took it over during this render.
-        AudioError: (exit 2) the soundtrack is not the file the job recorded; nothing was written.
+        AudioError, PictureError: (exit 2) the soundtrack or a picture is gone (and the run holds no copy) or
+            not the file the job recorded; nothing was written where the render made the location.
         StackChangeError: (exit 2) a worker's stack is not the run's (or not the other workers'), and
             `allow_stack_change` is not given; no frame was written by it.
         RunError: (exit 1) no worker could start or come back, or the walk table could not be measured; the
@@ -141,11 +146,44 @@ def _render(
     fingerprint = job.fingerprint()  # once: the workers get it with the job
     store = open_location(uri) if store is None else store
     manifest, damaged = peek(store, job, fingerprint, force)
-    check_soundtrack(store, job)
+    check_inputs(store, job)
     if manifest is None:  # nothing is written before everything that can be checked is
         session.report_to(progress or Progress(job.num_frames, 0))
         session.preflight()
+    created = not store.root_exists()
     store.create()
+    try:
+        return _render_held(
+            session, store, uri, fingerprint, created, force, verify, progress, heartbeat_every, allow_stack_change
+        )
+    except _InputChanged as exc:  # the location was made by this render, and holds nothing else yet
+        with contextlib.suppress(OSError):
+            store.fs.delete_dir(store.root)
+        raise exc.error from None
+
+
+class _InputChanged(Exception):
+    """A file the job names failed its copy into a location this render made: the location is removed."""
+
+    def __init__(self, error: BadInputError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _render_held(
+    session: Session,
+    store: RunStore,
+    uri: str,
+    fingerprint: str,
+    created: bool,
+    force: bool,
+    verify: bool,
+    progress: Progress | None,
+    heartbeat_every: float,
+    allow_stack_change: bool,
+) -> Outcome:
+    """`_render` once the location exists (`created`: by this render): the phases under the run's lock."""
+    job = session.job
     lock = RunLock(store, {"job": job.name}, heartbeat_every=heartbeat_every, warn=session.warn)
     with lock.held():
         session.lock = lock
@@ -158,7 +196,12 @@ def _render(
             state = RunState.fresh(manifest)  # a new run id: no row of the index is this run's
         else:
             state = RunState.read(store, manifest, verify)
-        copy_soundtrack(store, job, state.manifest.run_id)
+        try:
+            copy_inputs(store, job, state.manifest.run_id)
+        except BadInputError as exc:
+            if created:
+                raise _InputChanged(exc) from None
+            raise
         progress = session.progress or session.report_to(
             progress or Progress(job.num_frames, job.num_frames - len(state.missing))
         )

@@ -15,6 +15,13 @@ keyframes or a walk table (`timing.npy`) whose SHA-256 is not the manifest's.
 A perceptually paced job's first pass (`raywalk.core.pacing.first_pass_job`) is
 rendered by the same actors, with a second renderer built for its smaller
 size and fewer steps the first time one is asked for.
+
+A job that starts from pictures has them encoded once, with the prompts: the
+run's copies are decoded, fitted to the model's size (`raywalk.core.picture`)
+and encoded by the renderer (`encode_images`), and the latents stored with the
+prompts' encodings (part `PICTURES_PART`, covered by `keyframes_sha256`). Each
+frame then starts from `Trajectory.starts`; the first pass encodes the pictures
+again, at its own size, with its own renderer.
 """
 
 from __future__ import annotations
@@ -37,13 +44,15 @@ from PIL.PngImagePlugin import PngInfo
 from raywalk.core.frameinfo import TEXT_KEY, frame_text
 from raywalk.core.job import Job
 from raywalk.core.pacing import first_pass_job, first_pass_trajectory
+from raywalk.core.picture import decode_picture, fit_picture
 from raywalk.core.stack import BACKEND_PACKAGES, PACKAGES, Stack, describe_difference
 from raywalk.core.timing import needs_table
-from raywalk.core.trajectory import Encodings, Trajectory, select
+from raywalk.core.trajectory import Encodings, Starts, Trajectory, select
 from raywalk.errors import RunError, RunLocationError, StackChangeError
-from raywalk.renderers.contract import Renderer, load_renderer
+from raywalk.renderers.contract import PictureRenderer, Renderer, load_renderer
+from raywalk.run.artifacts import split_pictures
 from raywalk.run.manifest import Manifest
-from raywalk.run.store import KEYFRAMES, TIMING, RunStore
+from raywalk.run.store import KEYFRAMES, TIMING, RunStore, picture_name
 
 MODEL_STACK = ("raywalk", "ray", "numpy", "keras", "keras-cv", "tensorflow", "tensorflow-cpu", "pyarrow", "pillow")
 
@@ -131,6 +140,17 @@ def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> byte
     return buffer.getvalue()
 
 
+def render_batch(
+    renderer: Renderer, encodings: Encodings, noise: np.ndarray, starts: Starts | None, rows: np.ndarray
+) -> np.ndarray:
+    """One renderer call: frames of a job without pictures exactly as always (`starts` None), else with the
+    `rows` of their starts (the optional capability of `raywalk.renderers.contract.PictureRenderer`)."""
+    if starts is None:
+        return renderer.render(encodings, noise)
+    assert isinstance(renderer, PictureRenderer)  # check_renderer refused a job with pictures for any other
+    return renderer.render(encodings, noise, start_latents=starts.latents[rows], start_steps=starts.steps[rows])
+
+
 class RenderWorker:
     """Hosts one renderer; `render_chunk` turns frame numbers into stored PNGs and index rows."""
 
@@ -174,12 +194,35 @@ class RenderWorker:
         }
 
     def encode_keyframes(self) -> str:
-        """Encode the job's prompts once and store them for every chunk and every resume.
+        """Encode the job's prompts (and pictures, from the run's copies) once and store them for every chunk
+        and every resume.
 
         Returns:
             The SHA-256 of the stored keyframes, for the manifest's `keyframes_sha256`.
+
+        Raises:
+            RunError: a picture's copy is missing from the run.
+            PictureError: a picture's copy cannot be decoded.
         """
-        return self.store.write_keyframes(self.renderer.encode_text(list(self.job.prompts)))
+        texts = self.renderer.encode_text(list(self.job.prompts))
+        return self.store.write_keyframes(texts, self._encode_pictures(self.renderer, self.job))
+
+    def _encode_pictures(self, renderer: Renderer, job: Job) -> np.ndarray | None:
+        """The renderer's latents of `job.pictures` (read from the run's copies, fitted to `job`'s model size),
+        or None for a job without pictures."""
+        if not job.pictures:
+            return None
+        fitted = []
+        for picture in job.pictures:
+            name = picture_name(picture)
+            try:
+                data = self.store.read_bytes(name)
+            except FileNotFoundError:
+                raise RunError(f"{self.store.url(name)} is missing; rendering the job again copies it in") from None
+            pixels = decode_picture(data, self.store.url(name))
+            fitted.append(fit_picture(pixels, job.model.width, job.model.height, picture.fit))
+        assert isinstance(renderer, PictureRenderer)  # check_renderer refused a job with pictures for any other
+        return np.asarray(renderer.encode_images(np.stack(fitted)), dtype=np.float32)
 
     def render_chunk(self, chunk: int, frames: list[int], attempt: int) -> dict[str, Any]:
         """Render `frames` (all in chunk `chunk`) and write their PNGs, then their index rows.
@@ -195,6 +238,7 @@ class RenderWorker:
         batch = self.job.model.batch_size
         lo = min(frames)
         all_enc, all_noise = trajectory.frames(lo, max(frames) + 1)
+        starts = trajectory.starts(lo, max(frames) + 1)
         pick = np.asarray(frames) - lo
         params = trajectory.params(lo, max(frames) + 1)
         at = {frame: {k: v[frame - lo].item() for k, v in params.items()} for frame in frames}
@@ -202,7 +246,7 @@ class RenderWorker:
         for b in range(0, len(frames), batch):
             sel = pick[b : b + batch]
             t0 = time.perf_counter()
-            images = self.renderer.render(select(all_enc, sel), all_noise[sel])
+            images = render_batch(self.renderer, select(all_enc, sel), all_noise[sel], starts, sel)
             per_frame = (time.perf_counter() - t0) / len(sel)
             for frame, image in zip(frames[b : b + batch], images):
                 text = (
@@ -228,11 +272,13 @@ class RenderWorker:
             RunError: the run now holds another job, or its keyframes are missing or not the manifest's.
         """
         manifest = self._manifest()
-        keyframes = self._keyframes(manifest.keyframes_sha256)
+        keyframes, _ = split_pictures(self._keyframes(manifest.keyframes_sha256))
         if self._first_pass is None:
-            renderer = load_renderer(first_pass_job(self.job).model)
-            channels = renderer.latent_shape[2]
-            self._first_pass = (renderer, first_pass_trajectory(self.job, keyframes, channels=channels))
+            small = first_pass_job(self.job)
+            renderer = load_renderer(small.model)
+            pictures = self._encode_pictures(renderer, small)
+            trajectory = first_pass_trajectory(self.job, keyframes, renderer.latent_shape[2], pictures)
+            self._first_pass = (renderer, trajectory)
         renderer, trajectory = self._first_pass
         batch = self.job.model.batch_size
         for b in range(0, len(samples), batch):
@@ -240,7 +286,9 @@ class RenderWorker:
             lo = min(picked)
             encodings, noise = trajectory.frames(lo, max(picked) + 1)
             rows = np.asarray(picked) - lo
-            for sample, image in zip(picked, renderer.render(select(encodings, rows), noise[rows])):
+            starts = trajectory.starts(lo, max(picked) + 1)
+            images = render_batch(renderer, select(encodings, rows), noise[rows], starts, rows)
+            for sample, image in zip(picked, images):
                 self.store.write_pacing_frame(sample, encode_png(image))
         return len(samples)
 
@@ -304,7 +352,10 @@ class RenderWorker:
                         f"{self.store.url(TIMING)} is missing, damaged or not the manifest's walk table; "
                         "rendering again measures it"
                     )
-            trajectory = Trajectory(self.job, keyframes, timing=table, latent_shape=self.renderer.latent_shape)
+            texts, pictures = split_pictures(keyframes)
+            trajectory = Trajectory(
+                self.job, texts, timing=table, latent_shape=self.renderer.latent_shape, pictures=pictures
+            )
             self._trajectory = (key, trajectory)
         return self._trajectory[1]
 

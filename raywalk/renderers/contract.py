@@ -88,6 +88,25 @@ class Renderer(Protocol):
         ...
 
 
+@runtime_checkable
+class PictureRenderer(Renderer, Protocol):
+    """A renderer that can start frames from pictures (the optional capability `Renderer` describes)."""
+
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (M, H, W, 3) pictures fitted to the renderer's size -> float32 (M, h, w, c) latents."""
+        ...
+
+    def render(
+        self,
+        encodings: Encodings,
+        noise: np.ndarray,
+        start_latents: np.ndarray | None = None,
+        start_steps: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """`Renderer.render`, each frame b starting at step start_steps[b] from start_latents[b] noised there."""
+        ...
+
+
 @dataclass(frozen=True)
 class Traits:
     """What planning knows of a renderer class without building it: its class attributes of these names."""

@@ -26,14 +26,18 @@ from raywalk.run.retry import describe
 log = logging.getLogger(__name__)
 
 ARRAY_PART = "_array"  # the name under which keyframes given as one array (not named parts) are stored
+PICTURES_PART = "pictures"  # the renderer's latents of the job's pictures, stored with the prompts' encodings
 
 Keyframes = np.ndarray | Mapping[str, np.ndarray]  # one array, or named parts (a renderer's text encodings)
 
 
-def write_keyframes(files: RunFS, keyframes: Keyframes) -> str:
-    """Store the prompts' encodings (named parts, or one array), as float32; returns the SHA-256 of the
-    stored bytes, for the manifest's `keyframes_sha256`. Raises: StoreError."""
+def write_keyframes(files: RunFS, keyframes: Keyframes, pictures: np.ndarray | None = None) -> str:
+    """Store the prompts' encodings (named parts, or one array) and, for a job with pictures, their latents
+    (part PICTURES_PART), as float32; returns the SHA-256 of the stored bytes, for the manifest's
+    `keyframes_sha256`. Raises: StoreError."""
     parts = dict(keyframes) if isinstance(keyframes, Mapping) else {ARRAY_PART: keyframes}
+    if pictures is not None:
+        parts[PICTURES_PART] = pictures
     buf = io.BytesIO()
     np.savez(buf, allow_pickle=False, **{name: np.asarray(part, np.float32) for name, part in parts.items()})
     files.write_bytes(KEYFRAMES, buf.getbuffer())
@@ -64,6 +68,18 @@ def read_keyframes(files: RunFS, expected_sha256: str | None = None) -> np.ndarr
         log.warning("%s is damaged (%s); not using it", where, describe(exc))
         return None
     return parts[ARRAY_PART] if list(parts) == [ARRAY_PART] else parts
+
+
+def split_pictures(
+    stored: np.ndarray | dict[str, np.ndarray],
+) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray | None]:
+    """Stored keyframes as (the prompts' encodings, as `read_keyframes` gives them without pictures; the
+    pictures' latents, or None)."""
+    if not isinstance(stored, dict) or PICTURES_PART not in stored:
+        return stored, None
+    parts = {name: part for name, part in stored.items() if name != PICTURES_PART}
+    texts = parts[ARRAY_PART] if list(parts) == [ARRAY_PART] else parts
+    return texts, np.asarray(stored[PICTURES_PART])
 
 
 def write_timing(files: RunFS, table: np.ndarray) -> str:

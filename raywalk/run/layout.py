@@ -6,6 +6,7 @@ Layout under the run root::
     keyframes.npz                          the prompts' encodings, by part (SHA-256 in the manifest)
     timing.npy                             the walk parameter of every frame, when measured (SHA-256 in the manifest)
     soundtrack/beat.flac                   the job's soundtrack, copied in whole (recorded like an output)
+    pictures/<sha256>.png                  each picture the walk starts from, copied in whole (the same)
     pacing/000003.png                      the perceptual first pass's images, in order
     frames/000042.png                      one PNG per frame
     index/chunk-000007-<token>.parquet     the rows one chunk attempt rendered (never rewritten)
@@ -25,12 +26,13 @@ import uuid
 from collections.abc import Iterable
 from pathlib import PurePath
 
-from raywalk.core.job import Job
+from raywalk.core.job import Job, Picture
 
 MANIFEST = "manifest.json"
 KEYFRAMES = "keyframes.npz"
 TIMING = "timing.npy"
 SOUNDTRACK = "soundtrack"
+PICTURES = "pictures"
 PACING = "pacing"
 SMOOTHNESS = "smoothness.parquet"
 FRAMES = "frames"
@@ -73,6 +75,15 @@ def soundtrack_name(job: Job) -> str | None:
     if job.timing is None or job.timing.audio is None:
         return None
     return f"{SOUNDTRACK}/{PurePath(job.timing.audio).name}"
+
+
+def picture_name(picture: Picture) -> str:
+    """Where the run holds a copy of `picture` (one the job recorded: its sha256 is known):
+    pictures/<sha256><suffix>, the suffix the job's file name has (lower case)."""
+    if picture.sha256 is None:
+        raise ValueError(f"picture {picture.image} has no recorded sha256")
+    suffix = PurePath(picture.image.split("?", 1)[0]).suffix.lower()
+    return f"{PICTURES}/{picture.sha256}{suffix}"
 
 
 def preview_name(name: str) -> str:

@@ -16,11 +16,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from raywalk.errors import BadInputError
-from raywalk.hashing import file_blocks
 from raywalk.run.fs import Bytes, RunFS
 from raywalk.run.layout import FAILURES, failure_chunk, failure_name, output_record_name
 from raywalk.run.publish import COPY_BLOCK, publish, staged
 from raywalk.run.retry import describe
+from raywalk.run.sources import source_blocks, source_exists
 
 
 def write_json(files: RunFS, name: str, data: Mapping[str, Any]) -> None:
@@ -87,18 +87,20 @@ def local_output(files: RunFS, name: str, run_id: str | None = None) -> Iterator
         _record_output(files, name, published.bytes, published.sha256, run_id)
 
 
-def copy_in(files: RunFS, name: str, path: str | os.PathLike[str], sha256: str, run_id: str) -> None:
-    """Copy the local file `path` into the run as `name`, streamed and whole, only if its SHA-256 is
-    `sha256`; recorded for `run_id` like an output (`holds`).
+def copy_in(files: RunFS, name: str, source: str | os.PathLike[str], sha256: str, run_id: str) -> None:
+    """Copy `source` (a local path or a pyarrow.fs URI: a file the job names) into the run as `name`,
+    streamed and whole, only if its SHA-256 is `sha256`, which is computed while it streams (the file is read
+    once); recorded for `run_id` like an output (`holds`).
 
     Raises:
         BadInputError: the file cannot be read, or its bytes are not `sha256`'s (nothing is left under `name`).
         StoreError: the upload kept failing.
     """
-    if not os.path.isfile(path):
-        raise BadInputError(f"{os.fspath(path)}: not found, and the run holds no copy of it")
+    where = os.fspath(source)
+    if not source_exists(where):
+        raise BadInputError(f"{where}: not found, and the run holds no copy of it")
     files.delete(output_record_name(name))
-    size, digest = publish(files, name, lambda: file_blocks(os.fspath(path), COPY_BLOCK), expect_sha256=sha256)
+    size, digest = publish(files, name, lambda: source_blocks(where, COPY_BLOCK), expect_sha256=sha256)
     _record_output(files, name, size, digest, run_id)
 
 

@@ -34,6 +34,7 @@ from raywalk.run.layout import (
     frame_name,
     frame_ranges,
     pacing_name,
+    picture_name,
     preview_name,
     soundtrack_name,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "StoreError",
     "frame_name",
     "frame_ranges",
+    "picture_name",
     "preview_name",
     "soundtrack_name",
 ]
@@ -143,9 +145,10 @@ class RunStore:
         """A local path to write output `name` into, published whole if the block succeeds (`records.local_output`)."""
         return records.local_output(self.files, name, run_id)
 
-    def copy_in(self, name: str, path: str | os.PathLike[str], sha256: str, run_id: str) -> None:
-        """Copy local file `path` in as `name` if its SHA-256 is `sha256` (`records.copy_in`)."""
-        records.copy_in(self.files, name, path, sha256, run_id)
+    def copy_in(self, name: str, source: str | os.PathLike[str], sha256: str, run_id: str) -> None:
+        """Copy `source` (a local path or a pyarrow.fs URI) in as `name` if its SHA-256 is `sha256`
+        (`records.copy_in`)."""
+        records.copy_in(self.files, name, source, sha256, run_id)
 
     def holds(self, name: str, sha256: str) -> bool:
         """Whether the run holds `name` whole with SHA-256 `sha256`, as `copy_in` recorded it."""
@@ -199,9 +202,9 @@ class RunStore:
 
     # ------------------------------------------------------------------ computed once (`raywalk.run.artifacts`)
 
-    def write_keyframes(self, keyframes: artifacts.Keyframes) -> str:
-        """Store the prompts' encodings; returns their SHA-256 for the manifest."""
-        return artifacts.write_keyframes(self.files, keyframes)
+    def write_keyframes(self, keyframes: artifacts.Keyframes, pictures: np.ndarray | None = None) -> str:
+        """Store the prompts' encodings (and the pictures' latents); returns their SHA-256 for the manifest."""
+        return artifacts.write_keyframes(self.files, keyframes, pictures)
 
     def read_keyframes(self, expected_sha256: str | None = None) -> np.ndarray | dict[str, np.ndarray] | None:
         """The stored keyframe encodings, or None if missing, damaged or not the expected ones."""
