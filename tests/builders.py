@@ -495,6 +495,7 @@ def picture_job_data(
     chunk_size: int = 4,
     noise: dict | None = None,
     walk: dict | None = None,
+    options: dict | None = None,
 ) -> dict:
     """A job whose keyframes (one per image entry, evenly spaced) start from `images` (None: text only) at
     `strengths`, or, with `init_image`, a walk whose every frame starts from it; for the test renderer."""
@@ -516,7 +517,14 @@ def picture_job_data(
         prompts,
         noise or {"kind": "circle" if walk["kind"] == "noise_circle" else "per_frame", "seed": 7},
         name="pictures",
-        model={"renderer": renderer, "width": 64, "height": 64, "steps": steps, "batch_size": 2},
+        model={
+            "renderer": renderer,
+            "width": 64,
+            "height": 64,
+            "steps": steps,
+            "batch_size": 2,
+            "options": options or {},
+        },
         chunking={"chunk_size": chunk_size, "max_attempts": 3},
         workers={"cpus": 0.5, "gpus": 0},
         outputs={"gif": {"fps": 5}},
