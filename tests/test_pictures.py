@@ -270,3 +270,27 @@ def test_the_fake_renderer_starts_from_its_pictures_as_the_contract_says():
     assert (late[1, :8, :, 0] > 200).all() and (late[1, :8, :, 1:] < 60).all()  # k = steps: the picture's red border
     other = renderer.render(texts, noise, start_latents=latents[::-1].copy(), start_steps=np.array([2, 4]))
     assert not np.array_equal(other[0], late[0])  # a frame depends on its own starting latent
+
+
+def test_a_picture_in_an_object_store_is_probed_once_and_copied_into_the_run(s3_endpoint, tmp_path):
+    from raywalk.exec.location import check_inputs, copy_inputs
+    from raywalk.run.fs import filesystem
+    from raywalk.run.manifest import new_manifest
+    from raywalk.run.store import RunStore, picture_name
+
+    source = s3_endpoint.uri(f"pictures-{tmp_path.name}/a.png")
+    out = io.BytesIO()
+    Image.fromarray(picture(40, 30)).save(out, format="PNG")
+    fs, path = filesystem(source)
+    with fs.open_output_stream(path) as stream:
+        stream.write(out.getvalue())
+    job = job_from_dict(picture_job_data(images=(source, None)), source=str(tmp_path / "job.yaml"))
+    (found,) = job.pictures
+    assert (found.width, found.height, found.sha256) == (40, 30, hashlib.sha256(out.getvalue()).hexdigest())
+    store = RunStore(str(tmp_path / "run"), create=True)
+    manifest = new_manifest(job)
+    store.start_fresh(manifest)
+    check_inputs(store, job)
+    copy_inputs(store, job, manifest.run_id)
+    assert picture_name(found) == f"pictures/{found.sha256}.png"
+    assert store.read_bytes(picture_name(found)) == out.getvalue() and store.holds(picture_name(found), found.sha256)

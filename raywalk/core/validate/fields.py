@@ -56,6 +56,7 @@ class Fields:
         self.source = source
         self.probe = probe
         self.picture_probe = picture_probe
+        self.probed: dict[str, PictureFacts] = {}  # by source: a picture named twice is read once
 
     def fail(self, where: str, reason: str) -> NoReturn:
         """Raises:

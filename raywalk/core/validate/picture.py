@@ -55,8 +55,10 @@ class PictureRules(Fields):
                 f"{image}: its sha256, width and height are not given, and nothing here reads the picture "
                 "(load the job with raywalk.load_job or raywalk.job_from_dict, which do)",
             )
+        source = picture_source(self.source, image)
         try:
-            info = self.picture_probe(picture_source(self.source, image))
+            info = self.probed.get(source) or self.picture_probe(source)
         except PictureError as exc:
             raise PictureError(f"{self.source}: {where}.image: {exc}") from None
+        self.probed[source] = info
         return Picture(image, strength, fit, info.sha256, info.width, info.height)
