@@ -289,7 +289,8 @@ class StableDiffusion3Renderer:
         return np.concatenate(images)
 
     def warm_up(self) -> None:
-        """Compile the sampler now, rendering one batch of zeros."""
+        """Compile the text-to-image sampler now, rendering one batch of zeros (the sampler from a start
+        compiles on the first frame that needs it)."""
         b = self.settings.batch_size
         zeros = {name: np.zeros((b, *shape), np.float32) for name, shape in self.parts.items()}
         self.render(zeros, np.zeros((b, *self.latent_shape), np.float32))

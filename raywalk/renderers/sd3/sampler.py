@@ -88,6 +88,7 @@ class Sampler:
         start: Any, num_steps: Any, guidance: Any,
     ) -> Any:  # fmt: skip
         self.traces += 1
+        # rescaled here, compiled with the noising as in generate_step, not in encode_images (see image_start)
         latents = self._backbone.add_noise_step(self._backbone.image_rescaling(pictures), noise, start, num_steps)
         embeddings = self._embeddings(sequence, pooled, negative_sequence, negative_pooled)
         return denoise_and_decode(self._backbone, latents, embeddings, start, num_steps, guidance)
