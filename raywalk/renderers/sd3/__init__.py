@@ -3,6 +3,8 @@
 One module per concept, as KerasHub's own `stable_diffusion_3/`:
 
 - `renderer`: `StableDiffusion3Renderer`, the renderer contract around a backbone and preprocessor;
+- `sampler`: KerasHub's generation steps (text to image, and from a start), each compiled once;
+- `image_start`: frames that start from a picture (its VAE mean, noised to a starting step);
 - `settings`: its options, validated once;
 - `presets`: the presets as data, and preset directories staged and verified for clusters without internet;
 - `tiny`: the tiny random configuration built in code, for tests;

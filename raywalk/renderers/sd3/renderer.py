@@ -6,7 +6,8 @@ both guidance passes as one MMDiT call of twice the batch, `backbone.decode_step
 `generate`'s conversion to uint8) without what a walk does not need: the text encoders do not
 run per batch (the walk supplies encodings; the negative prompt is encoded once per renderer),
 nothing is printed, and every batch is padded to `batch_size` so the sampler is compiled once
-per worker (`backends.compile_for_backend`).
+per worker (`backends.compile_for_backend`). Frames may start from pictures, as
+`StableDiffusion3ImageToImage.generate_step` does (`encode_images`, `image_start`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import numpy as np
 from raywalk.errors import RendererError
 from raywalk.renderers.batches import pad_rows
 from raywalk.renderers.sd3 import backends
+from raywalk.renderers.sd3.image_start import start_groups, unit_range
 from raywalk.renderers.sd3.preprocessing import check_prompt_lengths, token_ids
 from raywalk.renderers.sd3.presets import load_preset, source_notes
+from raywalk.renderers.sd3.sampler import Sampler
 from raywalk.renderers.sd3.settings import Settings
 from raywalk.renderers.sd3.tiny import tiny_backbone, tiny_preprocessor
 
@@ -49,7 +52,9 @@ class StableDiffusion3Renderer:
 
     ``latent_shape`` is (H/8, W/8, 16); `encode_text` returns {"sequence": (K, S, D),
     "pooled": (K, P)} float32 ((154, 4096) and (2048,) for the presets); `render` takes the
-    same parts for B frames and noise (B, H/8, W/8, 16), and returns uint8 (B, H, W, 3).
+    same parts for B frames and noise (B, H/8, W/8, 16), and returns uint8 (B, H, W, 3); it starts
+    from pictures too: `encode_images` (uint8 (M, H, W, 3) -> (M, H/8, W/8, 16)) and `render`'s
+    `start_latents` and `start_steps`.
 
     Options (the job's ``model.options``):
       preset          stable_diffusion_3_medium (default), stable_diffusion_3.5_medium,
@@ -168,7 +173,6 @@ class StableDiffusion3Renderer:
     def _start(self, settings: Settings, backbone: Any, preprocessor: Any, gpu: bool) -> None:
         import keras
         import keras_hub
-        from keras import ops
 
         self.settings = settings
         self._backbone, self._preprocessor = backbone, preprocessor
@@ -191,36 +195,14 @@ class StableDiffusion3Renderer:
         self._encode = backends.compile_for_backend(backbone.encode_text_step, backbone, xla)
         self._negative_ids = token_ids(preprocessor, [settings.negative_prompt] * settings.batch_size)
         negative = self._encode(self._negative_ids, self._negative_ids)
-        self._negative = (negative[1], negative[3])
         self.parts = {"sequence": tuple(negative[1].shape[1:]), "pooled": tuple(negative[3].shape[1:])}
-        self._num_steps = ops.convert_to_tensor(settings.steps, "int32")
-        self._guidance = ops.convert_to_tensor(float(settings.guidance_scale)) if settings.guided else None
-        self.traces = 0  # how often the sampler was traced (jax, tensorflow); once per worker
-        self._sample = backends.compile_for_backend(self._sample_step, backbone, xla)
+        guidance = float(settings.guidance_scale) if settings.guided else None
+        self._sampler = Sampler(backbone, settings.steps, guidance, (negative[1], negative[3]), xla)
 
-    def _sample_step(
-        self,
-        latents: Any,
-        sequence: Any,
-        pooled: Any,
-        negative_sequence: Any,
-        negative_pooled: Any,
-        num_steps: Any,
-        guidance: Any,
-    ) -> Any:
-        """`StableDiffusion3TextToImage.generate_step` after its text encoding, then `generate`'s uint8."""
-        from keras import ops
-
-        self.traces += 1
-        guided = self.settings.guided
-        embeddings = (sequence, negative_sequence if guided else None, pooled, negative_pooled if guided else None)
-
-        def body(step: Any, latents: Any) -> Any:
-            return self._backbone.denoise_step(latents, embeddings, step, num_steps, guidance)
-
-        images = self._backbone.decode_step(ops.fori_loop(0, num_steps, body, latents))
-        images = ops.clip(ops.divide(ops.add(images, 1.0), 2.0), 0.0, 1.0)
-        return ops.cast(ops.round(ops.multiply(images, 255.0)), "uint8")
+    @property
+    def traces(self) -> int:
+        """How often a sampler step was traced (jax, tensorflow): once per worker and step."""
+        return self._sampler.traces
 
     def encode_text(self, prompts: list[str]) -> dict[str, np.ndarray]:
         """{"sequence": (K, S, D), "pooled": (K, P)} float32: `backbone.encode_text_step` of each prompt.
@@ -238,41 +220,103 @@ class StableDiffusion3Renderer:
             "pooled": np.asarray(ops.convert_to_numpy(encoded[2]), np.float32),
         }
 
-    def render(self, encodings: Mapping[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
-        """uint8 (B, H, W, 3) images for parts {"sequence": (B, S, D), "pooled": (B, P)} and noise
-        (B, H/8, W/8, 16), `batch_size` frames per sampler call (the last batch padded).
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        """float32 (M, H/8, W/8, 16): the VAE's mean latent of each uint8 (M, H, W, 3) picture, already fitted
+        to the renderer's size, in the VAE's space (`image_start`), `batch_size` pictures per call.
 
         Raises:
-            RendererError: parts or noise of the wrong names or shapes.
+            RendererError: pictures not uint8 of the renderer's size.
         """
         from keras import ops
 
-        noise = np.asarray(noise, np.float32)
-        if not isinstance(encodings, Mapping) or set(encodings) != set(PARTS):
-            got = sorted(encodings) if isinstance(encodings, Mapping) else type(encodings).__name__
-            raise RendererError(f"render needs encodings with the parts {', '.join(PARTS)}, got {got}")
-        parts = {name: np.asarray(encodings[name], np.float32) for name in PARTS}
-        shapes = {name: (len(noise), *shape) for name, shape in self.parts.items()}
-        if noise.shape[1:] != self.latent_shape or any(parts[n].shape != shapes[n] for n in PARTS):
+        images = np.asarray(images)
+        size = (self.settings.height, self.settings.width, 3)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != size:
             raise RendererError(
-                f"render needs sequence {shapes['sequence']}, pooled {shapes['pooled']} and noise "
-                f"{(len(noise), *self.latent_shape)}, got {parts['sequence'].shape}, {parts['pooled'].shape} "
-                f"and {noise.shape}"
+                f"encode_images needs uint8 (M, {', '.join(map(str, size))}), got {images.dtype} {images.shape}"
             )
         b = self.settings.batch_size
+        latents = [np.zeros((0, *self.latent_shape), np.float32)]
+        for i in range(0, len(images), b):
+            out = self._sampler.encode_image(ops.convert_to_tensor(pad_rows(unit_range(images[i : i + b]), b)))
+            latents.append(np.asarray(ops.convert_to_numpy(out), np.float32)[: len(images) - i])
+        return np.concatenate(latents)
+
+    def render(
+        self,
+        encodings: Mapping[str, np.ndarray],
+        noise: np.ndarray,
+        start_latents: np.ndarray | None = None,
+        start_steps: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """uint8 (B, H, W, 3) images for parts {"sequence": (B, S, D), "pooled": (B, P)} and noise
+        (B, H/8, W/8, 16), `batch_size` frames per sampler call (the last batch padded).
+
+        With starts, frame b starts from `start_latents[b]` (an `encode_images` latent, or a walk between
+        them) noised to step `start_steps[b]` in [0, steps] with its noise (`image_start`); frames at step 0
+        are rendered as without starts. Frames are grouped by starting step, each group padded to `batch_size`.
+
+        Raises:
+            RendererError: parts, noise or starts of the wrong names, shapes or range.
+        """
+        noise, parts = checked_inputs(encodings, noise, self.parts, self.latent_shape)
+        groups = start_groups(start_latents, start_steps, len(noise), self.latent_shape, self.settings.steps)
         self._backbone.configure_scheduler(self.settings.steps)  # the backbone's sigmas may be shared
+        images = np.zeros((len(noise), self.settings.height, self.settings.width, 3), np.uint8)
+        for k, rows in groups:
+            pictures = None if k == 0 else np.asarray(start_latents, np.float32)[rows]
+            images[rows] = self._render_group(noise[rows], {n: p[rows] for n, p in parts.items()}, pictures, k)
+        return images
+
+    def _render_group(
+        self, noise: np.ndarray, parts: dict[str, np.ndarray], pictures: np.ndarray | None, k: int
+    ) -> np.ndarray:
+        """The frames of one starting step `k`, `batch_size` per sampler call (text to image for k == 0)."""
+        from keras import ops
+
+        b = self.settings.batch_size
+        arrays = (noise, parts["sequence"], parts["pooled"])
         images = []
         for i in range(0, len(noise), b):
             # backend tensors, not numpy: eager PyTorch layers refuse numpy beside tensors in one call
-            batch = [ops.convert_to_tensor(pad_rows(x[i : i + b], b)) for x in (noise, *parts.values())]
-            out = self._sample(*batch, *self._negative, self._num_steps, self._guidance)
+            noise_b, sequence, pooled = (ops.convert_to_tensor(pad_rows(x[i : i + b], b)) for x in arrays)
+            if pictures is None:
+                out = self._sampler.text_to_image(noise_b, sequence, pooled)
+            else:
+                start = ops.convert_to_tensor(pad_rows(pictures[i : i + b], b))
+                out = self._sampler.from_start(start, noise_b, sequence, pooled, k)
             images.append(np.asarray(ops.convert_to_numpy(out))[: len(noise) - i])
-        return (
-            np.concatenate(images) if images else np.zeros((0, self.settings.height, self.settings.width, 3), np.uint8)
-        )
+        return np.concatenate(images)
 
     def warm_up(self) -> None:
-        """Compile the sampler now, rendering one batch of zeros."""
+        """Compile the text-to-image sampler now, rendering one batch of zeros (the sampler from a start
+        compiles on the first frame that needs it)."""
         b = self.settings.batch_size
         zeros = {name: np.zeros((b, *shape), np.float32) for name, shape in self.parts.items()}
         self.render(zeros, np.zeros((b, *self.latent_shape), np.float32))
+
+
+def checked_inputs(
+    encodings: Mapping[str, np.ndarray],
+    noise: np.ndarray,
+    shapes: Mapping[str, tuple[int, ...]],
+    latent: tuple[int, ...],
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`noise` and the parts of `encodings` as float32, once their names and shapes are those `render` needs.
+
+    Raises:
+        RendererError: parts or noise of the wrong names or shapes.
+    """
+    noise = np.asarray(noise, np.float32)
+    if not isinstance(encodings, Mapping) or set(encodings) != set(PARTS):
+        got = sorted(encodings) if isinstance(encodings, Mapping) else type(encodings).__name__
+        raise RendererError(f"render needs encodings with the parts {', '.join(PARTS)}, got {got}")
+    parts = {name: np.asarray(encodings[name], np.float32) for name in PARTS}
+    want = {name: (len(noise), *shape) for name, shape in shapes.items()}
+    if noise.shape[1:] != latent or any(parts[n].shape != want[n] for n in PARTS):
+        raise RendererError(
+            f"render needs sequence {want['sequence']}, pooled {want['pooled']} and noise "
+            f"{(len(noise), *latent)}, got {parts['sequence'].shape}, {parts['pooled'].shape} "
+            f"and {noise.shape}"
+        )
+    return noise, parts
