@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -180,6 +181,58 @@ def test_contact_sheet_every_kth_frame_labelled(store):
         label = np.asarray(sheet.crop((col * 64, row * 64, col * 64 + 24, row * 64 + 12)))
         assert (label == 0).all(axis=2).any() and (label > 150).all(axis=2).any(), f"no label on frame {frame}"
     assert sheet.getpixel((64 + 32, 2 * 64 + 32)) == (0, 0, 0)  # the empty last cell
+
+
+# SHA-256 of the contact sheets' pixels built by the code before pictures (commit 0b5c4af), for 23 frames
+SHEETS_BEFORE_PICTURES = {
+    (5, 2, 64): "2607230697a806cf4fd40235c89af76199e004114d9529a8d713bb5bedd4a203",
+    (10, 8, 128): "4cf0b2e6a9b127a37f3c28f296dfadf52653d4ec99106bb9c29352689f09926d",  # the defaults
+}
+
+
+@pytest.mark.parametrize("options", SHEETS_BEFORE_PICTURES, ids=lambda o: "every {} columns {} tile {}".format(*o))
+def test_a_contact_sheet_without_pictures_is_the_sheet_of_before(store, options):
+    make_run(store, 23)
+    every, columns, tile = options
+    digests = []
+    for pictures in ((), None):
+        extra = {} if pictures is None else {"pictures": pictures}
+        write_contact_sheet(store, 23, "walk-contact.png", every=every, columns=columns, tile=tile, **extra)
+        sheet = np.asarray(Image.open(io.BytesIO(store.read_bytes("walk-contact.png"))))
+        digests.append(hashlib.sha256(sheet.tobytes()).hexdigest())
+    assert digests == [SHEETS_BEFORE_PICTURES[options]] * 2
+
+
+def test_contact_sheet_shows_the_pictures_above_the_frames(store):
+    make_run(store, 23)
+    wide = np.zeros((30, 60, 3), np.uint8)
+    wide[:, :, 0] = 250  # red, twice as wide as high
+    tall = np.zeros((80, 40, 3), np.uint8)
+    tall[:, :, 2] = 250  # blue, twice as high as wide
+    pictures = [(wide, "keyframe 0 · strength 0.2 · crop"), (tall, "keyframe 1 · strength 0.55 · a long label to cut")]
+    write_contact_sheet(store, 23, "walk-contact.png", every=5, columns=2, tile=64, pictures=pictures)
+    sheet = np.asarray(Image.open(io.BytesIO(store.read_bytes("walk-contact.png"))).convert("RGB"))
+    top = sheet.shape[0] - 3 * 64  # the header: one row of pictures, then the frames as before
+    assert sheet.shape[1] == 2 * 64 and 64 + 3 * 12 <= top < 64 + 3 * 24
+    red = np.argwhere((sheet[:top, :64] == (250, 0, 0)).all(axis=2))
+    blue = np.argwhere((sheet[:top, 64:] == (0, 0, 250)).all(axis=2))
+    (ry0, rx0), (ry1, rx1) = red.min(0), red.max(0)
+    (by0, bx0), (by1, bx1) = blue.min(0), blue.max(0)
+    assert rx1 - rx0 + 1 >= 56 and 2 * (ry1 - ry0 + 1) in range(rx1 - rx0 - 2, rx1 - rx0 + 4)  # its shape kept
+    assert by1 - by0 + 1 >= 56 and 2 * (bx1 - bx0 + 1) in range(by1 - by0 - 2, by1 - by0 + 4)
+    assert abs((ry0 + ry1) / 2 - 32) <= 1 and abs((rx0 + rx1) / 2 - 32) <= 1  # centred in its cell
+    for col in range(2):  # the labels: white text under each picture, three lines (the parts of the label)
+        label = sheet[64:top, col * 64 : (col + 1) * 64]
+        line = (label.shape[0] - 3) // 3
+        for j in range(3):
+            text = label[2 + j * line : 2 + (j + 1) * line]
+            assert (text > 200).all(axis=2).any(), f"no line {j} under picture {col}"
+    for i, frame in enumerate([0, 5, 10, 15, 20]):  # the frames where they were, moved down by the header
+        row, col = divmod(i, 2)
+        assert tuple(sheet[top + row * 64 + 48, col * 64 + 48]) == colour(frame)
+    # five more pictures than columns: a second header row
+    write_contact_sheet(store, 23, "walk-contact.png", every=5, columns=2, tile=64, pictures=pictures * 2)
+    assert Image.open(io.BytesIO(store.read_bytes("walk-contact.png"))).height == 2 * top + 3 * 64
 
 
 def test_missing_frames_named_as_ranges(store, tmp_path):

@@ -22,6 +22,11 @@ HELPERS = {"timed_renderer.py"}  # imported by the benches' jobs, not run
 PRINTS: dict[str, tuple[str, ...]] = {
     "assemble.py": (r"^\s+5  raywalk-gif\s+[\d.]+\s+[\d.]+ ", r"^\s+5  raywalk-mp4\s+[\d.]+\s+[\d.]+ "),
     "chaos.py": (r'"frames_lost": 0, "all_frames_identical": true, "all_index_rows_identical": true',),
+    "make_pictures.py": tuple(
+        p
+        for name in ("harbour", "still-life", "palette")
+        for p in (rf"{name}\.png: \d+ bytes$", rf"^same bytes as {name}\.png: True$")
+    ),
     "make_soundtrack.py": (r"beat\.flac: \d+ bytes$", r"^same samples as beat\.flac: True$"),
     "pacing_figure.py": (r"pacing\.png: \d+ bytes$",),
     "pipeline.py": (r'"frames_per_s": [\d.]+', r'"driver_peak_rss_mb": [\d.]+', r'"resume_verify_seconds": [\d.]+'),

@@ -3,6 +3,7 @@ report loaded in headless Chromium (skipped, saying why, where no browser is ins
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shlex
@@ -24,6 +25,7 @@ from PIL import Image
 from raywalk.cli import main
 from raywalk.report import page as report_module
 from raywalk.report.page import build_report, shell_commands, write_report
+from raywalk.report.pictures import ShownPicture, pictures_section, thumbnail_png
 from raywalk.report.stats import (
     completion_times,
     node_stats,
@@ -204,6 +206,41 @@ def test_a_run_in_an_object_store(s3_endpoint):
     assert f"raywalk resume {shlex.quote(uri)}" in page.replace("&amp;", "&").replace("&#x27;", "'")
 
 
+HARBOUR = Path(__file__).resolve().parent.parent / "jobs" / "images" / "harbour.png"
+
+
+def shown_pictures() -> list[ShownPicture]:
+    """The harbour as a keyframe picture (its thumbnail embedded) and a second one linked by path."""
+    pixels = np.asarray(Image.open(HARBOUR).convert("RGB"))
+    digest = hashlib.sha256(HARBOUR.read_bytes()).hexdigest()
+    return [
+        ShownPicture(thumbnail_png(pixels), f"pictures/{digest}.png", "crop", 0.2, digest, "keyframe 0"),
+        ShownPicture("pictures/b.png", "pictures/<b>.png", "pad", 0.55, "ab" * 32),
+    ]
+
+
+def test_pictures_section_shows_each_picture_with_fit_strength_and_hash():
+    assert pictures_section([]) == ""
+    first, second = shown_pictures()
+    thumb = Image.open(io.BytesIO(first.thumbnail))
+    assert thumb.size == (192, 144) and thumb.format == "PNG"  # the longer side 192, the shape kept
+    assert Image.open(io.BytesIO(thumbnail_png(np.zeros((20, 30, 3), np.uint8)))).size == (30, 20)  # never enlarged
+    html = pictures_section([first, second])
+    assert html.startswith("<h2>Pictures</h2>")
+    assert f'<img class="out pic" alt="picture {first.name}" src="data:image/png;base64,' in html
+    assert f"keyframe 0 · <code>{first.name}</code><br>fit crop · strength 0.2 · sha256 " in html
+    assert f'<abbr title="{first.sha256}">{first.sha256[:12]}</abbr>' in html
+    assert 'src="pictures/b.png"' in html and "<code>pictures/&lt;b&gt;.png</code><br>fit pad · strength 0.55" in html
+
+
+def test_the_report_shows_pictures_after_the_outputs_only_when_there_are_some(tmp_path):
+    store = synthetic_run(str(tmp_path / "run"), done=range(12))
+    assert "<h2>Pictures</h2>" not in build_report(store)
+    page = build_report(store, pictures=shown_pictures()[:1])
+    assert page.index("<h2>Outputs</h2>") < page.index("<h2>Pictures</h2>") < page.index("<h2>Failures")
+    assert pictures_section(shown_pictures()[:1]) in page
+
+
 # ---------------------------------------------------------------------------- a real render, in a browser
 
 
@@ -313,6 +350,16 @@ def test_report_of_a_real_render_in_a_browser(failed_run, browser, tmp_path):
     shot = ARTIFACTS / "report.png"
     browser.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
+
+
+def test_report_pictures_in_a_browser(browser, tmp_path):
+    store = synthetic_run(str(tmp_path / "run"), done=range(12))
+    seen = load(browser, Path(write_report(store, pictures=shown_pictures()[:1])))
+    assert seen["severe"] == []
+    drawn = dict(seen["images"])
+    name = shown_pictures()[0].name
+    assert drawn[f"picture {name}"] == 192  # the embedded thumbnail decoded at its own width
+    assert f"keyframe 0 · {name}\nfit crop · strength 0.2 · sha256 " in seen["text"]
 
 
 def test_report_with_wall_clock_times_in_a_browser(browser, tmp_path):

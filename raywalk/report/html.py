@@ -21,7 +21,7 @@ code,pre,abbr{font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}a
 pre{background:#f6f8fa;padding:10px 12px;border-radius:6px;overflow-x:auto}
 .outputs{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}figure{margin:0}
 figcaption{color:#666;font-size:12px}img.out,video{max-width:100%;border:1px solid #ddd}
-.anim{min-width:256px;image-rendering:pixelated}img.plot{width:100%;height:auto}ol{padding-left:22px}
+.anim{min-width:256px;image-rendering:pixelated}img.pic{max-width:192px;max-height:192px}img.plot{width:100%;height:auto}ol{padding-left:22px}
 footer{margin-top:32px;color:#888;font-size:12px}
 """
 
