@@ -496,6 +496,7 @@ def picture_job_data(
     noise: dict | None = None,
     walk: dict | None = None,
     options: dict | None = None,
+    outputs: dict | None = None,
 ) -> dict:
     """A job whose keyframes (one per image entry, evenly spaced) start from `images` (None: text only) at
     `strengths`, or, with `init_image`, a walk whose every frame starts from it; for the test renderer."""
@@ -527,7 +528,7 @@ def picture_job_data(
         },
         chunking={"chunk_size": chunk_size, "max_attempts": 3},
         workers={"cpus": 0.5, "gpus": 0},
-        outputs={"gif": {"fps": 5}},
+        outputs=outputs or {"gif": {"fps": 5}},
     )
 
 

@@ -35,15 +35,28 @@ from doubles import FakeRenderer
 TWO_WORKERS = WorkerSpec(count=2, gpus=0, cpus=0.5)
 PNG_BYTES = ("sha256", "bytes")  # PNGs whose text names their job (its options) differ here
 WALK = {"frames": 12, "images": ("images/a.png", None, "images/b.png"), "strengths": (0.3, 0.0, 0.6)}
+SHEET = {"gif": {"fps": 5}, "contact_sheet": {"every": 1, "columns": 4, "tile": 32}}
 
 
 @pytest.fixture(scope="module")
 def picture_run(tmp_path_factory, ray_connected):
     """A walk from picture a through a prompt to picture b: 12 frames, chunks of 4, two workers."""
     tmp = tmp_path_factory.mktemp("pictures")
-    outcome, _ = run(write_picture_job(tmp, **WALK), tmp / "out", workers=TWO_WORKERS)
+    outcome, _ = run(write_picture_job(tmp, **WALK, outputs=SHEET), tmp / "out", workers=TWO_WORKERS)
     assert outcome.complete and outcome.rendered == 12
     return tmp / "out"
+
+
+def test_the_report_and_the_contact_sheet_show_the_pictures(picture_run):
+    job = RunStore(str(picture_run)).read_job()
+    report = (picture_run / "report.html").read_text()
+    assert "<h2>Pictures</h2>" in report
+    for k, picture in zip((0, 2), job.pictures):
+        assert f"keyframe {k} · <code>{picture_name(picture)}</code>" in report
+        assert f"strength {picture.strength:g} · sha256" in report
+    assert report.count('src="data:image/png;base64,') >= 2  # the thumbnails, embedded
+    sheet = np.asarray(Image.open(picture_run / "pictures-contact.png"))
+    assert sheet.shape[0] > 3 * 32  # 12 frames in 3 rows of 4, under a header of the two pictures
 
 
 def test_a_picture_walk_renders_its_frames_from_its_pictures(picture_run):

@@ -44,7 +44,7 @@ from PIL.PngImagePlugin import PngInfo
 from raywalk.core.frameinfo import TEXT_KEY, frame_text
 from raywalk.core.job import Job
 from raywalk.core.pacing import first_pass_job, first_pass_trajectory
-from raywalk.core.picture import decode_picture, fit_picture
+from raywalk.core.picture import fit_picture
 from raywalk.core.stack import BACKEND_PACKAGES, PACKAGES, Stack, describe_difference
 from raywalk.core.timing import needs_table
 from raywalk.core.trajectory import Encodings, Starts, Trajectory, select
@@ -52,7 +52,8 @@ from raywalk.errors import RunError, RunLocationError, StackChangeError
 from raywalk.renderers.contract import PictureRenderer, Renderer, load_renderer
 from raywalk.run.artifacts import split_pictures
 from raywalk.run.manifest import Manifest
-from raywalk.run.store import KEYFRAMES, TIMING, RunStore, picture_name
+from raywalk.run.pictures import read_picture
+from raywalk.run.store import KEYFRAMES, TIMING, RunStore
 
 MODEL_STACK = ("raywalk", "ray", "numpy", "keras", "keras-cv", "tensorflow", "tensorflow-cpu", "pyarrow", "pillow")
 
@@ -212,15 +213,9 @@ class RenderWorker:
         or None for a job without pictures."""
         if not job.pictures:
             return None
-        fitted = []
-        for picture in job.pictures:
-            name = picture_name(picture)
-            try:
-                data = self.store.read_bytes(name)
-            except FileNotFoundError:
-                raise RunError(f"{self.store.url(name)} is missing; rendering the job again copies it in") from None
-            pixels = decode_picture(data, self.store.url(name))
-            fitted.append(fit_picture(pixels, job.model.width, job.model.height, picture.fit))
+        fitted = [
+            fit_picture(read_picture(self.store, p), job.model.width, job.model.height, p.fit) for p in job.pictures
+        ]
         assert isinstance(renderer, PictureRenderer)  # check_renderer refused a job with pictures for any other
         return np.asarray(renderer.encode_images(np.stack(fitted)), dtype=np.float32)
 

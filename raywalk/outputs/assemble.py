@@ -17,7 +17,7 @@ published as smoothness.parquet (`raywalk.outputs.smoothness`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from raywalk.outputs.mp4 import build_mp4
 from raywalk.outputs.sheets import build_contact_sheet, build_grid
 from raywalk.outputs.smoothness import write_smoothness as write_smoothness  # where the driver imports it from
 from raywalk.outputs.target import target
+from raywalk.run.pictures import picture_label, picture_roles, read_picture
 from raywalk.run.store import FRAMES_TABLE, RunStore, frame_ranges, soundtrack_name
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def assemble(
     run_id: str | None = None,
     soundtrack: str | None = None,
     rows: tuple[np.ndarray, pa.Table] | None = None,
+    pictures: Sequence[tuple[np.ndarray, str]] = (),
 ) -> list[str]:
     """Build the outputs a job asks for (kind -> options) as `{job_name}.gif` etc.; returns where.
 
@@ -70,6 +72,7 @@ def assemble(
     `soundtrack` (the run's copy), the MP4 carries it, over the leading
     consecutive frames only (a preview without frame 0 has no MP4). `rows` is
     `store.frame_rows(num_frames, run_id)` when the caller has read it already.
+    `pictures` (pixels and label) head the contact sheet.
 
     Raises:
         ValueError: an unknown output kind or option, or a grid without `grid_size`.
@@ -84,6 +87,8 @@ def assemble(
     options = {kind: output_options(kind, opts) for kind, opts in outputs.items()}
     if "grid" in options:
         options["grid"]["n"] = grid_size
+    if "contact_sheet" in options and pictures:
+        options["contact_sheet"]["pictures"] = pictures
     frames, prefix, run_id, note = target(store, num_frames, "", partial, note, run_id, frames_table=True, rows=rows)
     leading = frames[: next((i for i, f in enumerate(frames) if f != i), len(frames))]
     if soundtrack is not None and "mp4" in options:
@@ -126,6 +131,9 @@ def assemble_job(
         manifest.run_id,
         soundtrack=soundtrack_name(job),
         rows=rows,
+        pictures=[(read_picture(store, p), picture_label(p, role)) for p, role in picture_roles(job)]
+        if "contact_sheet" in job.outputs.files
+        else (),
     )
 
 

@@ -28,7 +28,7 @@ from raywalk.core.output_table import OUTPUT_SUFFIXES
 from raywalk.core.pacing import max_jump, smoothness
 from raywalk.errors import StoreError, one_line
 from raywalk.report.html import CSS, Html, data_uri, escape, html_table, img, secs, short_id
-from raywalk.report.pictures import ShownPicture, pictures_section
+from raywalk.report.pictures import ShownPicture, pictures_section, shown_pictures
 from raywalk.report.plots import distances_plot, seconds_plot, throughput_plot, timing_plot, walk_plot
 from raywalk.report.stats import (
     RESTARTS,
@@ -289,13 +289,14 @@ def build_report(
     releasing: str | None = None,
     index: pa.Table | None = None,
     done: np.ndarray | None = None,
-    pictures: Sequence[ShownPicture] = (),
+    pictures: Sequence[ShownPicture] | None = None,
 ) -> str:
     """The report of the run in `store` as one HTML page (nothing is written). A lock whose token is
     `releasing` is left out: its driver writes this report last and then releases the run, so the page
     would state a lock that no longer exists. `index` (`store.read_index(run_id=...)` of the manifest's run)
     and `done` (`store.done_frames(num_frames, run_id)`) are read here unless the caller has read them.
-    `pictures`, the job's pictures as the run holds them, get a section after the outputs.
+    `pictures`, the job's pictures as the run holds them (read from the run unless given), get a section
+    after the outputs.
 
     Raises:
         RunLocationError: the location holds no run.
@@ -332,7 +333,7 @@ def build_report(
             banner,
             _summary(total, missing, failures, lock, generated),
             _outputs_section(store, job),
-            pictures_section(pictures),
+            pictures_section(shown_pictures(store, job) if pictures is None else pictures),
             _failures_section(failures, columns),
             _speed_section(columns),
             _walk_section(table, done_set, total),
@@ -356,7 +357,7 @@ def write_report(
     releasing: str | None = None,
     index: pa.Table | None = None,
     done: np.ndarray | None = None,
-    pictures: Sequence[ShownPicture] = (),
+    pictures: Sequence[ShownPicture] | None = None,
 ) -> str:
     """Build the run's report and write it whole as `report.html` in the run (without the lock of token
     `releasing`, from `index` and `done` if already read, showing `pictures`: see `build_report`); returns

@@ -10,7 +10,12 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from raywalk.core.job import Job
+from raywalk.errors import PictureError, RunError
 from raywalk.report.html import data_uri, escape, img
+from raywalk.run.layout import picture_name
+from raywalk.run.pictures import picture_roles, read_picture
+from raywalk.run.store import RunStore
 
 THUMBNAIL = 192  # pixels, the longer side
 
@@ -33,6 +38,24 @@ def thumbnail_png(pixels: np.ndarray, size: int = THUMBNAIL) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def shown_pictures(store: RunStore, job: Job) -> list[ShownPicture]:
+    """The job's pictures as the run holds them, each with an embedded thumbnail of its copy (a copy that
+    cannot be read is linked instead, so the report still says what the walk started from).
+
+    Raises:
+        StoreError: storage kept failing.
+    """
+    shown = []
+    for picture, role in picture_roles(job):
+        name = picture_name(picture)
+        try:
+            thumbnail: bytes | str = thumbnail_png(read_picture(store, picture))
+        except (RunError, PictureError):
+            thumbnail = name
+        shown.append(ShownPicture(thumbnail, name, str(picture.fit), picture.strength, picture.sha256 or "", role))
+    return shown
 
 
 def pictures_section(pictures: Sequence[ShownPicture]) -> str:
