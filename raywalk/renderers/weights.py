@@ -46,7 +46,11 @@ VOCAB = WeightFile(
 DECODER = WeightFile(
     "kcv_decoder.h5", _HF_V1 + "kcv_decoder.h5", "ad350a65cc8bc4a80c8103367e039a3329b4231c2469a1093869a345f55b1962"
 )
-# version -> (text encoder, diffusion model, decoder, vocabulary): what a weights directory holds.
+# KerasCV's VAE encoder (`ImageEncoder`, the same for v1.4 and v2.1): needed only by jobs that start from pictures.
+IMAGE_ENCODER = WeightFile(
+    "vae_encoder.h5", _HF_V1 + "vae_encoder.h5", "c60fb220a40d090e0f86a6ab4c312d113e115c87c40ff75d11ffcf380aab7ebb"
+)
+# version -> (text encoder, diffusion model, decoder, vocabulary, image encoder): what a weights directory holds.
 WEIGHT_FILES: dict[str, tuple[WeightFile, ...]] = {
     "v1.4": (
         WeightFile(
@@ -61,6 +65,7 @@ WEIGHT_FILES: dict[str, tuple[WeightFile, ...]] = {
         ),
         DECODER,
         VOCAB,
+        IMAGE_ENCODER,
     ),
     "v2.1": (
         WeightFile(
@@ -75,6 +80,7 @@ WEIGHT_FILES: dict[str, tuple[WeightFile, ...]] = {
         ),
         DECODER,
         VOCAB,
+        IMAGE_ENCODER,
     ),
 }
 
@@ -88,8 +94,15 @@ def problem(path: Path, file: WeightFile) -> str | None:
     return None
 
 
-def verify_weights(directory: str | Path, version: str) -> dict[str, Path]:
-    """The weight files of `version` in `directory`, by name, after checking each SHA-256.
+def needed_files(version: str, pictures: bool = False) -> tuple[WeightFile, ...]:
+    """The files of `version` a render loads: the image encoder only when the job starts from `pictures`, so a
+    weights directory staged before image jobs existed still serves every other job."""
+    return tuple(f for f in WEIGHT_FILES[version] if pictures or f != IMAGE_ENCODER)
+
+
+def verify_weights(directory: str | Path, version: str, files: tuple[WeightFile, ...] | None = None) -> dict[str, Path]:
+    """The weight `files` of `version` in `directory` (default `needed_files(version)`), by name, after checking
+    each SHA-256.
 
     Raises:
         RendererError: the directory does not exist, or files are missing or wrong (all named, with the fix).
@@ -97,14 +110,15 @@ def verify_weights(directory: str | Path, version: str) -> dict[str, Path]:
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         raise RendererError(f"weights directory {str(directory)!r} does not exist")
-    files = {f.name: directory / f.name for f in WEIGHT_FILES[version]}
-    problems = [p for f in WEIGHT_FILES[version] if (p := problem(files[f.name], f))]
+    wanted = needed_files(version) if files is None else files
+    paths = {f.name: directory / f.name for f in wanted}
+    problems = [p for f in wanted if (p := problem(paths[f.name], f))]
     if problems:
         raise RendererError(
             f"weights directory {str(directory)!r} ({version}): {'; '.join(problems)};"
             f" stage it with `raywalk weights stage {directory} --version {version}`"
         )
-    return files
+    return paths
 
 
 def keras_cache() -> Path:
@@ -138,8 +152,8 @@ def vocabulary(directory: Path | None = None) -> Path:
 
 
 def stage_weights(directory: str | Path, version: str = "v1.4", progress: bool = True) -> list[Path]:
-    """Put the weight files of `version` and the CLIP vocabulary into `directory` and verify them, for
-    clusters without internet.
+    """Put the weight files of `version` (the image encoder of picture jobs included) and the CLIP vocabulary
+    into `directory` and verify them, for clusters without internet.
 
     Files already there with the right SHA-256 are kept; the others are copied
     from KerasCV's download cache when it holds a good copy, else downloaded.

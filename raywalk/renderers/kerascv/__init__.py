@@ -3,6 +3,7 @@
 - `renderer`: `KerasCVRenderer`, the renderer contract around KerasCV's sub-models and its DDIM sampler;
 - `settings`: its options, validated once;
 - `models`: the sub-models, built with downloaded, staged or seeded random weights;
+- `image_start`: pictures as starting latents (the VAE encoder, built on first use) and DDIM from a starting step;
 - `api`: every use of KerasCV's private API (importing it imports TensorFlow).
 
 Weight files live in `raywalk.renderers.weights`; prompts are measured by `raywalk.renderers.clip_tokens`.

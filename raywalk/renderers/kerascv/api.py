@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import keras_cv
 import numpy as np
 from keras_cv.models import StableDiffusion, StableDiffusionV2
-from keras_cv.models.stable_diffusion import SimpleTokenizer
+from keras_cv.models.stable_diffusion import ImageEncoder, SimpleTokenizer
 from keras_cv.src.models.stable_diffusion.decoder import Decoder
 from keras_cv.src.models.stable_diffusion.diffusion_model import DiffusionModel, DiffusionModelV2
 from keras_cv.src.models.stable_diffusion.stable_diffusion import StableDiffusionBase
@@ -77,6 +77,12 @@ def sub_model_classes(version: str) -> tuple[type, type, type]:
 def tokenizer(vocab: Path) -> Any:
     """KerasCV's CLIP tokenizer on the vocabulary file `vocab` (public API; here so keras_cv is imported once)."""
     return SimpleTokenizer(bpe_path=str(vocab))
+
+
+def image_encoder(download: bool) -> Any:
+    """KerasCV's VAE encoder (public API): the mean of the latent distribution times 0.18215, no sampling; its
+    weights downloaded into KerasCV's cache when `download`, else random (here so keras_cv is imported once)."""
+    return ImageEncoder(download_weights=download)
 
 
 def reference_model(version: str, height: int, width: int, models: Parts, licence: bool) -> Any:

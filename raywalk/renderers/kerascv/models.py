@@ -12,7 +12,7 @@ from typing import Any
 
 from raywalk.renderers.clip_tokens import MAX_TOKENS
 from raywalk.renderers.kerascv.settings import weights_dir
-from raywalk.renderers.weights import WEIGHT_FILES, verify_weights, vocabulary
+from raywalk.renderers.weights import IMAGE_ENCODER, WEIGHT_FILES, verify_weights, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,27 @@ def build_models(version: str, width: int, height: int, weights: str) -> SubMode
         for model, file in zip((models.text_encoder, models.diffusion_model, models.decoder), WEIGHT_FILES[version]):
             model.load_weights(str(files[file.name]))
     return models
+
+
+def build_image_encoder(version: str, weights: str) -> Any:
+    """KerasCV's VAE encoder with `weights` as `build_models` takes them (random ones seeded), for jobs that
+    start from pictures: only they build it, and only they need its file in a weights directory.
+
+    Raises:
+        RendererError: a weights directory without a good copy of the image encoder's file (the fix named).
+    """
+    import keras
+
+    from raywalk.renderers.kerascv import api
+
+    directory = weights_dir(weights)
+    files = verify_weights(directory, version, (IMAGE_ENCODER,)) if directory else {}
+    if weights == "random":
+        keras.utils.set_random_seed(RANDOM_SEED)
+    encoder = api.image_encoder(download=weights == "download")
+    if directory:
+        encoder.load_weights(str(files[IMAGE_ENCODER.name]))
+    return encoder
 
 
 def enable_memory_growth() -> list[Any]:

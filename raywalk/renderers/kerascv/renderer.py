@@ -5,7 +5,8 @@ schedule, classifier-free guidance, same timestep embedding and decoder
 post-processing) without its waste: the unconditional context is encoded once
 per renderer, nothing is printed per step, the conditional and unconditional
 UNet passes can share one call, and every batch has the same shape so the
-compiled step is traced once per worker.
+compiled step is traced once per worker. Frames may start from pictures at a
+later step of the same schedule (`raywalk.renderers.kerascv.image_start`).
 
 TensorFlow and KerasCV are imported inside functions, through
 `raywalk.renderers.kerascv.api` (the one module that touches KerasCV's private API): the
@@ -28,9 +29,10 @@ from raywalk.core.trajectory import Encodings
 from raywalk.errors import RendererError
 from raywalk.renderers.batches import pad_rows
 from raywalk.renderers.clip_tokens import check_length, counter
+from raywalk.renderers.kerascv.image_start import PictureEncoder, check_starts, noise_levels, render_from_starts
 from raywalk.renderers.kerascv.models import SubModels, build_models, enable_memory_growth
 from raywalk.renderers.kerascv.settings import AUTO, Settings
-from raywalk.renderers.weights import WEIGHT_FILES, keras_cache, unreachable, verify_weights, vocabulary
+from raywalk.renderers.weights import keras_cache, needed_files, unreachable, verify_weights, vocabulary
 
 CONTEXT = "context"  # the one encoding part of SD 1.x/2.x: (77, D) per prompt
 MODEL = "Stable Diffusion"
@@ -148,7 +150,7 @@ class KerasCVRenderer:
             return []
         if settings.weights != "download":
             return []
-        missing = [f for f in WEIGHT_FILES[settings.version] if not (keras_cache() / f.name).is_file()]
+        missing = [f for f in needed_files(settings.version) if not (keras_cache() / f.name).is_file()]
         notes = []
         for host in dict.fromkeys(urllib.parse.urlsplit(f.url).hostname or f.url for f in missing):
             if why := unreachable(host):
@@ -194,6 +196,8 @@ class KerasCVRenderer:
         ratio = (1000 - 1) / (settings.steps - 1) if settings.steps > 1 else 1000
         timesteps = (np.arange(0, settings.steps) * ratio).round().astype(np.int64)
         alphas, alphas_prev = api.initial_alphas(sd, timesteps)
+        self._levels = noise_levels(alphas[::-1])
+        self._pictures = PictureEncoder(settings.version, settings.weights, settings.height, settings.width)
         self._schedule = [
             (
                 api.timestep_embedding(sd, t, 2 * b if joint else b),
@@ -241,9 +245,28 @@ class KerasCVRenderer:
         rows = [np.asarray(self._sd.encode_text(p), np.float32)[0] for p in prompts]
         return {CONTEXT: np.stack(rows) if rows else np.zeros((0, *self._uncond.shape[1:]), np.float32)}
 
-    def render(self, encodings: Encodings, noise: np.ndarray) -> np.ndarray:
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        """float32 (M, h, w, 4) latents of uint8 pictures (M, H, W, 3) (see `kerascv.image_start`).
+
+        Raises:
+            RendererError: pictures of another shape or type, or a weights directory without the image encoder.
+        """
+        return self._pictures(images)
+
+    def render(
+        self,
+        encodings: Encodings,
+        noise: np.ndarray,
+        start_latents: np.ndarray | None = None,
+        start_steps: np.ndarray | None = None,
+    ) -> np.ndarray:
         """uint8 (B, H, W, 3) images for encodings {"context": (B, 77, D)} (or that array) and noise
-        (B, h, w, 4), batch_size at a time."""
+        (B, h, w, 4), batch_size at a time; with `start_latents` (B, h, w, 4) and `start_steps` (B,), each
+        frame starts from its picture latents at its step (see `kerascv.image_start`).
+
+        Raises:
+            RendererError: arrays of the wrong shapes, starts without both halves, or a step out of range.
+        """
         encodings = np.asarray(encodings[CONTEXT] if isinstance(encodings, Mapping) else encodings, np.float32)
         noise = np.asarray(noise, np.float32)
         if encodings.ndim != 3 or noise.shape[1:] != self.latent_shape or len(encodings) != len(noise):
@@ -251,16 +274,10 @@ class KerasCVRenderer:
                 f"render needs encodings (B, 77, D) and noise (B, {', '.join(map(str, self.latent_shape))}),"
                 f" got {encodings.shape} and {noise.shape}"
             )
-        b = self.settings.batch_size
-        images = [
-            self._render_batch(pad_rows(encodings[i : i + b], b), pad_rows(noise[i : i + b], b))
-            for i in range(0, len(encodings), b)
-        ]
-        return (
-            np.concatenate(images)[: len(encodings)]
-            if images
-            else np.zeros((0, self.settings.height, self.settings.width, 3), np.uint8)
-        )
+        starts = check_starts(start_latents, start_steps, len(noise), self.latent_shape, self.settings.steps)
+        if starts is None or not len(noise):
+            return self._render_rows(encodings, noise, 0)
+        return render_from_starts(self._render_rows, encodings, noise, starts, self._levels)
 
     def warm_up(self) -> None:
         """Trace (and XLA-compile) the sampler step and decoder now, with one step on a zero batch."""
@@ -269,10 +286,14 @@ class KerasCVRenderer:
         t_emb, c = self._schedule[0]
         self._decode(self._step(latent, t_emb, np.zeros(self._uncond.shape, np.float32), c))
 
-    def _render_batch(self, encodings: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        latent = noise
-        for t_emb, c in self._schedule:
-            latent = self._step(latent, t_emb, encodings, c)
-        decoded = self._decode(latent).numpy()
-        decoded = ((decoded + 1) / 2) * 255  # generate_image's post-processing, in numpy as there
-        return np.clip(decoded, 0, 255).astype("uint8")
+    def _render_rows(self, encodings: np.ndarray, latents: np.ndarray, first: int) -> np.ndarray:
+        """The frames of `latents` denoised from step `first`, in batches padded to batch_size."""
+        b, (h, w) = self.settings.batch_size, (self.settings.height, self.settings.width)
+        images = [np.zeros((0, h, w, 3), np.uint8)]
+        for i in range(0, len(encodings), b):
+            context, latent = pad_rows(encodings[i : i + b], b), pad_rows(latents[i : i + b], b)
+            for t_emb, c in self._schedule[first:]:
+                latent = self._step(latent, t_emb, context, c)
+            decoded = ((self._decode(latent).numpy() + 1) / 2) * 255  # generate_image's post-processing, in numpy
+            images.append(np.clip(decoded, 0, 255).astype("uint8"))
+        return np.concatenate(images)[: len(encodings)]
