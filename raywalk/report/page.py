@@ -41,10 +41,10 @@ from raywalk.report.stats import (
     worker_stats,
 )
 from raywalk.report.status import frames_per_stack, latest_done_rows, stack_lines
+from raywalk.run.layout import REPORT
 from raywalk.run.manifest import Manifest
 from raywalk.run.store import RunStore, frame_ranges, preview_name
 
-REPORT = "report.html"
 INLINE_LIMIT = 8 << 20  # outputs up to this size are embedded; larger ones are linked
 _MIME = {".gif": "image/gif", ".mp4": "video/mp4", ".png": "image/png"}
 
