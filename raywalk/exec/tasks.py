@@ -53,7 +53,7 @@ def assemble_outputs(
         write_smoothness(store, job.num_frames, run_id, done=index.done)
     write_report(store, releasing, index=index.rows, done=index.done)
     if index.done.all():  # a finished run: what its report was built from, so a no-op resume can skip it
-        record_report(store, job, index)
+        record_report(store, job)
     return outputs
 
 
