@@ -26,7 +26,6 @@ from raywalk.core.commands import assemble_command, report_command, resume_comma
 from raywalk.core.job import Job
 from raywalk.core.output_table import OUTPUT_SUFFIXES
 from raywalk.core.pacing import max_jump, smoothness
-from raywalk.errors import StoreError, one_line
 from raywalk.report.html import CSS, Html, data_uri, escape, html_table, img, secs, short_id
 from raywalk.report.plots import distances_plot, seconds_plot, throughput_plot, timing_plot, walk_plot
 from raywalk.report.stats import (
@@ -68,11 +67,14 @@ def shell_commands(uri: str, missing: bool) -> list[tuple[str, str]]:
 
 
 def _sizes(store: RunStore, names: Sequence[str]) -> dict[str, int]:
-    """Sizes of the files among `names` that exist in the run (one metadata request each)."""
-    try:
-        infos = store.fs.get_file_info([f"{store.root}/{n}" for n in names])
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{store.uri}: cannot look up the outputs: {one_line(exc)}") from None
+    """Sizes of the files among `names` that exist in the run (one metadata request each, retried).
+
+    Raises:
+        StoreError: storage kept failing.
+    """
+    infos = store.files.retry(
+        "cannot look up the outputs", lambda: store.fs.get_file_info(list(map(store.files.path, names)))
+    )
     return {n: i.size for n, i in zip(names, infos) if i.type == pafs.FileType.File}
 
 
