@@ -108,9 +108,7 @@ def map_exceptions(mapping: Mapping[type[BaseException], Callable[[str], Raywalk
     """
     try:
         yield
-    except RaywalkError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # a Ray task's error is also its cause's class: a RaywalkError raised in a task too
         for source, make in mapping.items():
             if isinstance(exc, source):
                 raise make(describe(exc)) from None
