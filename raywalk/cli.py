@@ -18,7 +18,7 @@ from raywalk.core.plan import Denoiser, estimate, first_pass_plan, make_plan
 from raywalk.core.timing import needs_table
 from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
 from raywalk.jobfile import load_job
-from raywalk.run.store import frame_name, frame_ranges, soundtrack_name
+from raywalk.run.store import RunStore, frame_name, frame_ranges, soundtrack_name
 
 
 def _log_traceback() -> str:
@@ -221,8 +221,6 @@ def render(job_file: Path, uri: str, force: bool, **options) -> None:
 @render_options
 def resume(uri: str, **options) -> None:
     """Finish the run at URI: render only the frames it lacks, then assemble its outputs."""
-    from raywalk.run.store import RunStore
-
     store = RunStore(uri, create=False)
     job = store.read_job()
     if not _nothing_to_do(store, job, uri, options["verify"]):
@@ -231,7 +229,7 @@ def resume(uri: str, **options) -> None:
         _finish(driver.render(job, uri, store=store, **_driver_options(**options)))
 
 
-def _nothing_to_do(store, job: Job, uri: str, verify: bool) -> bool:
+def _nothing_to_do(store: RunStore, job: Job, uri: str, verify: bool) -> bool:
     """Whether the run is finished with every product current (`raywalk.run.current`): then the render's
     summary is printed at once, without importing Ray, a renderer or matplotlib (a no-op in under a second)."""
     from raywalk.exec.progress import Progress
@@ -346,7 +344,6 @@ def report(uri: str, open_page: bool) -> None:
     import webbrowser
 
     from raywalk.report.page import write_report
-    from raywalk.run.store import RunStore
 
     store = RunStore(uri, create=False)
     url = write_report(store)
