@@ -18,7 +18,7 @@ from raywalk.core.plan import Denoiser, estimate, first_pass_plan, make_plan
 from raywalk.core.timing import needs_table
 from raywalk.errors import INCOMPLETE, INTERNAL, RaywalkError, one_line
 from raywalk.jobfile import load_job
-from raywalk.run.store import frame_name, frame_ranges, soundtrack_name
+from raywalk.run.store import RunStore, frame_name, frame_ranges, soundtrack_name
 
 
 def _log_traceback() -> str:
@@ -221,10 +221,14 @@ def render(job_file: Path, uri: str, force: bool, **options) -> None:
     S3-compatible stores take their endpoint in the URI, e.g.
     s3://bucket/run?endpoint_override=host:9000&scheme=http.
     """
-    from raywalk.exec import driver
+    from raywalk.exec.location import open_location
 
     job = load_job(job_file)
-    _finish(driver.render(job, uri, force=force, **_driver_options(**options)))
+    store = open_location(uri)
+    if not _nothing_to_do(store, job, uri, options["verify"]):
+        from raywalk.exec import driver
+
+        _finish(driver.render(job, uri, store=store, force=force, **_driver_options(**options)))
 
 
 @main.command()
@@ -232,9 +236,25 @@ def render(job_file: Path, uri: str, force: bool, **options) -> None:
 @render_options
 def resume(uri: str, **options) -> None:
     """Finish the run at URI: render only the frames it lacks, then assemble its outputs."""
-    from raywalk.exec import driver
+    store = RunStore(uri, create=False)
+    job = store.read_job()
+    if not _nothing_to_do(store, job, uri, options["verify"]):
+        from raywalk.exec import driver
 
-    _finish(driver.resume(uri, **_driver_options(**options)))
+        _finish(driver.render(job, uri, store=store, **_driver_options(**options)))
+
+
+def _nothing_to_do(store: RunStore, job: Job, uri: str, verify: bool) -> bool:
+    """Whether the run is finished with every product current (`raywalk.run.current`): then the render's
+    summary is printed at once, without importing Ray, a renderer or matplotlib (a no-op in under a second)."""
+    from raywalk.exec.progress import Progress
+    from raywalk.run.current import finished
+
+    if not finished(store, job, verify):
+        return False
+    Progress(job.num_frames, job.num_frames).close()  # the full bar a render draws on a terminal
+    _done(job.num_frames, uri, [])
+    return True
 
 
 def _driver_options(
@@ -254,12 +274,14 @@ def _driver_options(
     }
 
 
+def _done(num_frames: int, uri: str, outputs: list[str]) -> None:
+    """The last line of a render or resume that left every frame done."""
+    click.echo(f"raywalk: {num_frames} frames in {uri}" + (f"; outputs: {', '.join(outputs)}" if outputs else ""))
+
+
 def _finish(outcome) -> None:
     if outcome.complete:
-        click.echo(
-            f"raywalk: {outcome.num_frames} frames in {outcome.uri}"
-            + (f"; outputs: {', '.join(outcome.outputs)}" if outcome.outputs else "")
-        )
+        _done(outcome.num_frames, outcome.uri, outcome.outputs)
         return
     click.echo(
         f"raywalk: {len(outcome.missing)} of {outcome.num_frames} frames missing "
@@ -337,7 +359,6 @@ def report(uri: str, open_page: bool) -> None:
     import webbrowser
 
     from raywalk.report.page import write_report
-    from raywalk.run.store import RunStore
 
     store = RunStore(uri, create=False)
     url = write_report(store)

@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import logging
 import os
+import socket
 import sys
 from importlib import metadata
 from typing import Any
@@ -24,7 +25,7 @@ import ray
 
 from raywalk.core.job import Job
 from raywalk.core.limits import MAX_WORKERS
-from raywalk.errors import BadInputError
+from raywalk.errors import BadInputError, ClusterError, map_exceptions
 
 # What a worker that reserved no GPU starts with: it must not use a GPU (another worker's), nor probe CUDA and log
 # the failure (TensorFlow's `E0000 ... failed call to cuInit` on a machine without a GPU driver) at every start.
@@ -32,6 +33,7 @@ from raywalk.errors import BadInputError
 # Python exceptions are unaffected. A variable set in the driver's environment is left as it is (a person who
 # wants TensorFlow's lines sets TF_CPP_MIN_LOG_LEVEL=0 there; on a local Ray the workers inherit it).
 CPU_WORKER_ENV = {"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+ANSWER_TIMEOUT = 10.0  # seconds a cluster's address may take to accept a connection before it is given up
 _started_here = False  # whether this process started its own local Ray (rather than joining a cluster)
 
 
@@ -66,6 +68,10 @@ def connect(address: str | None, renderer: str | None = None) -> None:
     terminals (`RAY_COLOR_PREFIX`, which a user may set). The module of
     `renderer` travels with the job if workers could not import it (`runtime_env`);
     a process that started Ray itself passes that to its own `ray.init`.
+
+    Raises:
+        ClusterError: the cluster to join does not answer (checked first: Ray itself retries for minutes), or
+            Ray cannot connect to it.
     """
     global _started_here
     if ray.is_initialized():
@@ -73,13 +79,35 @@ def connect(address: str | None, renderer: str | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not (sys.stdout.isatty() and sys.stderr.isatty()):  # read by Ray each time it prints a worker's line
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
-    _started_here = address is None and not os.environ.get("RAY_ADDRESS")
-    ray.init(
-        address="local" if _started_here else address,
-        logging_level=logging.ERROR,
-        log_to_driver=True,
-        runtime_env=runtime_env(renderer) if renderer else None,
-    )
+    target = address or os.environ.get("RAY_ADDRESS")
+    _started_here = not target
+    if target:
+        check_answers(target)
+    with map_exceptions({ConnectionError: lambda why: ClusterError(f"cannot join the Ray cluster at {target}: {why}")}):
+        ray.init(
+            address="local" if _started_here else address,
+            logging_level=logging.ERROR,
+            log_to_driver=True,
+            runtime_env=runtime_env(renderer) if renderer else None,
+        )
+
+
+def check_answers(address: str) -> None:
+    """Refuse at once a cluster address ('host:port', 'ray://host:port') at which nothing accepts a connection
+    within `ANSWER_TIMEOUT`; other forms ('auto', 'local') are left to Ray.
+
+    Raises:
+        ClusterError: nothing answers there.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or "://" in host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=ANSWER_TIMEOUT).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} ({exc.strerror or exc})"
+        ) from None
 
 
 def started_here() -> bool:

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ray
-from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError, RuntimeEnvSetupError
+from ray.exceptions import ActorDiedError, RayActorError, RayTaskError, RuntimeEnvSetupError
 
 from raywalk.core.job import Job
-from raywalk.errors import RendererError, RunError
+from raywalk.errors import RendererError, RunError, map_exceptions
+from raywalk.errors import describe as cause  # Ray's error in one line; dispatch and phases import it from here
 from raywalk.exec.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_env, worker_resources
 from raywalk.exec.interrupts import Interrupts
 from raywalk.exec.progress import Progress
@@ -92,12 +93,14 @@ class Session:
         )
         ref = check.remote(self.job.model, list(self.job.prompts), len(self.job.pictures))
         self.wait([ref], request)
-        try:
+        no_env = "the workers could not set up the renderer's environment"
+        with map_exceptions(
+            {
+                RuntimeEnvSetupError: lambda why: RunError(f"{no_env}: {why}"),
+                RayTaskError: lambda why: RendererError(f"{self.job.source}: {why}"),
+            }
+        ):
             self.backend = ray.get(ref)
-        except RayTaskError as exc:
-            raise RendererError(f"{self.job.source}: {cause(exc)}") from None
-        except RuntimeEnvSetupError as exc:
-            raise RunError(f"the workers could not set up the renderer's environment: {cause(exc)}") from None
         self.request = request
 
     def wait(
@@ -174,17 +177,3 @@ class Session:
                     self.watch.poll(now=True)  # unavailable): only Ray's own restart count tells a new death
                 asked_again = True
                 time.sleep(POLL)
-
-
-def cause(exc: RayError) -> str:
-    """What went wrong in one line, without Ray's traceback: the exception's last line (a constructor's own
-    error included), or for an actor whose process died the sentence that says why."""
-    inner = getattr(exc, "cause", None) or exc
-    if isinstance(inner, RayTaskError):
-        inner = inner.cause or inner
-    lines = [line.strip() for line in str(inner).strip().splitlines() if line.strip()]
-    if isinstance(inner, RayActorError) and "error raised in its creation task" not in str(inner):
-        why = [line for line in lines if line.startswith("The actor")]
-        if why:
-            return why[-1].split(". ")[0].rstrip(".")
-    return lines[-1] if lines else type(inner).__name__

@@ -11,6 +11,7 @@ from typing import Any
 import ray
 
 from raywalk.core.job import Job
+from raywalk.run.current import record_report
 from raywalk.run.state import IndexRead, read_index
 from raywalk.run.store import SMOOTHNESS, RunStore
 
@@ -29,7 +30,8 @@ def assemble_outputs(
     `releasing`: the driver's own, released right after); a Ray task, since assembly decodes images, which the
     driver never holds. Assembling a complete run publishes frames.parquet (and moves damaged index files out
     of index/); `frames_table` does it without outputs. Outputs, smoothness and report share one read of the
-    index: `index` where the caller holds a current one, else one read here (previews read their own).
+    index: `index` where the caller holds a current one, else one read here (previews read their own). A
+    finished run's report is recorded with what it was built from (`raywalk.run.current`).
     Returns where the outputs are (the report and frames.parquet not included)."""
     from raywalk.outputs.assemble import assemble_job, publish_frames_table, write_smoothness
     from raywalk.report.page import write_report
@@ -50,6 +52,8 @@ def assemble_outputs(
     if job.walk.kind != "grid" and not store.output_ok(SMOOTHNESS, run_id) and index.done.all():
         write_smoothness(store, job.num_frames, run_id, done=index.done)
     write_report(store, releasing, index=index.rows, done=index.done)
+    if index.done.all():  # a finished run: what its report was built from, so a no-op resume can skip it
+        record_report(store, job)
     return outputs
 
 

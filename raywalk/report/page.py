@@ -26,7 +26,6 @@ from raywalk.core.commands import assemble_command, report_command, resume_comma
 from raywalk.core.job import Job
 from raywalk.core.output_table import OUTPUT_SUFFIXES
 from raywalk.core.pacing import max_jump, smoothness
-from raywalk.errors import StoreError, one_line
 from raywalk.report.html import CSS, Html, data_uri, escape, html_table, img, secs, short_id
 from raywalk.report.pictures import ShownPicture, pictures_section, shown_pictures
 from raywalk.report.plots import distances_plot, seconds_plot, throughput_plot, timing_plot, walk_plot
@@ -42,10 +41,10 @@ from raywalk.report.stats import (
     worker_stats,
 )
 from raywalk.report.status import frames_per_stack, latest_done_rows, stack_lines
+from raywalk.run.layout import REPORT
 from raywalk.run.manifest import Manifest
 from raywalk.run.store import RunStore, frame_ranges, preview_name
 
-REPORT = "report.html"
 INLINE_LIMIT = 8 << 20  # outputs up to this size are embedded; larger ones are linked
 _MIME = {".gif": "image/gif", ".mp4": "video/mp4", ".png": "image/png"}
 
@@ -69,11 +68,14 @@ def shell_commands(uri: str, missing: bool) -> list[tuple[str, str]]:
 
 
 def _sizes(store: RunStore, names: Sequence[str]) -> dict[str, int]:
-    """Sizes of the files among `names` that exist in the run (one metadata request each)."""
-    try:
-        infos = store.fs.get_file_info([f"{store.root}/{n}" for n in names])
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{store.uri}: cannot look up the outputs: {one_line(exc)}") from None
+    """Sizes of the files among `names` that exist in the run (one metadata request each, retried).
+
+    Raises:
+        StoreError: storage kept failing.
+    """
+    infos = store.files.retry(
+        "cannot look up the outputs", lambda: store.fs.get_file_info(list(map(store.files.path, names)))
+    )
     return {n: i.size for n, i in zip(names, infos) if i.type == pafs.FileType.File}
 
 

@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raywalk.errors import describe
 from raywalk.run.fs import RunFS
 from raywalk.run.layout import KEYFRAMES, PACING, SMOOTHNESS, TIMING
 from raywalk.run.records import output_ok
-from raywalk.run.retry import describe
 
 log = logging.getLogger(__name__)
 

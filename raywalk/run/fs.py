@@ -23,8 +23,8 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from raywalk.errors import RunLocationError
-from raywalk.run.retry import OPEN_DEADLINE, describe, retry
+from raywalk.errors import RunLocationError, describe
+from raywalk.run.retry import OPEN_DEADLINE, retry
 
 log = logging.getLogger(__name__)
 

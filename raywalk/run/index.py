@@ -19,10 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raywalk.concurrency import bounded_map
+from raywalk.errors import describe
 from raywalk.run.fs import RunFS
 from raywalk.run.layout import DAMAGED, FRAMES, INDEX, frame_file, frame_name, index_file_name, is_index_file
 from raywalk.run.manifest import LEGACY_RUN_ID
-from raywalk.run.retry import describe
 
 INDEX_SCHEMA = pa.schema(
     [

@@ -17,6 +17,7 @@ Layout under the run root::
     walk.gif, walk.mp4, ...                final outputs, whole
     preview/walk.gif, ...                  partial outputs, marked PARTIAL inside
     smoothness.parquet                     distance from each frame to the next (recorded like an output)
+    report.html                            the run's report; outputs/report.html.json says what it was built from
     lock.json                              the driver rendering the run, with a heartbeat (`raywalk.run.lock`)
 """
 
@@ -42,6 +43,7 @@ FRAMES_TABLE = "frames.parquet"
 FAILURES = "failures"
 OUTPUTS = "outputs"
 PREVIEW = "preview"
+REPORT = "report.html"
 
 
 def frame_name(frame: int) -> str:

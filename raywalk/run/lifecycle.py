@@ -13,7 +13,7 @@ import json
 from raywalk.concurrency import bounded_map
 from raywalk.core.frameinfo import FRAME_FORMAT
 from raywalk.core.job import Job
-from raywalk.errors import RunLocationError
+from raywalk.errors import RunLocationError, describe
 from raywalk.run.fs import RunFS
 from raywalk.run.index import RunIndex
 from raywalk.run.layout import (
@@ -33,7 +33,6 @@ from raywalk.run.layout import (
 )
 from raywalk.run.manifest import Manifest, ManifestError, new_manifest
 from raywalk.run.records import write_json
-from raywalk.run.retry import describe
 
 _DELETERS = 8  # stray frames deleted at once by a fresh start
 

@@ -15,11 +15,10 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from raywalk.errors import BadInputError
+from raywalk.errors import BadInputError, describe
 from raywalk.run.fs import Bytes, RunFS
 from raywalk.run.layout import FAILURES, failure_chunk, failure_name, output_record_name
 from raywalk.run.publish import COPY_BLOCK, publish, staged
-from raywalk.run.retry import describe
 from raywalk.run.sources import source_blocks, source_exists
 
 

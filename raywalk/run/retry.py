@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from raywalk.errors import StoreError, one_line
+from raywalk.errors import StoreError, describe
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,6 @@ _TRANSIENT_ERRNOS = {
     errno.EPIPE,
     errno.EAGAIN,
 }
-
-
-def describe(exc: BaseException) -> str:
-    """An error in one line for messages, its type's name when it says nothing."""
-    return one_line(exc) or type(exc).__name__
 
 
 def transient(exc: BaseException) -> bool:

@@ -54,6 +54,20 @@ class IndexRead:
         return rows.filter(pa.array(newest))
 
 
+def frame_sizes(store: RunStore, num_frames: int) -> np.ndarray:
+    """The size of each of frames 0..num_frames-1 in frames/ (-1 where it is absent), from one listing.
+
+    Raises:
+        StoreError: storage kept failing.
+    """
+    sizes = np.full(num_frames, -1, dtype=np.int64)
+    for info in store.files.list(FRAMES):  # retried listing: frames/ holds the frames and nothing else
+        stem = info.base_name.removesuffix(".png")
+        if stem.isdigit() and int(stem) < num_frames and info.base_name == frame_name(int(stem)):
+            sizes[int(stem)] = info.size
+    return sizes
+
+
 def read_index(store: RunStore, num_frames: int, run_id: str, verify: bool = False) -> IndexRead:
     """Read the index of run `run_id` once (`RunStore.read_index`, which names damaged files in
     `store.damaged`) and list frames/ once: the rows and the done frames among 0..num_frames-1.
@@ -62,11 +76,7 @@ def read_index(store: RunStore, num_frames: int, run_id: str, verify: bool = Fal
         StoreError: storage kept failing.
     """
     rows = store.read_index(run_id=run_id)
-    sizes = np.full(num_frames, -1, dtype=np.int64)
-    for info in store.files.list(FRAMES):  # retried listing: frames/ holds the frames and nothing else
-        stem = info.base_name.removesuffix(".png")
-        if stem.isdigit() and int(stem) < num_frames and info.base_name == frame_name(int(stem)):
-            sizes[int(stem)] = info.size
+    sizes = frame_sizes(store, num_frames)
     frame = rows["frame"].fill_null(-1).to_numpy(zero_copy_only=False)
     ok = (frame >= 0) & (frame < num_frames)
     frame = np.where(ok, frame, 0)
