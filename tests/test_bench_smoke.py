@@ -29,6 +29,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
     ),
     "make_soundtrack.py": (r"beat\.flac: \d+ bytes$", r"^same samples as beat\.flac: True$"),
     "pacing_figure.py": (r"pacing\.png: \d+ bytes$",),
+    "pictures_figure.py": (r"^frame  0: strength 0\.200, starting step 2$", r"pictures-contact\.png: \d+ bytes$"),
     "pipeline.py": (r'"frames_per_s": [\d.]+', r'"driver_peak_rss_mb": [\d.]+', r'"resume_verify_seconds": [\d.]+'),
     "sampler.py": (r"^steps   1: generate_image +[\d.]+ s/frame \| raywalk +[\d.]+ s/frame \| speed-up [\d.]+x",),
     "sampler_sd3.py": (r"^steps   1: generate +[\d.]+ s/frame \| raywalk +[\d.]+ s/frame \| speed-up [\d.]+x",),
@@ -43,7 +44,16 @@ def test_every_bench_script_is_known():
 
 
 # The longest first: they start first in the pool below.
-ORDER = ("sampler.py", "pipeline.py", "chaos.py", "sampler_sd3.py", "sd3_gpu.sh", "assemble.py", "pacing_figure.py")
+ORDER = (
+    "sampler.py",
+    "pipeline.py",
+    "chaos.py",
+    "sampler_sd3.py",
+    "sd3_gpu.sh",
+    "pictures_figure.py",
+    "assemble.py",
+    "pacing_figure.py",
+)
 AT_ONCE = 2  # scripts running together: most of a smoke run is waiting (Ray starting, drivers importing, sleeps);
 # three at once failed chaos.py and pipeline.py once on a 2-core machine already busy with other tests
 

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from raywalk._version import __version__
 from raywalk.core.job import Job
+from raywalk.run.inputs import run_inputs
 from raywalk.run.layout import (
     FRAMES_TABLE,
     INDEX,
@@ -29,7 +30,6 @@ from raywalk.run.layout import (
     SMOOTHNESS,
     frame_file,
     output_record_name,
-    soundtrack_name,
 )
 from raywalk.run.manifest import Manifest, ManifestError
 from raywalk.run.records import write_json
@@ -83,10 +83,10 @@ def record_report(store: RunStore, job: Job) -> None:
 
 def finished(store: RunStore, job: Job, verify: bool = False) -> bool:
     """Whether a render of `job` into `store` has nothing to do: the location holds a run of `job` that no
-    driver holds, with its soundtrack, its products and a report built from the run as it is, and every frame
-    done: its PNG has the size frames.parquet records, which holds the newest index row of each frame (the
-    index unchanged since: its files are part of the report's basis), or with `verify`, one read of the index
-    and every PNG rehashed (`RunState`). Cheap checks first.
+    driver holds, with its soundtrack and pictures, its products and a report built from the run as it is,
+    and every frame done: its PNG has the size frames.parquet records, which holds the newest index row of
+    each frame (the index unchanged since: its files are part of the report's basis), or with `verify`, one
+    read of the index and every PNG rehashed (`RunState`). Cheap checks first.
 
     Raises:
         StoreError: storage kept failing.
@@ -99,8 +99,7 @@ def finished(store: RunStore, job: Job, verify: bool = False) -> bool:
         return False
     if manifest is None or manifest.fingerprint != job.fingerprint() or store.read_lock() is not None:
         return False
-    name, path, timing = soundtrack_name(job), job.audio_file(), job.timing
-    if name and path and timing and timing.sha256 and not store.holds(name, timing.sha256):
+    if not all(store.holds(item.name, item.sha256) for item in run_inputs(job)):
         return False
     run_id = manifest.run_id
     report = store.output_record(REPORT)  # as `output_ok` checks a record, and its basis below
