@@ -102,14 +102,12 @@ def test_per_worker_and_per_node_seconds():
     assert (n2.name, n2.frames, n2.p90) == ("n2", 2, 2.0)
 
 
-def test_retries_and_restarts_recorded_or_inferred():
+def test_retries_and_restarts_inferred():
     index = timing_rows(
         {0: ("w1", "n1", [1.0, 1.0]), 1: ("w1", "n2", [1.0, 1.0]), 2: ("w2", "n1", [1.0, 1.0])}, attempt={1: 3}
     )
     assert retried_chunks(index) == {1: (3, 2)}
-    assert worker_restarts(index) == (False, {"w1": 1})  # an actor seen on two nodes restarted at least once
-    index["restarts"] = [0, 0, 2, 2, 0, 0]
-    assert worker_restarts(index) == (True, {"w1": 2})
+    assert worker_restarts(index) == {"w1": 1}  # an actor seen on two nodes restarted at least once
 
 
 def test_walk_parameters_are_the_numeric_columns_the_schema_does_not_name():
@@ -120,7 +118,6 @@ def test_walk_parameters_are_the_numeric_columns_the_schema_does_not_name():
             "row": pa.array([0], pa.int32()),
             "t_row": [0.0],
             "written": [1.0],
-            "restarts": [0],
             "note": ["x"],
         }
     )

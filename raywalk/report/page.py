@@ -30,7 +30,6 @@ from raywalk.report.html import CSS, Html, data_uri, escape, html_table, img, se
 from raywalk.report.pictures import ShownPicture, pictures_section, shown_pictures
 from raywalk.report.plots import distances_plot, seconds_plot, throughput_plot, timing_plot, walk_plot
 from raywalk.report.stats import (
-    RESTARTS,
     WRITTEN,
     GroupStats,
     node_stats,
@@ -158,19 +157,12 @@ def _failures_section(failures: Mapping[int, Mapping[str, Any]], index: Mapping[
         )
     else:
         out.append("<p>No retries: every indexed frame was rendered on its chunk's first attempt.</p>")
-    recorded, restarts = worker_restarts(index)
-    listed = ", ".join(f"worker {short_id(w)}: {n}" for w, n in restarts.items())
-    if recorded:
-        out.append(f"<p>Worker restarts: {listed or 'none'}.</p>")
-    else:
-        out.append(
-            "<p>Worker restarts are not recorded in this run's index; "
-            + (
-                f"workers seen on more than one node restarted at least: {listed}.</p>"
-                if listed
-                else "no worker rendered on more than one node.</p>"
-            )
-        )
+    listed = ", ".join(f"worker {short_id(w)}: {n}" for w, n in worker_restarts(index).items())
+    out.append(
+        f"<p>Workers seen on more than one node restarted at least: {listed}.</p>"
+        if listed
+        else "<p>No worker rendered on more than one node.</p>"
+    )
     return "".join(out)
 
 
@@ -314,7 +306,7 @@ def build_report(
     done_set = set(np.flatnonzero(done_mask).tolist())
     missing = np.flatnonzero(~done_mask).tolist()
     failures = store.read_failures()
-    wanted = ["frame", "chunk", "attempt", "node", "worker", "seconds", WRITTEN, RESTARTS]
+    wanted = ["frame", "chunk", "attempt", "node", "worker", "seconds", WRITTEN]
     columns = table.select([c for c in wanted if c in table.column_names]).to_pydict()
     uri = store.root if store.local else store.uri
     state = "complete" if not missing else f"{len(missing)} of {total} frames missing"

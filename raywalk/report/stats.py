@@ -17,8 +17,7 @@ import pyarrow as pa
 from raywalk.run.store import INDEX_SCHEMA
 
 WRITTEN = "written"  # index column: UNIX seconds when the chunk's index was written
-RESTARTS = "restarts"  # index column: how often the row's worker had restarted when it wrote the row
-NOT_PARAMETERS = {f.name for f in INDEX_SCHEMA} | {WRITTEN, RESTARTS}
+NOT_PARAMETERS = {f.name for f in INDEX_SCHEMA} | {WRITTEN}
 
 
 @dataclass(frozen=True)
@@ -147,22 +146,11 @@ def retried_chunks(index: Mapping[str, Sequence[Any]]) -> dict[int, tuple[int, i
     return dict(sorted(retried.items()))
 
 
-def worker_restarts(index: Mapping[str, Sequence[Any]]) -> tuple[bool, dict[str, int]]:
-    """(recorded, worker -> restarts) for workers that restarted.
-
-    With a `restarts` column the counts are recorded ones (the highest per
-    worker). Without it they are a lower bound: a worker (a Ray actor, whose id
-    survives restarts) seen on n nodes restarted at least n - 1 times.
-    """
-    recorded = RESTARTS in index
-    counts: dict[str, int] = {}
-    if recorded:
-        for worker, n in zip(index["worker"], index[RESTARTS]):
-            counts[worker] = max(counts.get(worker, 0), int(n or 0))
-    else:
-        for stats in worker_stats(index):
-            counts[stats.name] = len(stats.members) - 1
-    return recorded, {w: n for w, n in sorted(counts.items()) if n}
+def worker_restarts(index: Mapping[str, Sequence[Any]]) -> dict[str, int]:
+    """Worker -> restarts, for workers that restarted, as a lower bound read from the index: a worker (a Ray
+    actor, whose id survives restarts) seen on n nodes restarted at least n - 1 times."""
+    counts = {stats.name: len(stats.members) - 1 for stats in worker_stats(index)}
+    return {w: n for w, n in sorted(counts.items()) if n}
 
 
 def walk_parameters(table: pa.Table) -> list[str]:
