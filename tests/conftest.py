@@ -53,19 +53,6 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-# Modules that share the session's KerasCV models (`sd_models`, 3.5 GB): one xdist worker runs them all.
-KERASCV_MODELS = {"test_kerascv.py", "test_kerascv_images.py"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`, pyproject's addopts), each module runs whole on one worker, so
-    its module fixtures (a render, a tiny backbone) are built once; the KerasCV modules share one worker, so
-    the 3.5 GB models are built once per session."""
-    for item in items:
-        module = item.path.name
-        item.add_marker(pytest.mark.xdist_group("kerascv-models" if module in KERASCV_MODELS else module))
-
-
 @pytest.fixture(scope="session")
 def clip_vocab() -> Path:
     """The CLIP BPE vocabulary found in `CLIP_PLACES` (never committed)."""

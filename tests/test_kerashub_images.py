@@ -188,6 +188,8 @@ def test_every_other_installed_backend_gives_generates_frames_too():
                 "-q",
                 "-p",
                 "no:cacheprovider",
+                "-n",
+                "0",  # two tests: in this one process, without xdist's workers
                 __file__,
                 "-k",
                 "equals_image_to_image_generate or vae_round_trip",  # the checks against KerasHub's own code

@@ -21,7 +21,7 @@ def run_pytest_elsewhere(tmp_path: Path, home: Path) -> subprocess.CompletedProc
     (repo / "tests" / "test_tiny.py").write_text("def test_tiny(clip_vocab):\n    assert clip_vocab.is_file()\n")
     env = {k: v for k, v in os.environ.items() if k not in ("RAYWALK_CLIP_DIR", "KERAS_HOME")} | {"HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_tiny.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_tiny.py"],
         cwd=repo,
         env=env,
         capture_output=True,
