@@ -135,7 +135,7 @@ def test_a_weights_directory_here_has_every_file_checked(tmp_path, clip_vocab):
 def test_download_without_cached_weights_probes_the_host(empty_keras_home, clip_vocab, monkeypatch):
     shutil.copy(clip_vocab, empty_keras_home / clip_vocab.name)
     probed = []
-    monkeypatch.setattr(kerascv_renderer, "unreachable", lambda host: probed.append(host) or "no route to host")
+    monkeypatch.setattr(weights, "unreachable", lambda host: probed.append(host) or "no route to host")
     note = (
         "weights: download needs huggingface.co, which this machine cannot reach (no route to host); for a"
         " cluster without internet, run `raywalk weights stage DIR` on a machine with internet, then set"

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from raywalk.core.trajectory import Trajectory, slerp, start_step
+from raywalk.core.starts import start_step
+from raywalk.core.trajectory import Trajectory, slerp
 
 from builders import make_job
 

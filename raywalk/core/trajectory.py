@@ -43,13 +43,13 @@ The starts, like the encodings and the noise, depend on the frame number alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TypeAlias
 
 import numpy as np
 
 from raywalk.core.job import Job, Walk
 from raywalk.core.kinds import CircleMode, Direction, Easing, Method, NoiseKind, WalkKind
+from raywalk.core.starts import Starts, start_step
 
 Encodings: TypeAlias = np.ndarray | dict[str, np.ndarray]
 """One array per prompt/frame (the contract's original form), or named parts, each with one leading row each."""
@@ -60,21 +60,6 @@ def select(encodings: Encodings, rows: np.ndarray | slice) -> Encodings:
     if isinstance(encodings, dict):
         return {name: part[rows] for name, part in encodings.items()}
     return encodings[rows]
-
-
-@dataclass(frozen=True)
-class Starts:
-    """Where frames start from a picture (`Trajectory.starts`): one row each."""
-
-    latents: np.ndarray  # float32 (n, h, w, c): the latents noised to each frame's starting step
-    steps: np.ndarray  # int32 (n,): the starting step, in [0, model.steps]; 0 starts from the noise alone
-    strength: np.ndarray  # float64 (n,): in [0, 1], 0 keeps the picture, 1 ignores it
-
-
-def start_step(strength: np.ndarray | float, steps: int) -> np.ndarray:
-    """The starting step of frames at `strength` in a walk of `steps` steps: floor(steps x (1 - strength)),
-    exactly KerasHub's `int(num_steps * (1.0 - strength))` (the same float64 product, truncated)."""
-    return np.floor(steps * (1.0 - np.asarray(strength, dtype=np.float64))).astype(np.int32)
 
 
 # Independent random streams under one seed (the second element of every key).

@@ -46,8 +46,9 @@ from raywalk.core.job import Job
 from raywalk.core.pacing import first_pass_job, first_pass_trajectory
 from raywalk.core.picture import fit_picture
 from raywalk.core.stack import BACKEND_PACKAGES, PACKAGES, Stack, describe_difference
+from raywalk.core.starts import Starts
 from raywalk.core.timing import needs_table
-from raywalk.core.trajectory import Encodings, Starts, Trajectory, select
+from raywalk.core.trajectory import Encodings, Trajectory, select
 from raywalk.errors import RunError, RunLocationError, StackChangeError
 from raywalk.renderers.contract import PictureRenderer, Renderer, load_renderer
 from raywalk.run.artifacts import split_pictures

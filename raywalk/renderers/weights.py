@@ -13,6 +13,7 @@ import http.client
 import os
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -261,3 +262,29 @@ def unreachable(host: str) -> str | None:
     thread.start()
     thread.join(PROBE_TIMEOUT_S)
     return outcome[0] if outcome else f"no answer in {PROBE_TIMEOUT_S:g} s"
+
+
+def resource_notes(directory: Path | None, weights: str, version: str) -> list[str]:
+    """What a KerasCV renderer would load, checked without loading it: a weights `directory` here has every
+    file's SHA-256 checked (one not here is a note); ``weights: download`` with files missing from KerasCV's
+    cache needs their host to answer within `PROBE_TIMEOUT_S`, else a note with the fix.
+
+    Raises:
+        RendererError: a weights directory with files missing or wrong (named, with the fix).
+    """
+    if directory is not None:
+        if not directory.is_dir():
+            return [f"weights directory {str(directory)!r} is not on this machine"]
+        verify_weights(directory, version)
+        return []
+    if weights != "download":
+        return []
+    missing = [f for f in needed_files(version) if not (keras_cache() / f.name).is_file()]
+    notes = []
+    for host in dict.fromkeys(urllib.parse.urlsplit(f.url).hostname or f.url for f in missing):
+        if why := unreachable(host):
+            notes.append(
+                f"weights: download needs {host}, which this machine cannot reach ({why}); for a cluster without"
+                " internet, run `raywalk weights stage DIR` on a machine with internet, then set `weights: DIR`"
+            )
+    return notes

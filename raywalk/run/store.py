@@ -66,8 +66,7 @@ class RunStore:
     def __init__(self, uri: str | os.PathLike[str], create: bool = False) -> None:
         """Check that `uri` is a usable run location, writing nothing (with `create`, make its root too).
 
-        The check is bounded (`raywalk.run.retry.OPEN_DEADLINE`): an unreachable
-        store fails in seconds. The root need not exist; `create()` makes it.
+        Bounded (`raywalk.run.retry.OPEN_DEADLINE`): an unreachable store fails in seconds.
 
         Raises:
             RunLocationError: the URI is empty, malformed, a file, names no bucket or cannot be reached.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -32,7 +31,7 @@ from raywalk.renderers.clip_tokens import check_length, counter
 from raywalk.renderers.kerascv.image_start import PictureEncoder, check_starts, noise_levels, render_from_starts
 from raywalk.renderers.kerascv.models import SubModels, build_models, enable_memory_growth
 from raywalk.renderers.kerascv.settings import AUTO, Settings
-from raywalk.renderers.weights import keras_cache, needed_files, unreachable, verify_weights, vocabulary
+from raywalk.renderers.weights import resource_notes, vocabulary
 
 CONTEXT = "context"  # the one encoding part of SD 1.x/2.x: (77, D) per prompt
 MODEL = "Stable Diffusion"
@@ -142,23 +141,7 @@ class KerasCVRenderer:
                 `raywalk weights stage` fix), or an option the renderer does not take.
         """
         settings = cls.settings_of(**kwargs)
-        directory = settings.weights_dir
-        if directory is not None:
-            if not directory.is_dir():
-                return [f"weights directory {str(directory)!r} is not on this machine"]
-            verify_weights(directory, settings.version)
-            return []
-        if settings.weights != "download":
-            return []
-        missing = [f for f in needed_files(settings.version) if not (keras_cache() / f.name).is_file()]
-        notes = []
-        for host in dict.fromkeys(urllib.parse.urlsplit(f.url).hostname or f.url for f in missing):
-            if why := unreachable(host):
-                notes.append(
-                    f"weights: download needs {host}, which this machine cannot reach ({why}); for a cluster without"
-                    " internet, run `raywalk weights stage DIR` on a machine with internet, then set `weights: DIR`"
-                )
-        return notes
+        return resource_notes(settings.weights_dir, settings.weights, settings.version)
 
     def _start(self, settings: Settings, models: SubModels, on_gpu: bool) -> None:
         import keras
