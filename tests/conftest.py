@@ -53,31 +53,6 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-# The longest modules, longest first (as CI measured them): pytest-xdist (`--dist loadfile`, pyproject's
-# addopts) hands modules to its workers in collection order, so these start first and none is left alone last.
-LONGEST = (
-    "test_bench_smoke.py",
-    "test_kerascv.py",
-    "test_submit.py",
-    "test_busy_cluster.py",
-    "test_picture_jobs.py",
-    "test_kerashub_images.py",
-    "test_kerascv_images.py",
-    "test_liveness.py",
-    "test_timed_runs.py",
-    "test_picture_runs.py",
-    "test_kerashub.py",
-    "test_render.py",
-    "test_interrupts.py",
-    "test_node_loss.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the longest modules first (the rest after them, in their own order)."""
-    items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
-
-
 @pytest.fixture(scope="session")
 def clip_vocab() -> Path:
     """The CLIP BPE vocabulary found in `CLIP_PLACES` (never committed)."""
