@@ -423,6 +423,29 @@ def cpu_worker_args(address: str) -> list[str]:
     return ["--address", address, "--workers", "1", "--gpus-per-worker", "0", "--cpus-per-worker", "0.5"]
 
 
+def render_then_sigkill(job_file: Path, out: Path, address: str, timeout: float = 120) -> None:
+    """`raywalk render` of `job_file` into `out` in a driver process of its own on the cluster at `address`,
+    killed with SIGKILL once two chunks are indexed; fails unless it really stopped mid-run (of 6 chunks)."""
+    import signal
+    import sys
+
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "raywalk.cli", "render", str(job_file), "--out", str(out), *cpu_worker_args(address)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def two_chunks_written() -> bool:
+        assert driver.poll() is None, driver.stdout.read() if driver.stdout else ""
+        return len(list((out / "index").glob("*.parquet"))) >= 2
+
+    wait_until(two_chunks_written, timeout=timeout, what="the driver to render two chunks")
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert len(list((out / "index").glob("*.parquet"))) < 6  # it really stopped mid-run
+
+
 def quiet():
     """Progress that prints nowhere."""
     from raywalk.exec.progress import Progress

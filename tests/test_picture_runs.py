@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import yaml
@@ -22,12 +18,11 @@ from raywalk.run.store import RunStore, picture_name
 
 from builders import (
     CPU_WORKER,
-    cpu_worker_args,
     frame_pixels,
     index_rows,
     quiet,
+    render_then_sigkill,
     run,
-    wait_until,
     write_picture_job,
 )
 from doubles import FakeRenderer
@@ -85,22 +80,7 @@ def test_a_picture_walk_renders_its_frames_from_its_pictures(picture_run):
 def test_resume_after_a_driver_sigkill_is_byte_identical_without_the_originals(picture_run, ray_connected, tmp_path):
     out = tmp_path / "out"
     job_file = write_picture_job(tmp_path, chunk_size=2, options={"seconds_per_frame": 0.4}, **WALK)
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "raywalk.cli", "render", str(job_file), "--out", str(out)]
-        + cpu_worker_args(ray_connected["address"]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-    def two_chunks_written() -> bool:
-        assert driver.poll() is None, driver.stdout.read()
-        return len(list((out / "index").glob("*.parquet"))) >= 2
-
-    wait_until(two_chunks_written, timeout=180, what="the driver to render two chunks")
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    assert len(list((out / "index").glob("*.parquet"))) < 6  # it really stopped mid-run
+    render_then_sigkill(job_file, out, ray_connected["address"], timeout=180)
     for original in (tmp_path / "images").iterdir():  # the run's copies are enough
         original.unlink()
     outcome = resume(str(out), workers=CPU_WORKER, progress=quiet())

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 
@@ -33,8 +32,8 @@ from builders import (
     frame_pixels,
     index_rows,
     quiet,
+    render_then_sigkill,
     run,
-    wait_until,
     write_job,
 )
 
@@ -199,30 +198,7 @@ def test_a_second_render_on_a_run_in_progress_is_refused(clean_run):
 def test_driver_killed_with_sigkill_then_resumed(clean_run, ray_connected, tmp_path):
     out = tmp_path / "out"
     job = write_job(tmp_path, options={"seconds_per_frame": 0.4}, chunk_size=2)
-    driver = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "raywalk.cli",
-            "render",
-            str(job),
-            "--out",
-            str(out),
-            *cpu_worker_args(ray_connected["address"]),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-    def two_chunks_written() -> bool:
-        assert driver.poll() is None, driver.stdout.read()
-        return len(list((out / "index").glob("*.parquet"))) >= 2
-
-    wait_until(two_chunks_written, timeout=120, what="the driver to render two chunks")
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    assert len(list((out / "index").glob("*.parquet"))) < 6  # it really stopped mid-run
+    render_then_sigkill(job, out, ray_connected["address"])
     outcome = resume(str(out), workers=CPU_WORKER, progress=quiet())
     assert outcome.complete and 0 < outcome.rendered < 12
     assert frame_pixels(out) == frame_pixels(clean_run[0])
