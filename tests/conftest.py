@@ -53,6 +53,57 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+# Parallel runs (pytest-xdist, `-n`): every test file is a unit of work that one worker runs, except the
+# units below, which join tests that must not run at the same time: each builds KerasCV's 860M-parameter
+# model (5.5 GB while it builds), in this process (the `sd_models` fixture, built once per worker) or in a
+# Ray worker; two units, one of each, at a time keep a 24 GB machine clear of the out-of-memory killer.
+# The units start longest first, so that none of them starts last.
+UNITS: dict[str, tuple[str, ...]] = {
+    "kerascv-in-process": ("tests/test_kerascv.py", "tests/test_kerascv_images.py"),
+    "kerascv-in-ray": (
+        "tests/test_submit.py",
+        "tests/test_picture_jobs.py",
+        "tests/test_bench_smoke.py",  # its scripts run side by side in one worker; sampler.py builds the model
+    ),
+}
+LONGEST_FIRST = (
+    "kerascv-in-ray",
+    "kerascv-in-process",
+    "tests/test_liveness.py",
+    "tests/test_kerashub_images.py",
+    "tests/test_busy_cluster.py",
+    "tests/test_timed_runs.py",
+    "tests/test_render.py",
+    "tests/test_kerashub.py",
+)
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work (`UNITS`) test `nodeid` belongs to: its group, else its file."""
+    file = nodeid.split("::", 1)[0]
+    return next((unit for unit, files in UNITS.items() if file in files), file)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the units of `LONGEST_FIRST` first, in that order (xdist hands units out in the order of the
+    tests it collected); a serial run keeps the files' order."""
+    if hasattr(config, "workerinput"):
+        rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist's scheduling by file, with the units of `unit_of`, handed out in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep `pytest_collection_modifyitems`'s order
+    return ByUnit(config, log)
+
+
 @pytest.fixture(scope="session")
 def clip_vocab() -> Path:
     """The CLIP BPE vocabulary found in `CLIP_PLACES` (never committed)."""

@@ -198,7 +198,8 @@ def test_a_stalled_render_is_announced(ray_connected, tmp_path):
 
 def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_path):
     out = tmp_path / "out"
-    job = write_job(tmp_path, frames=24, chunk_size=2, options={"seconds_per_frame": 0.3}, outputs={})
+    # 2 s a chunk: the run is far from its end when two chunks are in (4 workers would finish it in 6 s)
+    job = write_job(tmp_path, frames=24, chunk_size=2, options={"seconds_per_frame": 1.0}, outputs={})
     result: dict = {}
 
     def drive():
@@ -215,19 +216,17 @@ def test_a_displaced_driver_stops_its_workers_and_exits_busy(ray_connected, tmp_
         return len(list((out / "index").glob("*.parquet"))) >= 2
 
     wait_until(two_chunks_written, timeout=120)
-    # Another driver takes the run over (as after a network partition made this one look stale).
-    (out / "lock.json").write_text(
-        json.dumps(
-            {
-                "host": "other-host",
-                "pid": 4242,
-                "token": "theirs",
-                "owner": {"job": "walk"},
-                "heartbeat": time.time() + 3600,
-            }
-        )
-    )
-    thread.join(60)
+    # Another driver takes the run over (as after a network partition made this one look stale). A heartbeat
+    # reads the record and then writes its own: a record written between the two is overwritten, and a real
+    # driver taking over finds that when it reads the record back, and tries again; so does this one.
+    theirs = {"host": "other-host", "pid": 4242, "token": "theirs", "owner": {"job": "walk"}}
+
+    def taken_over() -> bool:
+        if json.loads((out / "lock.json").read_text())["token"] != "theirs":
+            (out / "lock.json").write_text(json.dumps(theirs | {"heartbeat": time.time() + 3600}))
+        return not thread.is_alive()
+
+    wait_until(taken_over, timeout=60, what="the displaced driver to stop")
     assert not thread.is_alive()
     assert "busy" in result and "taken over by host other-host pid 4242" in str(result["busy"])
     assert result["busy"].exit_code == 3

@@ -27,12 +27,19 @@ def test_node_removed_mid_run(ray_head, tmp_path):
     cluster.add_node(num_cpus=1, num_gpus=1)
     try:
         ray.init(address=cluster.address, logging_level="warning")
-        job = load_job(write_job(tmp_path, frames=16, chunk_size=2, options={"seconds_per_frame": 0.3}))
+        job = load_job(write_job(tmp_path, frames=16, chunk_size=2, options={"seconds_per_frame": 0.6}))
         out = tmp_path / "out"
         removed = threading.Event()
 
+        def both_nodes_rendered() -> bool:
+            if not list((out / "index").glob("*.parquet")):
+                return False
+            return len(set(RunStore(str(out)).read_index(["node"])["node"].to_pylist())) == 2
+
         def remove_when_started():
-            wait_for(lambda: len(list((out / "index").glob("*.parquet"))) >= 2, timeout=120)
+            # Not before each node has rendered a chunk: on a busy machine one worker can finish several
+            # chunks while the other is still starting.
+            wait_for(both_nodes_rendered, timeout=120, interval=0.1)
             cluster.remove_node(doomed, allow_graceful=False)
             removed.set()
 

@@ -11,10 +11,10 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError, RayTaskError
 
 from raywalk.core.job import Job
-from raywalk.errors import RunError
+from raywalk.errors import RunError, describe
 from raywalk.exec.pool import Restarts, WorkerPool
 from raywalk.exec.progress import Progress
-from raywalk.exec.session import POLL, Session, cause
+from raywalk.exec.session import POLL, Session
 from raywalk.exec.tasks import assemble_task
 from raywalk.run.store import RunStore, frame_ranges
 
@@ -150,7 +150,7 @@ class Dispatcher:
         try:
             self.progress.event("preview", outputs=ray.get(self.preview))
         except RayError as exc:
-            self.progress.event("preview_failed", reason=cause(exc))
+            self.progress.event("preview_failed", reason=describe(exc))
         self.preview = None
 
     def _submit(self) -> None:
@@ -170,7 +170,7 @@ class Dispatcher:
         try:
             summary = ray.get(ref)
         except (RayActorError, RayTaskError) as exc:
-            reason = cause(exc)
+            reason = describe(exc)
             if isinstance(exc, RayActorError) and i in self.usable:
                 self.usable.discard(i)  # send it nothing until it answers again
                 if isinstance(exc, ActorDiedError):
@@ -205,7 +205,7 @@ class Dispatcher:
         try:
             info = ray.get(ref)
         except ActorDiedError as exc:
-            self._lost(i, cause(exc))
+            self._lost(i, describe(exc))
             return
         except RayActorError:
             time.sleep(POLL)  # restarting: ask again shortly

@@ -17,10 +17,10 @@ from raywalk.core.commands import resume_command
 from raywalk.core.pacing import first_pass_job
 from raywalk.core.stack import Stack
 from raywalk.core.timing import needs_table
-from raywalk.errors import RunError
+from raywalk.errors import RunError, describe
 from raywalk.exec.dispatch import Dispatcher, chunks
 from raywalk.exec.pool import Restarts, WorkerPool
-from raywalk.exec.session import Session, cause
+from raywalk.exec.session import Session
 from raywalk.exec.tasks import assemble_outputs, assemble_task, measure_task
 from raywalk.run.manifest import Manifest, admit_stack
 from raywalk.run.state import RunState
@@ -159,7 +159,7 @@ class RenderRun:
             task = ray.remote(measure_task).options(num_cpus=0, num_gpus=0, max_retries=0)
             sha = session.get(task.remote(self.store.uri, self.job))
         except RayError as exc:
-            raise RunError(f"the walk table could not be measured: {cause(exc)}") from None
+            raise RunError(f"the walk table could not be measured: {describe(exc)}") from None
         session.event("timing_measured", sha256=sha[:12])
         return str(sha)
 
@@ -180,7 +180,7 @@ class RenderRun:
                 try:
                     return i, ray.get(ref), probes
                 except RayActorError as exc:
-                    reasons.append(cause(exc))
+                    reasons.append(describe(exc))
                     if session.watch is not None:
                         session.watch.poll(now=True)  # the restarts it went through, before its loss
                     session.event("worker_lost", worker=i, reason=reasons[-1])

@@ -11,8 +11,7 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayTaskError, RuntimeEnvSetupError
 
 from raywalk.core.job import Job
-from raywalk.errors import RendererError, RunError, map_exceptions
-from raywalk.errors import describe as cause  # Ray's error in one line; dispatch and phases import it from here
+from raywalk.errors import RendererError, RunError, describe, map_exceptions
 from raywalk.exec.cluster import Request, WorkerSpec, connect, describe_cluster, fits, worker_env, worker_resources
 from raywalk.exec.interrupts import Interrupts
 from raywalk.exec.progress import Progress
@@ -169,10 +168,10 @@ class Session:
             try:
                 return self.get(getattr(pool.actors[i], method).remote(*args))
             except ActorDiedError as exc:
-                raise RunError(f"the renderer died for good during {method} ({cause(exc)})") from None
+                raise RunError(f"the renderer died for good during {method} ({describe(exc)})") from None
             except RayActorError as exc:  # its process died: it is restarting, ask it again when it is back
                 if self.watch is not None and not asked_again:
-                    self.watch.died(i, cause(exc), sent)
+                    self.watch.died(i, describe(exc), sent)
                 elif self.watch is not None:  # the restart announced may still be under way (the actor is
                     self.watch.poll(now=True)  # unavailable): only Ray's own restart count tells a new death
                 asked_again = True
