@@ -210,6 +210,29 @@ def model(
     )
 
 
+# ---------------------------------------------------------------------------- the tiny SD3 renderer
+
+SD3_SIZE, SD3_STEPS = 64, 3  # KerasHub's tiny random configuration at 64x64, 3 steps
+
+
+@pytest.fixture(scope="module")
+def tiny_sd3() -> Any:
+    """One tiny SD3 backbone and preprocessor for a test module (built in seconds)."""
+    import types
+
+    from raywalk.renderers.sd3.tiny import tiny_backbone, tiny_preprocessor
+
+    return types.SimpleNamespace(backbone=tiny_backbone(SD3_SIZE, SD3_SIZE), preprocessor=tiny_preprocessor())
+
+
+def tiny_sd3_renderer(tiny: Any, **settings: Any) -> Any:
+    """raywalk's SD3 renderer on the `tiny_sd3` backbone, at `SD3_SIZE` and `SD3_STEPS` unless `settings` say."""
+    from raywalk.renderers.sd3.renderer import StableDiffusion3Renderer
+
+    defaults = dict(width=SD3_SIZE, height=SD3_SIZE, steps=SD3_STEPS, weights="random", batch_size=2, config="tiny")
+    return StableDiffusion3Renderer.from_backbone(tiny.backbone, tiny.preprocessor, **(defaults | settings))
+
+
 # ---------------------------------------------------------------------------- index rows
 
 

@@ -115,7 +115,9 @@ def clip_vocab() -> Path:
 # import them by path too, so they go on PYTHONPATH before Ray starts.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "tests"), os.environ.get("PYTHONPATH")) if p)
 
-from builders import store, uri, worker  # noqa: E402,F401  (fixtures: run locations, local and S3; an in-process worker)
+from builders import store, tiny_sd3, uri, worker  # noqa: E402,F401  (fixtures: run locations, local and S3; the tiny SD3
+
+# model; an in-process worker)
 from s3server import s3_endpoint, s3_faults  # noqa: E402,F401  (session fixtures)
 
 

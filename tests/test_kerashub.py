@@ -17,11 +17,11 @@ from raywalk.renderers.contract import RendererError, check_renderer, load_rende
 from raywalk.renderers.sd3 import renderer as sd3_renderer
 from raywalk.renderers.sd3.presets import MANIFEST, stage_preset, verify_preset
 from raywalk.renderers.sd3.renderer import StableDiffusion3Renderer
-from raywalk.renderers.sd3.tiny import tiny_backbone, tiny_preprocessor
 
 import builders
+from builders import SD3_SIZE, SD3_STEPS, tiny_sd3_renderer
 
-SIZE, STEPS, SEED = 64, 3, 42
+SIZE, STEPS, SEED = SD3_SIZE, SD3_STEPS, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
 LONG_PROMPT = "a very long prompt " * 5 + "ok"  # 77 letters: 79 tokens of the tiny, character-level vocabulary
 
@@ -39,23 +39,12 @@ def model(weights="random", **options) -> Model:
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    """One tiny backbone and preprocessor for the module (built in seconds)."""
-    return types.SimpleNamespace(backbone=tiny_backbone(SIZE, SIZE), preprocessor=tiny_preprocessor())
-
-
-def renderer(tiny, **kwargs) -> StableDiffusion3Renderer:
-    settings = dict(width=SIZE, height=SIZE, steps=STEPS, weights="random", batch_size=2, config="tiny") | kwargs
-    return StableDiffusion3Renderer.from_backbone(tiny.backbone, tiny.preprocessor, **settings)
-
-
-@pytest.fixture(scope="module")
-def reference(tiny):
+def reference(tiny_sd3):
     """KerasHub's StableDiffusion3TextToImage on the same backbone: `generate` and the latents it drew."""
     import keras
     import keras_hub
 
-    t2i = keras_hub.models.StableDiffusion3TextToImage(backbone=tiny.backbone, preprocessor=tiny.preprocessor)
+    t2i = keras_hub.models.StableDiffusion3TextToImage(backbone=tiny_sd3.backbone, preprocessor=tiny_sd3.preprocessor)
 
     def generate(negative: str = "", guidance_scale: float = 7.0, num_steps: int = STEPS) -> np.ndarray:
         # keras-hub 0.32.0: generate's compiled function keeps the sigmas of the step count it was first
@@ -175,10 +164,10 @@ def test_an_unfinished_or_unknown_preset_directory_is_refused_before_loading(tmp
         stage_preset(tmp_path / "x", "sd4")
 
 
-def test_a_staged_preset_is_counted_at_planning_and_loaded_by_the_renderer(tmp_path, tiny, reference):
+def test_a_staged_preset_is_counted_at_planning_and_loaded_by_the_renderer(tmp_path, tiny_sd3, reference):
     # The tiny model saved as a KerasHub preset stands in for a downloaded one.
-    tiny.backbone.save_to_preset(str(tmp_path / "preset"))
-    tiny.preprocessor.save_to_preset(str(tmp_path / "preset"))
+    tiny_sd3.backbone.save_to_preset(str(tmp_path / "preset"))
+    tiny_sd3.preprocessor.save_to_preset(str(tmp_path / "preset"))
     stage_preset(tmp_path / "staged", str(tmp_path / "preset"))
     staged = model(tmp_path / "staged", config="preset")
     check_renderer(staged, PROMPTS)
@@ -192,8 +181,8 @@ def test_a_staged_preset_is_counted_at_planning_and_loaded_by_the_renderer(tmp_p
 # ----------------------------------------------------------------------------- the tiny model
 
 
-def test_encode_text_gives_named_parts(tiny):
-    r = renderer(tiny)
+def test_encode_text_gives_named_parts(tiny_sd3):
+    r = tiny_sd3_renderer(tiny_sd3)
     encodings = r.encode_text(PROMPTS)
     assert {k: (v.shape, v.dtype) for k, v in encodings.items()} == {
         "sequence": ((2, 154, 4096), np.float32),
@@ -205,35 +194,35 @@ def test_encode_text_gives_named_parts(tiny):
         r.encode_text([LONG_PROMPT])
 
 
-def test_render_equals_generate_exactly(tiny, reference):
+def test_render_equals_generate_exactly(tiny_sd3, reference):
     # The same KerasHub functions (encode_text_step, denoise_step in fori_loop, decode_step, generate's
     # uint8 conversion), compiled the same way, at the same batch shapes: identical bytes, measured on
     # jax and tensorflow (CPU). Encoding eagerly instead of compiled would move ~1e-6 and a pixel or two.
-    r = renderer(tiny)
+    r = tiny_sd3_renderer(tiny_sd3)
     images = r.render(r.encode_text(PROMPTS), reference.noise)
     assert images.dtype == np.uint8 and images.shape == (2, SIZE, SIZE, 3)
     assert len(np.unique(images)) > 200  # random weights, but not a flat image: the comparison means something
     np.testing.assert_array_equal(images, reference.images)
 
 
-def test_without_guidance_render_equals_generate_exactly(tiny, reference):
+def test_without_guidance_render_equals_generate_exactly(tiny_sd3, reference):
     # The turbo preset's setting: guidance <= 1 runs one MMDiT pass per frame, as generate does.
-    r = renderer(tiny, guidance_scale=0.0, steps=2)
+    r = tiny_sd3_renderer(tiny_sd3, guidance_scale=0.0, steps=2)
     assert r.info["guidance"] == "none"
     expected = reference.generate(guidance_scale=0.0, num_steps=2)
     np.testing.assert_array_equal(r.render(r.encode_text(PROMPTS), reference.noise), expected)
 
 
-def test_negative_prompt_is_generates_negative_prompts(tiny, reference):
-    r = renderer(tiny, negative_prompt="blurry", steps=1)
+def test_negative_prompt_is_generates_negative_prompts(tiny_sd3, reference):
+    r = tiny_sd3_renderer(tiny_sd3, negative_prompt="blurry", steps=1)
     expected = reference.generate(negative="blurry", num_steps=1)
     np.testing.assert_array_equal(r.render(r.encode_text(PROMPTS), reference.noise), expected)
 
 
-def test_batches_are_padded_to_one_shape_and_frames_do_not_depend_on_their_batch(tiny, reference):
+def test_batches_are_padded_to_one_shape_and_frames_do_not_depend_on_their_batch(tiny_sd3, reference):
     import keras
 
-    r = renderer(tiny, steps=1)
+    r = tiny_sd3_renderer(tiny_sd3, steps=1)
     encodings = {k: v[[0, 1, 0]] for k, v in r.encode_text(PROMPTS).items()}
     noise = reference.noise[[0, 1, 1]]
     images = r.render(encodings, noise)
@@ -243,8 +232,8 @@ def test_batches_are_padded_to_one_shape_and_frames_do_not_depend_on_their_batch
         assert r.traces == 1  # one compiled sampler for every batch
 
 
-def test_render_refuses_unnamed_or_misshapen_parts(tiny, reference):
-    r = renderer(tiny, steps=1)
+def test_render_refuses_unnamed_or_misshapen_parts(tiny_sd3, reference):
+    r = tiny_sd3_renderer(tiny_sd3, steps=1)
     encodings = r.encode_text(PROMPTS)
     with pytest.raises(RendererError, match="render needs encodings with the parts sequence, pooled, got ndarray"):
         r.render(encodings["sequence"], reference.noise)
@@ -252,7 +241,7 @@ def test_render_refuses_unnamed_or_misshapen_parts(tiny, reference):
         r.render(encodings, reference.noise[..., :4])
 
 
-def test_the_constructor_builds_the_same_seeded_random_model(tiny, reference, caplog):
+def test_the_constructor_builds_the_same_seeded_random_model(tiny_sd3, reference, caplog):
     caplog.set_level(logging.WARNING, "raywalk.renderers.sd3")
     built = load_renderer(model())
     assert "RANDOM WEIGHTS" in caplog.text

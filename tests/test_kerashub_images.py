@@ -21,11 +21,11 @@ import pytest
 from raywalk.renderers.contract import RendererError
 from raywalk.renderers.sd3 import backends
 from raywalk.renderers.sd3.image_start import unit_range
-from raywalk.renderers.sd3.renderer import StableDiffusion3Renderer
 from raywalk.renderers.sd3.sampler import generate_uint8
-from raywalk.renderers.sd3.tiny import tiny_backbone, tiny_preprocessor
 
-SIZE, STEPS, SEED = 64, 3, 42
+from builders import SD3_SIZE, SD3_STEPS, tiny_sd3_renderer
+
+SIZE, STEPS, SEED = SD3_SIZE, SD3_STEPS, 42
 PROMPTS = ["a photograph of a dog", "a bowl of fruit"]
 # KerasHub's starting step int(steps * (1 - strength)) at 3 steps: 0 (text to image), 1, 2 and 3 (no denoising)
 STRENGTHS = {1.0: 0, 0.5: 1, 0.2: 2, 0.0: 3}
@@ -43,24 +43,13 @@ PICTURES = make_pictures()
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    """One tiny backbone and preprocessor for the module (built in seconds)."""
-    return types.SimpleNamespace(backbone=tiny_backbone(SIZE, SIZE), preprocessor=tiny_preprocessor())
-
-
-def renderer(tiny, **kwargs) -> StableDiffusion3Renderer:
-    settings = dict(width=SIZE, height=SIZE, steps=STEPS, weights="random", batch_size=2, config="tiny") | kwargs
-    return StableDiffusion3Renderer.from_backbone(tiny.backbone, tiny.preprocessor, **settings)
-
-
-@pytest.fixture(scope="module")
-def reference(tiny):
+def reference(tiny_sd3):
     """KerasHub's StableDiffusion3ImageToImage on the same backbone: `generate` of PICTURES and PROMPTS, and
     the noise it draws."""
     import keras
     import keras_hub
 
-    i2i = keras_hub.models.StableDiffusion3ImageToImage(backbone=tiny.backbone, preprocessor=tiny.preprocessor)
+    i2i = keras_hub.models.StableDiffusion3ImageToImage(backbone=tiny_sd3.backbone, preprocessor=tiny_sd3.preprocessor)
 
     def generate(strength: float, guidance_scale: float) -> np.ndarray:
         i2i.compile()  # a fresh compiled function: see test_kerashub.py's reference fixture
@@ -72,14 +61,14 @@ def reference(tiny):
     return types.SimpleNamespace(generate=generate, noise=np.asarray(keras.ops.convert_to_numpy(noise)))
 
 
-def test_encode_images_gives_the_vae_mean_batch_by_batch(tiny):
+def test_encode_images_gives_the_vae_mean_batch_by_batch(tiny_sd3):
     from keras import ops
 
-    r = renderer(tiny)
+    r = tiny_sd3_renderer(tiny_sd3)
     latents = r.encode_images(PICTURES)
     assert latents.dtype == np.float32 and latents.shape == (2, SIZE // 8, SIZE // 8, 16)
     # the tiny VAE samples by its mean ("mode"): KerasHub's own VAE encoding, compiled, is the same
-    vae = backends.compile_for_backend(tiny.backbone.vae.encode, tiny.backbone, False)
+    vae = backends.compile_for_backend(tiny_sd3.backbone.vae.encode, tiny_sd3.backbone, False)
     np.testing.assert_array_equal(latents, ops.convert_to_numpy(vae(ops.convert_to_tensor(unit_range(PICTURES)))))
     three = r.encode_images(PICTURES[[1, 0, 1]])  # two calls, the second padded
     np.testing.assert_array_equal(three, latents[[1, 0, 1]])
@@ -92,26 +81,26 @@ def test_encode_images_gives_the_vae_mean_batch_by_batch(tiny):
         r.encode_images(PICTURES[0])
 
 
-def test_a_vae_that_samples_still_gives_the_mean(tiny):
+def test_a_vae_that_samples_still_gives_the_mean(tiny_sd3):
     from keras import ops
 
     # KerasHub's presets sample their VAE ("sample", unseeded): a walk's frames must not depend on a draw.
-    sampler = tiny.backbone.vae.distribution_sampler
-    mean = renderer(tiny).encode_images(PICTURES)
+    sampler = tiny_sd3.backbone.vae.distribution_sampler
+    mean = tiny_sd3_renderer(tiny_sd3).encode_images(PICTURES)
     sampler.method = "sample"
     try:
-        draws = [ops.convert_to_numpy(tiny.backbone.vae.encode(unit_range(PICTURES))) for _ in range(2)]
+        draws = [ops.convert_to_numpy(tiny_sd3.backbone.vae.encode(unit_range(PICTURES))) for _ in range(2)]
         assert not np.array_equal(draws[0], draws[1])
-        np.testing.assert_array_equal(renderer(tiny).encode_images(PICTURES), mean)
+        np.testing.assert_array_equal(tiny_sd3_renderer(tiny_sd3).encode_images(PICTURES), mean)
     finally:
         sampler.method = "mode"
 
 
 @pytest.mark.parametrize("guidance_scale", [7.0, 0.0], ids=["guided", "unguided"])
-def test_a_frame_from_a_picture_equals_image_to_image_generate(tiny, reference, guidance_scale):
+def test_a_frame_from_a_picture_equals_image_to_image_generate(tiny_sd3, reference, guidance_scale):
     # The same KerasHub steps (encode_image_step's VAE mean, add_noise_step, denoise_step from the starting
     # step, decode_step, generate's uint8), with image_rescaling inside the compiled sampler as generate has it.
-    r = renderer(tiny, guidance_scale=guidance_scale)
+    r = tiny_sd3_renderer(tiny_sd3, guidance_scale=guidance_scale)
     encodings, latents = r.encode_text(PROMPTS), r.encode_images(PICTURES)
     for strength, step in STRENGTHS.items():
         images = r.render(encodings, reference.noise, latents, np.full(len(PROMPTS), step))
@@ -119,8 +108,8 @@ def test_a_frame_from_a_picture_equals_image_to_image_generate(tiny, reference, 
         np.testing.assert_array_equal(images, reference.generate(strength, guidance_scale), err_msg=f"{strength=}")
 
 
-def test_a_frame_at_step_zero_is_the_frame_without_starts(tiny, reference):
-    r = renderer(tiny)
+def test_a_frame_at_step_zero_is_the_frame_without_starts(tiny_sd3, reference):
+    r = tiny_sd3_renderer(tiny_sd3)
     encodings = r.encode_text(PROMPTS)
     np.testing.assert_array_equal(
         r.render(encodings, reference.noise, np.ones((2, SIZE // 8, SIZE // 8, 16), np.float32), np.zeros(2, int)),
@@ -128,22 +117,22 @@ def test_a_frame_at_step_zero_is_the_frame_without_starts(tiny, reference):
     )
 
 
-def test_strength_zero_is_the_vae_round_trip(tiny, reference):
+def test_strength_zero_is_the_vae_round_trip(tiny_sd3, reference):
     from keras import ops
 
-    r = renderer(tiny)
+    r = tiny_sd3_renderer(tiny_sd3)
     images = r.render(r.encode_text(PROMPTS), reference.noise, r.encode_images(PICTURES), np.full(2, STEPS))
-    backbone = tiny.backbone
+    backbone = tiny_sd3.backbone
     round_trip = backends.compile_for_backend(
         lambda x: generate_uint8(backbone.decode_step(backbone.encode_image_step(x))), backbone, False
     )
     np.testing.assert_array_equal(images, ops.convert_to_numpy(round_trip(ops.convert_to_tensor(unit_range(PICTURES)))))
 
 
-def test_a_batch_mixing_start_steps_equals_its_frames_one_by_one(tiny, reference):
+def test_a_batch_mixing_start_steps_equals_its_frames_one_by_one(tiny_sd3, reference):
     import keras
 
-    r = renderer(tiny)
+    r = tiny_sd3_renderer(tiny_sd3)
     latents, encodings = r.encode_images(PICTURES), r.encode_text(PROMPTS)
     rows = np.array([0, 1, 1, 0, 1])
     steps = np.array([STEPS, 0, 1, 2, 1])
@@ -160,8 +149,8 @@ def test_a_batch_mixing_start_steps_equals_its_frames_one_by_one(tiny, reference
         assert r.traces == 2  # one compiled sampler from step 0, one from every later step
 
 
-def test_starts_are_checked(tiny, reference):
-    r = renderer(tiny)
+def test_starts_are_checked(tiny_sd3, reference):
+    r = tiny_sd3_renderer(tiny_sd3)
     encodings, latents = r.encode_text(PROMPTS), np.zeros((2, SIZE // 8, SIZE // 8, 16), np.float32)
     with pytest.raises(RendererError, match="render needs start_latents and start_steps together, or neither"):
         r.render(encodings, reference.noise, latents)
