@@ -3,9 +3,11 @@ cluster nobody answers at as one line and exit 5, with nothing written."""
 
 from __future__ import annotations
 
+import http.server
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -47,6 +49,33 @@ def test_a_cluster_nobody_answers_at_is_one_line_and_exit_5_with_nothing_written
     ]
     assert (files_of(out) if out.exists() else None) == before
     assert "cluster" in EXIT_CODES[CLUSTER]
+
+
+def test_an_address_that_answers_but_not_as_ray_is_one_line_and_exit_5_with_nothing_written(tmp_path):
+    """A web server where the cluster's GCS should be (the dashboard's port, the usual slip): refused once the
+    gRPC handshake fails, not after Ray's minutes of retries."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    out = tmp_path / "out"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "raywalk.cli", "render", str(write_job(tmp_path)), "--out", str(out)]
+            + ["--address", address],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == CLUSTER, result.stderr
+    assert result.stderr.splitlines() == [
+        f"raywalk: error: cannot join the Ray cluster at {address}: {address} answers, but not as Ray does (no gRPC"
+        " in 10 s); a cluster's address is its head's GCS port (`ray start --head --port`, 6379 by default), not"
+        " its dashboard's"
+    ]
+    assert not out.exists()
 
 
 def test_ray_and_pyarrow_errors_become_raywalks_in_one_line():

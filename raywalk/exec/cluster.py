@@ -33,7 +33,7 @@ from raywalk.errors import BadInputError, ClusterError, map_exceptions
 # Python exceptions are unaffected. A variable set in the driver's environment is left as it is (a person who
 # wants TensorFlow's lines sets TF_CPP_MIN_LOG_LEVEL=0 there; on a local Ray the workers inherit it).
 CPU_WORKER_ENV = {"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-ANSWER_TIMEOUT = 10.0  # seconds a cluster's address may take to accept a connection before it is given up
+ANSWER_TIMEOUT = 10.0  # seconds a cluster's address may take to accept a connection, then to answer as gRPC
 _started_here = False  # whether this process started its own local Ray (rather than joining a cluster)
 
 
@@ -70,8 +70,8 @@ def connect(address: str | None, renderer: str | None = None) -> None:
     a process that started Ray itself passes that to its own `ray.init`.
 
     Raises:
-        ClusterError: the cluster to join does not answer (checked first: Ray itself retries for minutes), or
-            Ray cannot connect to it.
+        ClusterError: the cluster to join does not answer, or not as Ray does (checked first: Ray itself
+            retries for minutes), or Ray cannot connect to it.
     """
     global _started_here
     if ray.is_initialized():
@@ -93,11 +93,13 @@ def connect(address: str | None, renderer: str | None = None) -> None:
 
 
 def check_answers(address: str) -> None:
-    """Refuse at once a cluster address ('host:port', 'ray://host:port') at which nothing accepts a connection
-    within `ANSWER_TIMEOUT`; other forms ('auto', 'local') are left to Ray.
+    """Refuse at once a cluster address ('host:port', 'ray://host:port') at which nothing accepts a connection,
+    or something that is not a gRPC server (Ray's GCS and Ray Client both are) answers: the dashboard's port, say,
+    or a web server. Ray itself retries either for minutes. Each check waits `ANSWER_TIMEOUT` at most. Other forms
+    ('auto', 'local') are left to Ray, and so is the gRPC check where Ray speaks TLS (`RAY_USE_TLS`).
 
     Raises:
-        ClusterError: nothing answers there.
+        ClusterError: nothing answers there, or not as Ray does.
     """
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or "://" in host or not port.isdigit():
@@ -108,6 +110,27 @@ def check_answers(address: str) -> None:
         raise ClusterError(
             f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} ({exc.strerror or exc})"
         ) from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true") and not speaks_grpc(f"{host}:{port}"):
+        raise ClusterError(
+            f"cannot join the Ray cluster at {address}: {host}:{port} answers, but not as Ray does (no gRPC in"
+            f" {ANSWER_TIMEOUT:.0f} s); a cluster's address is its head's GCS port (`ray start --head --port`,"
+            " 6379 by default), not its dashboard's"
+        )
+
+
+def speaks_grpc(target: str) -> bool:
+    """Whether a gRPC connection to `target` ('host:port') becomes ready within `ANSWER_TIMEOUT`: the HTTP/2
+    handshake that any gRPC server completes and a web server does not."""
+    import grpc  # Ray's own RPC library, installed with it
+
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=ANSWER_TIMEOUT)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
 
 
 def started_here() -> bool:
