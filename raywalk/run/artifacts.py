@@ -122,7 +122,8 @@ def read_smoothness(files: RunFS, run_id: str) -> np.ndarray | None:
     if not output_ok(files, SMOOTHNESS, run_id):
         return None
     try:
-        table = pq.read_table(pa.BufferReader(files.read_bytes(SMOOTHNESS)), columns=["distance_to_next"])
+        raw = pa.BufferReader(files.read_bytes(SMOOTHNESS))
+        table = pq.read_table(raw, columns=["distance_to_next"], use_threads=False)  # see run.current._all_done
     except (FileNotFoundError, OSError, pa.ArrowException) as exc:
         files.warn_once(SMOOTHNESS, f"{files.url(SMOOTHNESS)} is damaged ({describe(exc)}); ignoring it")
         return None

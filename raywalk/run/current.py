@@ -125,7 +125,9 @@ def _all_done(store: RunStore, num_frames: int) -> bool:
     """
     try:
         data = pa.BufferReader(store.read_bytes(FRAMES_TABLE))
-        table = pq.ParquetFile(data).read(columns=["frame", "file", "bytes"])  # not read_table: it imports pandas
+        # Not read_table: it imports pandas. One thread: a thread of Arrow's pool still running when the
+        # interpreter exits aborts it ("terminate called without an active exception", apache/arrow#34314).
+        table = pq.ParquetFile(data).read(columns=["frame", "file", "bytes"], use_threads=False)
     except (FileNotFoundError, ValueError, pa.ArrowException):
         return False
     if table.num_rows != num_frames or any(column.null_count for column in table.columns):

@@ -117,7 +117,8 @@ def _decode(raw: bytes, columns: list[str] | None) -> pa.Table:
     lacking = [c for c in _REQUIRED if c not in names]
     if lacking:
         raise ValueError(f"not an index file: no column {', '.join(lacking)}")
-    table = parquet.read(columns=None if columns is None else [c for c in columns if c in names])
+    # One thread per file (the callers map over files): see `raywalk.run.current._all_done` on Arrow's pool at exit
+    table = parquet.read(columns=None if columns is None else [c for c in columns if c in names], use_threads=False)
     for i, name in enumerate(table.column_names):
         if name in INDEX_SCHEMA.names and table.schema.field(name).type != index_field(name).type:
             table = table.set_column(i, index_field(name), pc.cast(table[name], index_field(name).type))
